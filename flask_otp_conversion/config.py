@@ -1,0 +1,153 @@
+"""``OTP_CONVERSION_*`` keys, read once from ``app.config`` into one validated, immutable object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .providers import provider_class
+
+PREFIX = "OTP_CONVERSION_"
+
+
+class ConfigurationError(ValueError):
+    """A bad ``OTP_CONVERSION_*`` value; raised by ``init_app`` and naming the key."""
+
+
+class Settings(BaseModel):
+    """The extension's own keys. Field ``x`` is read from ``OTP_CONVERSION_X``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+
+    enabled: bool = True
+    provider: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    store_url: str | None = None
+    degraded: bool = False
+    match_window: float = Field(default=900.0, gt=0)
+    retention: float = Field(default=7.0, gt=0, description="days")
+    url_prefix: str = Field(default="/otp-conversion", pattern=r"^/[A-Za-z0-9_\-./]*$")
+    stats_token: SecretStr | None = None
+    stats_cache_ttl: float = Field(default=60.0, ge=0)
+    #: Start the background reporter on the first request (False: only the CLI and ``flush()`` deliver).
+    reporter_autostart: bool = True
+    report_concurrency: int = Field(default=32, ge=1, le=512)
+    #: Per-action rate caps in requests/s overriding the provider's documented ones.
+    rate_limits: dict[str, float] = Field(default_factory=dict)
+    max_report_age: float = Field(default=86400.0, gt=0)
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_reset_timeout: float = Field(default=30.0, gt=0)
+    breaker_max_reset_timeout: float = Field(default=600.0, gt=0)
+    shutdown_timeout: float = Field(default=2.0, ge=0)
+    http_connect_timeout: float = Field(default=3.0, gt=0)
+    http_read_timeout: float = Field(default=5.0, gt=0)
+
+    #: The selected provider's validated settings (a ``Provider.settings_model`` instance).
+    provider_settings: Any = None
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _lower_provider(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("stats_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("url_prefix")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/") or "/"
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for action, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"rate for {action!r} must be > 0")
+        return value
+
+
+def _format_errors(exc: ValidationError, key_of: Mapping[str, str], secret_keys: set[str]) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        key = key_of.get(field, PREFIX + field.upper())
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif key not in secret_keys and "input" in err and err["type"] != "missing":
+            msg += f" (got {err['input']!r})"
+        lines.append(f"{key}: {msg}")
+    return "invalid flask-otp-conversion configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
+    """Validate the app's ``OTP_CONVERSION_*`` keys; ``ConfigurationError`` names every bad one."""
+    core_fields = set(Settings.model_fields) - {"provider_settings"}
+    raw = {
+        key[len(PREFIX) :].lower(): value
+        for key, value in config.items()
+        if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in core_fields
+    }
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(_format_errors(exc, {}, {PREFIX + "STATS_TOKEN", PREFIX + "STORE_URL"})) from None
+
+    if settings.breaker_max_reset_timeout < settings.breaker_reset_timeout:
+        raise ConfigurationError(
+            f"{PREFIX}BREAKER_MAX_RESET_TIMEOUT must be >= {PREFIX}BREAKER_RESET_TIMEOUT"
+        )
+
+    updates: dict[str, Any] = {"store_url": _store_url(settings.store_url, instance_path)}
+    if settings.enabled:
+        if settings.provider is None:
+            raise ConfigurationError(f"{PREFIX}PROVIDER is required (e.g. 'tencent' or 'alibaba')")
+        updates["provider_settings"] = _provider_settings(settings.provider, config)
+    return settings.model_copy(update=updates)
+
+
+def _provider_settings(name: str, config: Mapping[str, Any]) -> BaseModel:
+    try:
+        cls = provider_class(name)
+    except LookupError as exc:
+        raise ConfigurationError(f"{PREFIX}PROVIDER: {exc}") from None
+    prefix = f"{PREFIX}{name.upper()}_"
+    key_of = {}
+    raw = {}
+    for key, value in config.items():
+        if key.startswith(prefix):
+            field = key[len(prefix) :].lower()
+            key_of[field] = key
+            raw[field] = value
+    model = cls.settings_model
+    for field in model.model_fields:
+        key_of.setdefault(field, prefix + field.upper())
+    secret_keys = {
+        key_of[f] for f, info in model.model_fields.items() if info.annotation in (SecretStr, SecretStr | None)
+    }
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(_format_errors(exc, key_of, secret_keys)) from None
+
+
+def _store_url(url: str | None, instance_path: str) -> str:
+    """Default to a SQLite file in the instance folder; relative SQLite paths are relative to it too."""
+    if url is None:
+        return "sqlite:///" + os.path.join(instance_path, "otp_conversion.db")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and not os.path.isabs(path.split("?", 1)[0]) and path != ":memory:":
+            return "sqlite:///" + os.path.join(instance_path, path)
+        return url
+    if url == "memory://" or url.startswith(("redis://", "rediss://")):
+        return url
+    raise ConfigurationError(
+        f"{PREFIX}STORE_URL: unsupported store URL scheme in {url.split('://', 1)[0]!r}; "
+        "use 'sqlite:///path', 'memory://' or 'redis://'"
+    )

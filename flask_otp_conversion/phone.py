@@ -1,0 +1,61 @@
+"""E.164 phone numbers: normalise, split off the country calling code, mask for logs."""
+
+from __future__ import annotations
+
+import re
+
+# Country calling codes are prefix-free: 1 and 7 are one digit, these are two, every other is three.
+_TWO_DIGIT_CODES = frozenset(
+    "20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 "
+    "60 61 62 63 64 65 66 81 82 84 86 90 91 92 93 94 95 98".split()
+)
+_SEPARATORS = re.compile(r"[\s\-().]")
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+MAX_INPUT_LENGTH = 32
+
+
+def normalize_phone(raw: object) -> str:
+    """Return ``raw`` as E.164 (``+8613711112222``) or raise ``ValueError`` saying why.
+
+    Spaces, dashes, dots and brackets are dropped and a leading ``00`` becomes ``+``; a number without an
+    international prefix is refused, since guessing its country would misattribute the report.
+    """
+    if not isinstance(raw, str):
+        raise ValueError(f"phone must be a string, not {type(raw).__name__}")
+    if len(raw) > MAX_INPUT_LENGTH:
+        raise ValueError(f"phone is too long ({len(raw)} characters, at most {MAX_INPUT_LENGTH})")
+    phone = _SEPARATORS.sub("", raw.strip())
+    if phone.startswith("00"):
+        phone = "+" + phone[2:]
+    if not phone.startswith("+"):
+        raise ValueError("phone must be in international E.164 form, starting with '+' and the country code")
+    if not _E164.fullmatch(phone):
+        raise ValueError("phone is not a plausible E.164 number ('+', country code, 7 to 15 digits in all)")
+    return phone
+
+
+def calling_code(phone: str) -> str:
+    """The country calling code of an E.164 number, without '+': ``"86"`` for ``+8613711112222``."""
+    digits = phone.lstrip("+")
+    if digits[0] in "17":
+        return digits[0]
+    if digits[:2] in _TWO_DIGIT_CODES:
+        return digits[:2]
+    return digits[:3]
+
+
+def national_number(phone: str) -> str:
+    """The digits after the calling code."""
+    return phone.lstrip("+")[len(calling_code(phone)) :]
+
+
+def mask_phone(phone: object) -> str:
+    """A log-safe form that keeps the country code and the last two digits: ``+86*********22``."""
+    text = str(phone)
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) < 6:
+        return "*" * len(text) if text else ""
+    if text.startswith("+"):
+        code = calling_code("+" + digits)
+        return "+" + code + "*" * (len(digits) - len(code) - 2) + digits[-2:]
+    return "*" * (len(digits) - 2) + digits[-2:]

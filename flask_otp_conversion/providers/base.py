@@ -1,0 +1,124 @@
+"""The provider interface. Providers know nothing of Flask, the store or the reporter."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=5.0, write=5.0, pool=5.0)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What a send returned: the id the provider wants back in the conversion report."""
+
+    message_id: str
+    phone: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """One verified OTP to report. Times are UNIX seconds (float); each provider converts to its unit."""
+
+    message_id: str
+    phone: str
+    verified_at: float
+    delivered: bool = True
+
+
+class ErrorKind(enum.Enum):
+    RETRYABLE = "retryable"  # throttling, 5xx, timeouts, InternalError: try again later
+    AUTH = "auth"  # bad credentials, not allow-listed: stop and alert
+    PERMANENT = "permanent"  # bad parameters: dead-letter
+
+
+class ProviderError(Exception):
+    """A failed provider call, classified so the reporter knows whether to retry, stop, or give up."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.PERMANENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        request_id: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+        self.status = status
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = [self.code or self.kind.value, self.message]
+        if self.request_id:
+            parts.append(f"(request id {self.request_id})")
+        return " ".join(p for p in parts if p)
+
+
+class RetryableError(ProviderError):
+    kind = ErrorKind.RETRYABLE
+
+
+class ThrottledError(RetryableError):
+    """The provider asked us to slow down; ``retry_after`` (seconds) is set when it said how long."""
+
+
+class AuthError(ProviderError):
+    kind = ErrorKind.AUTH
+
+
+class PermanentError(ProviderError):
+    kind = ErrorKind.PERMANENT
+
+
+class Provider(ABC):
+    """One cloud SMS provider. Implementations hold one keep-alive ``httpx.Client`` and never retry."""
+
+    #: The name used in ``OTP_CONVERSION_PROVIDER`` and stored with each message.
+    name: ClassVar[str]
+    #: Validates the provider's own config keys, ``OTP_CONVERSION_<NAME>_<FIELD>`` -> field ``<field>``.
+    settings_model: ClassVar[type[BaseModel]]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Any, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> Provider:
+        """Build a client from a validated ``settings_model`` instance."""
+
+    @property
+    @abstractmethod
+    def rate_limits(self) -> Mapping[str, float]:
+        """Documented request caps per action, requests per second."""
+
+    @property
+    @abstractmethod
+    def report_action(self) -> str:
+        """The action ``report_conversion`` calls (the key into ``rate_limits``)."""
+
+    @abstractmethod
+    def send_otp(self, phone: str, code: str) -> SentMessage:
+        """Send ``code`` to ``phone`` (E.164) with the configured template."""
+
+    @abstractmethod
+    def report_conversion(self, report: ConversionReport) -> None:
+        """Tell the provider the OTP was used. Raises a ``ProviderError`` subclass on failure."""
+
+    @abstractmethod
+    def statistics(self, begin: datetime, end: datetime) -> BaseModel | None:
+        """The provider's own figures for the window, or None where it has none to offer."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the HTTP client."""

@@ -1,0 +1,183 @@
+"""The store interface: sent messages, verifications, hourly counters, the outbox and shared switches.
+
+Every method is one short atomic operation, so the interface maps onto SQLite transactions, a lock around
+dicts, or Redis scripts alike. Times are UNIX seconds (float), passed in by the caller so that tests and the
+reporter agree on one clock. The store knows nothing of providers beyond their names.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: Longest message id we accept (Tencent serial numbers are ~40 chars, Alibaba BizIds ~25).
+MAX_MESSAGE_ID_LENGTH = 128
+MAX_PROVIDER_LENGTH = 64
+#: Longest error or dead-letter reason kept in a row.
+MAX_ERROR_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    """What ``record_verified`` did."""
+
+    #: The message the verification was matched to, or None when no send matched.
+    message_id: str | None
+    #: True when this call wrote an outbox row (False for a repeat verification or no match).
+    enqueued: bool
+    #: True when the matched message had already been verified before this call.
+    already_verified: bool = False
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed outbox row. ``lease_token`` proves the claim when acking, retrying or dead-lettering."""
+
+    id: int
+    message_id: str
+    phone: str
+    provider: str
+    sent_at: float
+    verified_at: float
+    created_at: float
+    attempts: int
+    last_error: str | None
+    lease_token: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    message_id: str
+    phone: str
+    provider: str
+    verified_at: float
+    created_at: float
+    attempts: int
+    reason: str
+    dead_at: float
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending: int  # not yet reported, including rows under lease
+    in_flight: int  # under an unexpired lease
+    dead: int
+    reported: int  # acked and not yet pruned
+    oldest_pending_at: float | None  # created_at of the oldest pending row
+
+    def oldest_pending_age(self, now: float) -> float | None:
+        return None if self.oldest_pending_at is None else max(0.0, now - self.oldest_pending_at)
+
+
+@dataclass(frozen=True)
+class CountRow:
+    """Counters for one hour (UTC, epoch seconds of the hour's start), provider and calling code.
+
+    ``verified`` is counted in the hour the message was *sent*, so a row's rate is a true conversion rate.
+    ``unmatched`` counts verifications that matched no send (in the hour they happened).
+    """
+
+    hour: int
+    provider: str
+    calling_code: str
+    requested: int
+    verified: int
+    unmatched: int
+
+
+class Store(ABC):
+    """Durable record of OTP sends and verifications, and the outbox of conversion reports."""
+
+    # Records ------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float) -> bool:
+        """Record a send (phone in E.164). Idempotent per (provider, message_id): False if already known."""
+
+    @abstractmethod
+    def record_verified(
+        self,
+        *,
+        phone: str,
+        message_id: str | None,
+        provider: str,
+        verified_at: float,
+        match_window: float,
+    ) -> VerifyOutcome:
+        """Mark a send verified and enqueue its report, in one transaction.
+
+        With ``message_id``: that message of ``provider`` sent to ``phone``. Without: the most recent unverified
+        message sent to ``phone`` within ``match_window`` seconds before ``verified_at``. A message already
+        verified is not enqueued again. No match: counts an unmatched verification under ``provider`` and
+        enqueues nothing.
+        """
+
+    @abstractmethod
+    def counts(self, *, since: float, until: float) -> list[CountRow]:
+        """Counter rows whose hour starts in ``[since, until)``."""
+
+    # Outbox -------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
+        """Atomically lease up to ``limit`` due rows of ``provider``, oldest first.
+
+        Due: pending, ``next_attempt_at <= now``, and no unexpired lease. Two concurrent claims never return
+        the same row while its lease holds; a row whose lease expired is claimable again.
+        """
+
+    @abstractmethod
+    def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
+        """Mark rows reported. Only rows still leased with the item's token change; returns how many did."""
+
+    @abstractmethod
+    def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str) -> bool:
+        """Release the lease, count an attempt, keep the error, and make the row due at ``next_attempt_at``."""
+
+    @abstractmethod
+    def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
+        """Move the row to dead letters with ``reason`` (counts the attempt)."""
+
+    @abstractmethod
+    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, newest first."""
+
+    @abstractmethod
+    def replay_dead_letters(self, ids: Sequence[int] | None = None, *, now: float) -> int:
+        """Make dead letters (all, or those ``ids``) pending again with a fresh attempt count."""
+
+    @abstractmethod
+    def outbox_stats(self, *, now: float) -> OutboxStats:
+        """Counts over the whole outbox."""
+
+    # Housekeeping and switches ----------------------------------------------------------------------
+
+    @abstractmethod
+    def prune(self, *, before: float) -> int:
+        """Delete messages, reported and dead outbox rows and counters older than ``before``; returns rows."""
+
+    @abstractmethod
+    def get_flag(self, name: str) -> str | None:
+        """A shared switch (e.g. ``degraded``), visible to every process using the store."""
+
+    @abstractmethod
+    def set_flag(self, name: str, value: str | None) -> None:
+        """Set or (with None) clear a shared switch."""
+
+    @abstractmethod
+    def acquire_lease(self, name: str, *, owner: str, ttl: float, now: float) -> bool:
+        """Take or renew a named lease for ``ttl`` seconds. True if ``owner`` holds it now."""
+
+    @abstractmethod
+    def release_lease(self, name: str, *, owner: str) -> None:
+        """Give up a lease ``owner`` holds (no-op otherwise)."""
+
+    @abstractmethod
+    def reopen(self) -> None:
+        """Drop connections inherited across ``os.fork``; the next call opens fresh ones."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close connections held by this process."""
