@@ -1,0 +1,861 @@
+"""The background reporter: drains the outbox to the provider, fast when all is well, patiently when not.
+
+Shape
+    One daemon *drain thread* per process claims due outbox rows in small batches (``store.claim`` with a
+    row lease), takes a rate-limit token and a free worker for each, and hands it to a pool of
+    ``OTP_CONVERSION_REPORT_CONCURRENCY`` daemon *worker threads* that make the provider call and record the
+    outcome. Successes are acked in batches. The pool is our own daemon threads, not a
+    ``ThreadPoolExecutor``: the standard executor joins its workers and refuses new work *before* ``atexit``
+    handlers run, which would make the exit-time flush impossible and let a hung request block shutdown.
+
+One drainer per store (the whole-app rate limit)
+    Every process runs a drain thread, but only the holder of the store's named lease ``"drain"`` claims
+    rows; the others poll for the lease once a second. The rate limit is therefore a plain in-process token
+    bucket and still holds for the whole app, however many gunicorn workers share the store, without a
+    shared-budget round trip per request. The holder renews the lease every second (TTL 5 s), so when it
+    dies another process takes over within ~5 s; a holder that loses the lease (paused for longer than the
+    TTL) stops claiming at once. The cost is that one process's threads carry all delivery, which at
+    Tencent's 1,000/s cap is a small share of one core.
+
+Leases and at-least-once
+    A claim takes at most one second of rate budget and no more rows than there are free workers; a row's
+    lease is ``connect + read timeout + 1 s (dispatch) + 2 s (ack)``. A row is only sent while its lease
+    still covers a whole request plus the ack, so in normal operation every row is acked before its lease
+    can expire and is reported exactly once. Only rows in flight when a process dies are sent again, after
+    their lease expires.
+
+Failures
+    Retryable errors go back to the outbox with exponential backoff and full jitter (base 1 s, cap 5 min,
+    never sooner than the provider's retry-after) and count towards the circuit breaker. Throttling answers
+    pause the whole drain for the provider's retry-after (1 s if it gave none) instead of counting towards
+    the breaker: the provider is up and asking us to slow down. Permanent errors, and rows older than
+    ``OTP_CONVERSION_MAX_REPORT_AGE``, become dead letters. Auth errors open the breaker at once and are
+    logged at ERROR once per episode (until a probe succeeds); their rows wait without backoff. While the
+    breaker is open no call is made; after its timeout a single probe goes out. Unsent claimed rows are
+    handed back with ``store.retry`` (due now), which counts an attempt but keeps them moving.
+
+Degradation
+    The store flag ``"degraded"`` (``"1"`` or absent) is shared by every process and re-read at most once a
+    second. ``OTP_CONVERSION_DEGRADED=True`` sets it whenever a process first starts delivering, so the
+    config acts as a deploy-time kill switch; ``False`` leaves the flag alone, so a run-time
+    ``degrade on`` survives restarts. While degraded no provider call is made and rows accumulate.
+
+Processes
+    Nothing starts at import or construction: ``ensure_running()`` (called on each request) starts the
+    thread, so ``gunicorn --preload`` forks a clean master. After ``os.fork`` the child drops the parent's
+    threads, locks, HTTP client and store connections (``os.register_at_fork`` plus a pid check) and builds
+    fresh ones. ``stop()`` at exit flushes what it can within the deadline in a process whose thread was
+    running (a CLI process that never delivered makes no calls at exit) and releases the drain lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import math
+import os
+import queue
+import random
+import re
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from blinker import NamedSignal
+
+from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from .config import Settings
+from .phone import mask_phone
+from .providers.base import ConversionReport, ErrorKind, Provider, ProviderError, ThrottledError
+from .ratelimit import TokenBucket
+from .signals import (
+    breaker_closed,
+    breaker_opened,
+    conversion_dead_lettered,
+    conversion_failed,
+    conversion_reported,
+)
+from .store.base import MAX_ERROR_LENGTH, OutboxItem, Store
+
+DRAIN_LEASE = "drain"
+#: Seconds the drain lease lasts without renewal: how soon another process takes over from a dead holder.
+DRAIN_LEASE_TTL = 5.0
+DRAIN_RENEW_EVERY = 1.0
+DEGRADED_FLAG = "degraded"
+#: The degraded flag is re-read from the store at most this often.
+DEGRADED_RECHECK = 1.0
+#: A claim takes at most this many seconds of rate budget.
+BATCH_WINDOW = 1.0
+MAX_BATCH = 500
+#: Time allowed between a request's end and its ack, inside the row lease.
+ACK_MARGIN = 2.0
+ACK_BATCH = 100
+ACK_MAX_DELAY = 0.25
+#: Poll intervals of the drain thread: outbox empty, another process draining, after an unexpected error.
+IDLE_POLL = 0.2
+STANDBY_POLL = 1.0
+ERROR_PAUSE = 2.0
+#: Granularity of the waits inside a batch (stop, degradation and the drain lease are checked this often).
+TICK = 0.1
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+#: Pause after a throttling answer that named no retry-after.
+THROTTLE_PAUSE = 1.0
+#: Rate used when neither the provider nor ``OTP_CONVERSION_RATE_LIMITS`` names a cap for the report action.
+FALLBACK_RATE = 50.0
+
+_PHONE_LIKE = re.compile(r"\+?\d{7,15}")
+_URL_QUERY = re.compile(r"\?[^\s'\"<>]+")
+
+
+def backoff_delay(
+    attempts: int,
+    retry_after: float | None = None,
+    *,
+    base: float = BACKOFF_BASE,
+    cap: float = BACKOFF_CAP,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before the next attempt: full jitter over ``min(cap, base * 2**attempts)``, but never less
+    than the provider's ``retry_after``. Full jitter spreads a herd of rows failed together."""
+    ceiling = min(cap, base * 2.0 ** min(max(attempts, 0), 32))
+    delay = rng() * ceiling
+    if retry_after is not None and retry_after > delay:
+        delay = retry_after
+    return delay
+
+
+def redact(text: str) -> str:
+    """Make an error text fit for logs and the outbox: phone-like digit runs masked, URL queries (which
+    may carry access key ids and signatures) dropped, length capped."""
+    text = _URL_QUERY.sub("?...", text)
+    text = _PHONE_LIKE.sub(lambda m: mask_phone(m.group()), text)
+    return text[:MAX_ERROR_LENGTH]
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ProviderError):
+        return redact(str(exc))
+    message = str(exc)
+    return redact(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+
+
+class _Workers:
+    """Daemon threads running submitted callables (see the module docstring for why not an executor)."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"otp-conversion-worker-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self._queue.put(fn)
+
+    def _work(self) -> None:
+        while True:
+            fn = self._queue.get()
+            if fn is None:
+                return
+            fn()
+
+    def shutdown(self) -> None:
+        """Let each thread finish what it is doing, then end."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+class Reporter:
+    """Delivers outbox rows to the provider from a background thread; see the module docstring.
+
+    ``ensure_running()`` is cheap and safe to call on every request; ``flush(timeout)`` delivers what is due
+    from the caller's thread; ``stop(timeout)`` is for exit. ``set_degraded``/``degraded``, ``breaker_state``,
+    ``last_error`` and ``stats()`` serve the CLI and the stats endpoint.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        provider_factory: Callable[[], Provider],
+        settings: Settings,
+        sender: object,
+        logger: logging.Logger,
+    ) -> None:
+        self._store = store
+        self._provider_factory = provider_factory
+        self._settings = settings
+        self._sender = sender
+        self._logger = logger
+        self._concurrency = settings.report_concurrency
+        self._max_request = settings.http_connect_timeout + settings.http_read_timeout
+        self._lease_seconds = self._max_request + BATCH_WINDOW + ACK_MARGIN
+        self._config_applied = False
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
+        self._init_process_state()
+        _live_reporters.add(self)
+
+    def _init_process_state(self) -> None:
+        """Everything that belongs to one process: rebuilt from scratch in a forked child."""
+        self._pid = os.getpid()
+        self._owner = f"{self._pid}-{uuid.uuid4().hex[:12]}"
+        self._start_lock = threading.Lock()
+        self._setup_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._provider: Provider | None = None
+        self._bucket: TokenBucket | None = None
+        self._batch_limit = 1
+        self._workers: _Workers | None = None
+        self._slots = threading.Condition()
+        self._inflight = 0
+        self._ack_lock = threading.Lock()
+        self._acks: list[OutboxItem] = []
+        self._acks_since = 0.0
+        self._hint_lock = threading.Lock()
+        self._retry_hints: list[float] = []
+        self._drain_held = False
+        self._drain_renewed = -math.inf
+        self._degraded_cached = False
+        self._degraded_checked = -math.inf
+        self._degraded_logged: bool | None = None
+        self._pause_until = -math.inf
+        self._auth_logged = False
+        self._breaker = CircuitBreaker(
+            threshold=self._settings.breaker_threshold,
+            reset_timeout=self._settings.breaker_reset_timeout,
+            max_reset_timeout=self._settings.breaker_max_reset_timeout,
+            on_open=self._on_breaker_open,
+            on_close=self._on_breaker_close,
+        )
+
+    def _after_fork_in_child(self) -> None:
+        # Never touch the parent's locks here (a parent thread may have held them at the fork) and never
+        # close its HTTP client (the sockets are shared with the parent): drop everything and start over.
+        self._init_process_state()
+        # Logging is unsafe in an at-fork hook; if this fails, the store's next call reports it.
+        with contextlib.suppress(Exception):
+            self._store.reopen()
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork_in_child()
+
+    # Public API ---------------------------------------------------------------------------------------
+
+    def ensure_running(self) -> None:
+        """Start the drain thread if it is not running in this process. Cheap; never raises."""
+        try:
+            self._check_fork()
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return
+            if not self._settings.enabled or self._stopped:
+                return
+            with self._start_lock:
+                if self._stopped or (self._thread is not None and self._thread.is_alive()):
+                    return
+                if self._thread is not None:
+                    self._logger.warning("otp-conversion reporter thread had stopped; restarting it")
+                self._stop_event = threading.Event()
+                thread = threading.Thread(target=self._run, name="otp-conversion-reporter", daemon=True)
+                thread.start()
+                self._thread = thread
+        except Exception as exc:
+            self._logger.error("otp-conversion reporter could not start: %s", describe_error(exc))
+
+    def flush(self, timeout: float) -> int:
+        """Deliver every row due now (respecting the breaker, degradation and the rate limit) within
+        ``timeout`` seconds, from the caller's thread; wait for the drain lease holder if another process
+        holds it. Returns how many rows are still pending."""
+        self._check_fork()
+        if not self._settings.enabled:
+            return self._pending()
+        self._apply_configured_degraded()
+        return self._drain_until(time.monotonic() + max(0.0, timeout), wait_for_others=True)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """At exit: stop the thread, deliver what can go within ``timeout`` (default
+        ``OTP_CONVERSION_SHUTDOWN_TIMEOUT``), leave the rest in the outbox, give up the drain lease."""
+        self._check_fork()
+        deadline = time.monotonic() + (
+            self._settings.shutdown_timeout if timeout is None else max(0.0, timeout)
+        )
+        with self._start_lock:
+            self._stopped = True
+            thread, self._thread = self._thread, None
+        self._stop_event.set()
+        self._wake.set()
+        try:
+            if thread is not None:
+                if thread is not threading.current_thread():
+                    thread.join(max(0.0, deadline - time.monotonic()))
+                self._drain_until(deadline, wait_for_others=False)
+            self._wait_idle(deadline)
+            self._flush_acks()
+            if self._drain_held:
+                self._store.release_lease(DRAIN_LEASE, owner=self._owner)
+                self._drain_held = False
+        except Exception as exc:
+            self._logger.error("otp-conversion reporter did not stop cleanly: %s", describe_error(exc))
+        finally:
+            self._close_resources()
+
+    def set_degraded(self, on: bool) -> None:
+        """Switch degradation on or off for every process sharing the store."""
+        self._config_applied = True  # an explicit switch outranks OTP_CONVERSION_DEGRADED from now on
+        self._store.set_flag(DEGRADED_FLAG, "1" if on else None)
+        self._degraded_cached = on
+        self._degraded_checked = time.monotonic()
+        self._log_degraded(on)
+        self._wake.set()
+
+    @property
+    def degraded(self) -> bool:
+        return self._is_degraded()
+
+    @property
+    def breaker_state(self) -> str:
+        return self._breaker.state
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent delivery failure, redacted (no secrets, phones masked)."""
+        return self._last_error
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive() and self._pid == os.getpid()
+
+    def stats(self) -> dict[str, Any]:
+        """This process's view, for the stats endpoint. Only the drain lease holder's breaker matters."""
+        retry_at = self._breaker.retry_at
+        return {
+            "running": self.running,
+            "draining": self._drain_held,
+            "breaker_state": self._breaker.state,
+            "breaker_retry_at": None if retry_at is None else time.time() + (retry_at - time.monotonic()),
+            "last_error": self._last_error,
+            "last_error_at": self._last_error_at,
+            "degraded": self._is_degraded(),
+            "rate_limit": None if self._bucket is None else self._bucket.rate + self._bucket.burst,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Reporter pid={self._pid} breaker={self._breaker.state} running={self.running}>"
+
+    # Setup --------------------------------------------------------------------------------------------
+
+    def _provider_ready(self) -> Provider:
+        """The provider client, rate limiter and workers of this process, built on first use."""
+        with self._setup_lock:
+            if self._provider is None:
+                provider = self._provider_factory()
+                action = provider.report_action
+                cap = self._settings.rate_limits.get(action) or provider.rate_limits.get(action)
+                if cap is None:
+                    cap = FALLBACK_RATE
+                    self._logger.warning(
+                        "no rate limit known for %s %s; using %g/s (set OTP_CONVERSION_RATE_LIMITS)",
+                        provider.name,
+                        action,
+                        cap,
+                    )
+                self._bucket = TokenBucket.for_cap(cap)
+                self._batch_limit = max(1, min(MAX_BATCH, math.ceil(cap * BATCH_WINDOW)))
+                self._provider = provider
+            if self._workers is None:
+                self._workers = _Workers(self._concurrency)
+            return self._provider
+
+    def _close_resources(self) -> None:
+        with self._setup_lock:
+            if self._workers is not None:
+                self._workers.shutdown()
+                self._workers = None
+            provider = self._provider
+            if provider is not None and self._inflight == 0:
+                self._provider = None
+                try:
+                    provider.close()
+                except Exception as exc:
+                    self._logger.warning("closing the provider client failed: %s", describe_error(exc))
+
+    def _apply_configured_degraded(self) -> None:
+        if self._config_applied:
+            return
+        self._config_applied = True
+        if self._settings.degraded:
+            self._store.set_flag(DEGRADED_FLAG, "1")
+            self._degraded_cached = True
+            self._degraded_checked = time.monotonic()
+
+    @property
+    def _provider_name(self) -> str:
+        """The name rows are stored under (the configured provider name)."""
+        if self._settings.provider:
+            return self._settings.provider
+        assert self._provider is not None
+        return self._provider.name
+
+    # The drain thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = self._stop_event
+        try:
+            self._apply_configured_degraded()
+        except Exception as exc:
+            self._logger.error("could not apply OTP_CONVERSION_DEGRADED: %s", describe_error(exc))
+            self._config_applied = False
+        while not stop.is_set():
+            try:
+                wait = self._step(stop)
+            except Exception as exc:
+                self._note_error(exc)
+                self._logger.error(
+                    "otp-conversion reporter: %s; retrying in %g s", describe_error(exc), ERROR_PAUSE
+                )
+                wait = ERROR_PAUSE
+            if wait > 0 and not stop.is_set():
+                self._wake.wait(wait)
+                self._wake.clear()
+
+    def _step(self, stop: threading.Event) -> float:
+        """One round of the drain thread; returns how long to sleep before the next."""
+        if not self._config_applied:
+            self._apply_configured_degraded()
+        self._flush_acks_if_due()
+        if self._is_degraded():
+            return DEGRADED_RECHECK
+        provider = self._provider_ready()
+        if not self._hold_drain():
+            return STANDBY_POLL
+        wait = self._blocked_for()
+        if wait > 0:
+            return min(wait, DEGRADED_RECHECK)
+        if self._claim_and_dispatch(provider, stop=stop, deadline=None):
+            return 0.0
+        self._flush_acks()
+        return IDLE_POLL
+
+    def _drain_until(self, deadline: float, *, wait_for_others: bool) -> int:
+        """Deliver from the caller's thread until nothing is due or ``deadline`` (monotonic) passes."""
+        provider = self._provider_ready()
+        while time.monotonic() < deadline:
+            self._flush_acks_if_due()
+            if self._is_degraded():
+                break
+            if not self._hold_drain():
+                if not wait_for_others or self._pending() == 0:
+                    break
+                self._sleep_until(deadline, TICK)
+                continue
+            wait = self._blocked_for()
+            if wait > 0:
+                if time.monotonic() + wait >= deadline:
+                    break
+                self._sleep_until(deadline, wait)
+                continue
+            if self._claim_and_dispatch(provider, stop=None, deadline=deadline):
+                continue
+            # Nothing due now: let our own requests finish, since their outcome may make rows due again.
+            self._wait_idle(deadline)
+            self._flush_acks()
+            stats = self._store.outbox_stats(now=time.time())
+            if stats.pending == 0:
+                break
+            if stats.in_flight > 0:  # leased elsewhere or by a dead process: wait for the ack or the expiry
+                self._sleep_until(deadline, TICK)
+                continue
+            hint = self._next_retry_hint()
+            if hint is None or hint - time.time() >= deadline - time.monotonic():
+                break
+            self._sleep_until(deadline, max(0.0, hint - time.time()) + 0.01)
+        self._wait_idle(deadline)
+        self._flush_acks()
+        return self._pending()
+
+    def _blocked_for(self) -> float:
+        """Seconds until a request may go out as far as the breaker and a throttling pause are concerned."""
+        wait = max(0.0, self._pause_until - time.monotonic())
+        state = self._breaker.state
+        if state == OPEN:
+            retry_at = self._breaker.retry_at
+            if retry_at is not None:
+                wait = max(wait, retry_at - time.monotonic())
+        elif state == HALF_OPEN:
+            wait = max(wait, TICK)  # the probe is out
+        return wait
+
+    def _claim_and_dispatch(
+        self, provider: Provider, *, stop: threading.Event | None, deadline: float | None
+    ) -> int:
+        """Claim what the free workers and one second of rate budget can take, and send it."""
+        free = self._free_slots(TICK)
+        if free == 0:
+            return 0
+        limit = 1 if self._breaker.state != CLOSED else min(self._batch_limit, free)
+        claimed_at = time.monotonic()
+        items = self._store.claim(
+            provider=self._provider_name, limit=limit, lease_seconds=self._lease_seconds, now=time.time()
+        )
+        if items:
+            self._dispatch(provider, items, cutoff=claimed_at + BATCH_WINDOW, stop=stop, deadline=deadline)
+        return len(items)
+
+    def _dispatch(
+        self,
+        provider: Provider,
+        items: Sequence[OutboxItem],
+        *,
+        cutoff: float,
+        stop: threading.Event | None,
+        deadline: float | None,
+    ) -> None:
+        """Send each claimed row through a worker, or hand back the rows that cannot go in time.
+
+        ``cutoff``: the last moment a row of this claim may start, so that its lease still covers a whole
+        request and the ack.
+        """
+        index = 0
+        try:
+            for index, item in enumerate(items):
+                if time.time() - item.created_at > self._settings.max_report_age:
+                    self._dead_letter(
+                        item, f"expired: not reported within {self._settings.max_report_age:g} s"
+                    )
+                    continue
+                reason = self._send_when_allowed(provider, item, cutoff=cutoff, stop=stop, deadline=deadline)
+                if reason is not None:
+                    self._release(items[index:], reason)
+                    return
+        except BaseException:
+            self._release(items[index:], "reporter error")
+            raise
+
+    def _send_when_allowed(
+        self,
+        provider: Provider,
+        item: OutboxItem,
+        *,
+        cutoff: float,
+        stop: threading.Event | None,
+        deadline: float | None,
+    ) -> str | None:
+        """Wait for a worker and a token, then submit; or return why the row cannot be sent now."""
+        while not self._take_slot(TICK):
+            reason = self._why_not_now(cutoff, stop, deadline)
+            if reason is not None:
+                return reason
+        submitted = False
+        try:
+            reason = self._wait_for_token(cutoff, stop, deadline)
+            if reason is None and not self._breaker.allow():
+                reason = "circuit breaker open"
+            if reason is None:
+                workers = self._workers
+                assert workers is not None
+                workers.submit(lambda: self._deliver(provider, item))
+                submitted = True
+            return reason
+        finally:
+            if not submitted:
+                self._free_slot()
+
+    def _wait_for_token(
+        self, cutoff: float, stop: threading.Event | None, deadline: float | None
+    ) -> str | None:
+        """Sit out a throttling pause, then take a rate-limit token; or return why not."""
+        assert self._bucket is not None
+        while True:
+            reason = self._why_not_now(cutoff, stop, deadline)
+            if reason is not None:
+                return reason
+            pause = self._pause_until - time.monotonic()
+            if pause > 0:
+                time.sleep(min(pause, TICK))
+            elif self._bucket.acquire(timeout=TICK):
+                return self._why_not_now(cutoff, stop, deadline)
+
+    def _why_not_now(self, cutoff: float, stop: threading.Event | None, deadline: float | None) -> str | None:
+        self._flush_acks_if_due()
+        now = time.monotonic()
+        if stop is not None and stop.is_set():
+            return "reporter stopping"
+        if deadline is not None and now >= deadline:
+            return "flush deadline reached"
+        if now > cutoff:
+            return "lease too short to send safely"
+        if self._is_degraded():
+            return "degraded"
+        if not self._hold_drain():
+            return "another process took over the drain"
+        return None
+
+    # Workers ------------------------------------------------------------------------------------------
+
+    def _deliver(self, provider: Provider, item: OutboxItem) -> None:
+        """Runs in a worker: one provider call and its bookkeeping. Never raises."""
+        try:
+            report = ConversionReport(
+                message_id=item.message_id, phone=item.phone, verified_at=item.verified_at
+            )
+            try:
+                provider.report_conversion(report)
+            except ProviderError as exc:
+                self._on_provider_error(item, exc)
+            except Exception as exc:  # a transport error the client did not classify: retry, never lose it
+                self._on_retryable(item, exc, describe_error(exc))
+            else:
+                self._breaker.record_success()
+                with self._ack_lock:
+                    if not self._acks:
+                        self._acks_since = time.monotonic()
+                    self._acks.append(item)
+        except Exception as exc:
+            # Recording the outcome failed (store trouble): the row's lease expires and it is sent again.
+            self._note_error(exc)
+            self._logger.error(
+                "could not record the outcome of report %s for %s: %s",
+                item.message_id,
+                mask_phone(item.phone),
+                describe_error(exc),
+            )
+        finally:
+            idle = self._free_slot()
+            try:
+                self._flush_acks_if_due(idle=idle)
+            except Exception as exc:
+                self._note_error(exc)
+                self._logger.error("could not ack delivered reports: %s", describe_error(exc))
+
+    def _on_provider_error(self, item: OutboxItem, exc: ProviderError) -> None:
+        error = describe_error(exc)
+        if exc.kind is ErrorKind.AUTH:
+            self._note_error(exc)
+            self._breaker.record_failure(error, auth=True)
+            if not self._auth_logged:
+                self._auth_logged = True
+                self._logger.error(
+                    "%s rejected our credentials or permissions (%s): conversion reports are stopped until a "
+                    "probe succeeds; check the OTP_CONVERSION_%s_* settings",
+                    self._provider_name,
+                    error,
+                    self._provider_name.upper(),
+                )
+            self._retry(item, error, next_attempt_at=time.time())
+        elif exc.kind is ErrorKind.RETRYABLE:
+            if isinstance(exc, ThrottledError):
+                pause = exc.retry_after if exc.retry_after is not None else THROTTLE_PAUSE
+                self._pause_until = max(self._pause_until, time.monotonic() + pause)
+            self._on_retryable(item, exc, error)
+        else:
+            self._breaker.record_success()  # the provider is up and answered; the row itself is bad
+            self._dead_letter(item, error)
+
+    def _on_retryable(self, item: OutboxItem, exc: BaseException, error: str) -> None:
+        self._note_error(exc)
+        if not isinstance(exc, ThrottledError):
+            self._breaker.record_failure(error)
+        now = time.time()
+        if now - item.created_at > self._settings.max_report_age:
+            self._dead_letter(item, f"expired after {item.attempts + 1} attempt(s); last error: {error}")
+            return
+        retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+        self._retry(item, error, next_attempt_at=now + backoff_delay(item.attempts, retry_after))
+
+    def _retry(self, item: OutboxItem, error: str, *, next_attempt_at: float) -> None:
+        self._store.retry(item, next_attempt_at=next_attempt_at, error=error)
+        with self._hint_lock:
+            if len(self._retry_hints) < 100_000:
+                heapq.heappush(self._retry_hints, next_attempt_at)
+        self._logger.info(
+            "report %s for %s failed (%s); next attempt in %.1f s",
+            item.message_id,
+            mask_phone(item.phone),
+            error,
+            max(0.0, next_attempt_at - time.time()),
+        )
+        self._emit(conversion_failed, report=item, error=error, next_attempt_at=next_attempt_at)
+
+    def _dead_letter(self, item: OutboxItem, reason: str) -> None:
+        reason = redact(reason)
+        self._store.dead_letter(item, reason=reason, now=time.time())
+        self._logger.warning(
+            "report %s for %s dead-lettered: %s", item.message_id, mask_phone(item.phone), reason
+        )
+        self._emit(conversion_dead_lettered, report=item, reason=reason)
+
+    def _release(self, items: Sequence[OutboxItem], reason: str) -> None:
+        """Hand claimed but unsent rows back, due now, so they need not wait for their lease to expire."""
+        now = time.time()
+        for item in items:
+            try:
+                self._store.retry(item, next_attempt_at=now, error=item.last_error or f"not sent: {reason}")
+            except Exception as exc:  # the lease expires anyway
+                self._logger.warning(
+                    "could not hand back report %s: %s", item.message_id, describe_error(exc)
+                )
+        if items:
+            self._logger.debug("handed back %d unsent report(s): %s", len(items), reason)
+
+    # Acks ---------------------------------------------------------------------------------------------
+
+    def _flush_acks_if_due(self, *, idle: bool = False) -> None:
+        with self._ack_lock:
+            if not self._acks:
+                return
+            due = idle or len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
+        if due:
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        with self._ack_lock:
+            items, self._acks = self._acks, []
+        if not items:
+            return
+        try:
+            acked = self._store.ack(items, now=time.time())
+        except BaseException:
+            with self._ack_lock:  # try again on the next flush; the leases still cover them for a while
+                if not self._acks:
+                    self._acks_since = time.monotonic()
+                self._acks[:0] = items
+            raise
+        if acked < len(items):
+            self._logger.warning(
+                "%d delivered report(s) had lost their lease before the ack (they may be reported twice)",
+                len(items) - acked,
+            )
+        for item in items:
+            self._logger.debug("reported %s for %s", item.message_id, mask_phone(item.phone))
+            self._emit(conversion_reported, report=item)
+
+    # Slots --------------------------------------------------------------------------------------------
+
+    def _free_slots(self, timeout: float) -> int:
+        with self._slots:
+            if self._inflight >= self._concurrency:
+                self._slots.wait(timeout)
+            return max(0, self._concurrency - self._inflight)
+
+    def _take_slot(self, timeout: float) -> bool:
+        with self._slots:
+            if self._inflight >= self._concurrency:
+                self._slots.wait(timeout)
+                if self._inflight >= self._concurrency:
+                    return False
+            self._inflight += 1
+            return True
+
+    def _free_slot(self) -> bool:
+        """Returns True when nothing is in flight any more."""
+        with self._slots:
+            self._inflight -= 1
+            self._slots.notify_all()
+            return self._inflight == 0
+
+    def _wait_idle(self, deadline: float) -> None:
+        with self._slots:
+            while self._inflight > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._slots.wait(remaining)
+
+    # Shared state -------------------------------------------------------------------------------------
+
+    def _hold_drain(self) -> bool:
+        """Take or renew the drain lease (at most once a second); True while this process holds it."""
+        started = time.monotonic()
+        if self._drain_held and started - self._drain_renewed < DRAIN_RENEW_EVERY:
+            return True
+        held = self._store.acquire_lease(DRAIN_LEASE, owner=self._owner, ttl=DRAIN_LEASE_TTL, now=time.time())
+        if held:
+            self._drain_renewed = started
+        elif self._drain_held:
+            self._logger.warning("another process took over delivering conversion reports")
+        self._drain_held = held
+        return held
+
+    def _is_degraded(self) -> bool:
+        now = time.monotonic()
+        if now - self._degraded_checked >= DEGRADED_RECHECK:
+            self._degraded_cached = self._store.get_flag(DEGRADED_FLAG) == "1"
+            self._degraded_checked = now
+            self._log_degraded(self._degraded_cached)
+        return self._degraded_cached
+
+    def _log_degraded(self, on: bool) -> None:
+        if on != self._degraded_logged:
+            if on or self._degraded_logged is not None:
+                self._logger.warning(
+                    "degraded mode %s",
+                    "on: no provider calls, reports accumulate" if on else "off: reports flow",
+                )
+            self._degraded_logged = on
+
+    def _pending(self) -> int:
+        return self._store.outbox_stats(now=time.time()).pending
+
+    def _next_retry_hint(self) -> float | None:
+        """The earliest retry this process scheduled that is still ahead (a hint for ``flush``)."""
+        now = time.time()
+        with self._hint_lock:
+            while self._retry_hints and self._retry_hints[0] <= now:
+                heapq.heappop(self._retry_hints)
+            return self._retry_hints[0] if self._retry_hints else None
+
+    def _sleep_until(self, deadline: float, seconds: float) -> None:
+        time.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
+
+    def _note_error(self, exc: BaseException) -> None:
+        self._last_error = describe_error(exc)
+        self._last_error_at = time.time()
+
+    # Breaker callbacks and signals --------------------------------------------------------------------
+
+    def _on_breaker_open(self, reason: str, retry_at: float) -> None:
+        wall = time.time() + (retry_at - time.monotonic())
+        self._logger.warning(
+            "circuit breaker open after %s: no conversion reports for %.0f s, then one probe",
+            reason,
+            max(0.0, retry_at - time.monotonic()),
+        )
+        self._emit(breaker_opened, reason=reason, retry_at=wall)
+
+    def _on_breaker_close(self) -> None:
+        self._auth_logged = False
+        self._logger.warning("circuit breaker closed: conversion reports flow again")
+        self._emit(breaker_closed)
+        self._wake.set()
+
+    def _emit(self, signal: NamedSignal, **kwargs: Any) -> None:
+        """Send a signal; a receiver that raises is logged and never stops delivery."""
+        try:
+            signal.send(self._sender, **kwargs)
+        except Exception as exc:
+            self._logger.error("a receiver of %s raised %s", signal.name, describe_error(exc))
+
+
+_live_reporters: weakref.WeakSet[Reporter] = weakref.WeakSet()
+
+
+def _reset_reporters_in_child() -> None:
+    for reporter in list(_live_reporters):
+        reporter._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_reporters_in_child)
