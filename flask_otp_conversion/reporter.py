@@ -27,12 +27,13 @@ Leases and at-least-once
 Failures
     Retryable errors go back to the outbox with exponential backoff and full jitter (base 1 s, cap 5 min,
     never sooner than the provider's retry-after) and count towards the circuit breaker. Throttling answers
-    pause the whole drain for the provider's retry-after (1 s if it gave none) instead of counting towards
-    the breaker: the provider is up and asking us to slow down. Permanent errors, and rows older than
-    ``OTP_CONVERSION_MAX_REPORT_AGE``, become dead letters. Auth errors open the breaker at once and are
-    logged at ERROR once per episode (until a probe succeeds); their rows wait without backoff. While the
-    breaker is open no call is made; after its timeout a single probe goes out. Unsent claimed rows are
-    handed back with ``store.retry`` (due now), which counts an attempt but keeps them moving.
+    pause the whole drain for the provider's retry-after (1 s if it gave none) and count, for the breaker,
+    as an answer rather than a failure: the provider is up and asking us to slow down. Permanent errors,
+    and rows older than ``OTP_CONVERSION_MAX_REPORT_AGE``, become dead letters. Auth errors open the
+    breaker at once and are logged at ERROR once per episode (until a probe succeeds); their rows wait
+    without backoff. While the breaker is open no call is made; after its timeout a single probe goes out.
+    Unsent claimed rows are handed back with ``store.retry`` (due now), which counts an attempt but keeps
+    them moving.
 
 Degradation
     The store flag ``"degraded"`` (``"1"`` or absent) is shared by every process and re-read at most once a
@@ -666,7 +667,9 @@ class Reporter:
 
     def _on_retryable(self, item: OutboxItem, exc: BaseException, error: str) -> None:
         self._note_error(exc)
-        if not isinstance(exc, ThrottledError):
+        if isinstance(exc, ThrottledError):
+            self._breaker.record_success()  # it answered: up, only busy (and a half-open probe resolves)
+        else:
             self._breaker.record_failure(error)
         now = time.time()
         if now - item.created_at > self._settings.max_report_age:
