@@ -118,9 +118,7 @@ def tc3_sign(
     credential_scope = f"{date}/{service}/tc3_request"
     canonical_headers = f"content-type:{content_type}\nhost:{host}\n"
     signed_headers = "content-type;host"
-    canonical_request = "\n".join(
-        ["POST", "/", "", canonical_headers, signed_headers, sha256_hex(body)]
-    )
+    canonical_request = "\n".join(["POST", "/", "", canonical_headers, signed_headers, sha256_hex(body)])
     string_to_sign = "\n".join(
         [TC3_ALGORITHM, str(timestamp), credential_scope, sha256_hex(canonical_request.encode("utf-8"))]
     )

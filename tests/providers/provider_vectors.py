@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,18 @@ def vector_ids(vectors: list[dict[str, Any]]) -> list[str]:
 
 
 def vector(vector_id: str) -> dict[str, Any]:
+    """A deep copy of one vector, so a test cannot change what the next one reads."""
     for v in VECTORS["vectors"]:
         if v["id"] == vector_id:
-            return v
+            return copy.deepcopy(v)
     raise KeyError(vector_id)
+
+
+def error_case(case_id: str) -> dict[str, Any]:
+    for case in VECTORS["error_handling"]:
+        if case["id"] == case_id:
+            return copy.deepcopy(case)
+    raise KeyError(case_id)
 
 
 def headers_without_authorization(v: dict[str, Any]) -> dict[str, str]:
