@@ -1,0 +1,572 @@
+"""The SQLite store: one file shared by every worker process of an app on one host.
+
+Concurrency
+    WAL mode, so readers never block the writer. Every write is one short ``BEGIN IMMEDIATE``
+    transaction: it takes the write lock up front, so concurrent writers queue on SQLite's lock (waiting
+    up to ``busy_timeout``) instead of failing when a read transaction tries to upgrade.
+
+Claims and leases
+    ``claim`` selects the due rows and stamps them with a fresh uuid4 token and ``lease_until`` inside one
+    ``BEGIN IMMEDIATE`` transaction (each update re-checks that the row is still due), so two processes
+    never lease the same row. ``ack``, ``retry`` and ``dead_letter`` change a row only while it still carries
+    the caller's token: a worker that stalled past its lease finds the row re-claimed under a new token and
+    changes nothing. A token that expired but was not re-claimed still counts, since the report did go out.
+
+Processes and threads
+    One connection per thread, each tagged with the pid that opened it. A connection opened before
+    ``os.fork`` is never used, closed or finalised in the child (its SQLite locks and WAL index belong to
+    the parent): the child leaves it alone and opens its own on first use. ``reopen()`` does the same at once.
+
+Schema
+    Versioned with ``PRAGMA user_version``; created or migrated inside one ``BEGIN IMMEDIATE``
+    transaction, so processes opening a fresh file at the same moment create it exactly once. A file
+    written by a newer version of this package is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..phone import calling_code
+from ._common import (
+    HOUR,
+    check_flag_value,
+    check_limit,
+    check_message_id,
+    check_name,
+    check_phone,
+    check_positive,
+    check_provider,
+    check_text,
+    check_time,
+    hour_of,
+)
+from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, VerifyOutcome
+
+SCHEMA_VERSION = 1
+SYNCHRONOUS_MODES = ("normal", "full")
+#: Rows deleted per transaction when pruning, so a large prune never holds the write lock for long.
+PRUNE_BATCH = 2000
+
+_SCHEMA_V1 = (
+    """CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        verified_at REAL,
+        UNIQUE (provider, message_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS messages_phone_sent ON messages (phone, sent_at)",
+    "CREATE INDEX IF NOT EXISTS messages_sent ON messages (sent_at)",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        verified_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'reported', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        lease_token TEXT,
+        lease_until REAL,
+        last_error TEXT,
+        reason TEXT,
+        done_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (state, provider, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS outbox_done ON outbox (state, done_at)",
+    """CREATE TABLE IF NOT EXISTS counters (
+        hour INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        calling_code TEXT NOT NULL,
+        requested INTEGER NOT NULL DEFAULT 0,
+        verified INTEGER NOT NULL DEFAULT 0,
+        unmatched INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (hour, provider, calling_code)
+    )""",
+    "CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS leases"
+    " (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
+)
+
+_BUMP = """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (hour, provider, calling_code) DO UPDATE SET
+        requested = requested + excluded.requested,
+        verified = verified + excluded.verified,
+        unmatched = unmatched + excluded.unmatched"""
+
+#: A claimable row (parameters: provider, now, now).
+_DUE = (
+    "state = 'pending' AND provider = ? AND next_attempt_at <= ?"
+    " AND (lease_until IS NULL OR lease_until <= ?)"
+)
+_ITEM_COLUMNS = "id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, last_error"
+
+#: Connections inherited from a parent process. Kept referenced for the life of the child so that they are
+#: never finalised here: closing one would run SQLite's close path (locks, WAL checkpoint) on the parent's
+#: file handles.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+class _ProcessState:
+    """Connections opened by one process. Replaced wholesale after a fork, never repaired."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.connections: list[sqlite3.Connection] = []
+
+
+class SQLiteStore(Store):
+    """A :class:`Store` in one SQLite file (created, with its parent folders, if missing)."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "normal", busy_timeout: float = 5.0
+    ) -> None:
+        self._path = os.fspath(path)
+        if not self._path or self._path == ":memory:":
+            raise ValueError("SQLiteStore needs a file path (use MemoryStore for an in-memory store)")
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        self._synchronous = synchronous
+        self._busy_timeout = check_positive(busy_timeout, "busy_timeout")
+        parent = os.path.dirname(os.path.abspath(self._path))
+        os.makedirs(parent, exist_ok=True)
+        self._state = _ProcessState()
+        # Create or check the schema now, so a bad file fails at start-up and not on the first request; the
+        # connection is closed again so that nothing is held open across a later fork.
+        conn = self._connect()
+        conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # Connections --------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            self._use_wal(conn)
+            self._ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL (persistent, so usually already done). Retried: the switch needs a lock
+        that some SQLite versions report as busy without calling the busy handler."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == SCHEMA_VERSION:
+            return
+        self._check_version(version)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])  # another process may have won
+            self._check_version(version)
+            if version < 1:
+                for statement in _SCHEMA_V1:
+                    conn.execute(statement)
+            # Later versions migrate here, step by step, in this same transaction.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self._path}: store schema version {version} is newer than this version of "
+                f"flask-otp-conversion supports ({SCHEMA_VERSION}); upgrade the package"
+            )
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use in this process."""
+        state = self._state
+        if state.pid != os.getpid():
+            state = self._forget_parent()
+        conn: sqlite3.Connection | None = getattr(state.local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            state.local.conn = conn
+            with state.lock:
+                state.connections.append(conn)
+        return conn
+
+    def _forget_parent(self) -> _ProcessState:
+        """In a forked child: set the parent's connections aside untouched (its lock may be held, too)."""
+        old = self._state
+        if old.pid != os.getpid():
+            _ABANDONED.extend(old.connections)
+            self._state = _ProcessState()
+        return self._state
+
+    def reopen(self) -> None:
+        """Drop connections inherited across ``os.fork`` (in the parent: close this process's own)."""
+        if self._state.pid != os.getpid():
+            self._forget_parent()
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Close this process's connections; the store stays usable and reconnects on the next call."""
+        old = self._state
+        if old.pid != os.getpid():
+            self._forget_parent()
+            return
+        self._state = _ProcessState()
+        with old.lock:
+            connections, old.connections = old.connections, []
+        for conn in connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+        conn = self._connection()
+        if conn.in_transaction:  # left open by an interrupted call: never commit its remains
+            conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so several queries see one snapshot."""
+        conn = self._connection()
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    # Records ------------------------------------------------------------------------------------------
+
+    def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float) -> bool:
+        phone = check_phone(phone)
+        message_id = check_message_id(message_id)
+        provider = check_provider(provider)
+        sent = check_time(sent_at, "sent_at")
+        with self._write() as conn:
+            inserted = conn.execute(
+                "INSERT INTO messages (provider, message_id, phone, sent_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (provider, message_id) DO NOTHING",
+                (provider, message_id, phone, sent),
+            ).rowcount
+            if inserted:
+                conn.execute(_BUMP, (hour_of(sent), provider, calling_code(phone), 1, 0, 0))
+        return bool(inserted)
+
+    def record_verified(
+        self,
+        *,
+        phone: str,
+        message_id: str | None,
+        provider: str,
+        verified_at: float,
+        match_window: float,
+    ) -> VerifyOutcome:
+        """See :meth:`Store.record_verified`. Without ``message_id`` the *most recent* send in the window
+        is the candidate: if it is already verified this is a repeat verification, and an older unverified
+        send is not taken instead (its code was superseded by the newer one)."""
+        phone = check_phone(phone)
+        if message_id is not None:
+            message_id = check_message_id(message_id)
+        provider = check_provider(provider)
+        verified = check_time(verified_at, "verified_at")
+        window = check_positive(match_window, "match_window")
+        with self._write() as conn:
+            if message_id is not None:
+                row = conn.execute(
+                    "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
+                    " WHERE provider = ? AND message_id = ?",
+                    (provider, message_id),
+                ).fetchone()
+                if row is not None and row[3] != phone:
+                    row = None  # someone else's message: never report a conversion for the wrong number
+            else:
+                row = conn.execute(
+                    "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
+                    " WHERE phone = ? AND sent_at >= ? AND sent_at <= ?"
+                    " ORDER BY sent_at DESC, id DESC LIMIT 1",
+                    (phone, verified - window, verified),
+                ).fetchone()
+            if row is None:
+                conn.execute(_BUMP, (hour_of(verified), provider, calling_code(phone), 0, 0, 1))
+                return VerifyOutcome(message_id=None, enqueued=False)
+            row_id, row_provider, row_message_id, _, sent, already = row
+            if already is not None:
+                return VerifyOutcome(message_id=row_message_id, enqueued=False, already_verified=True)
+            conn.execute("UPDATE messages SET verified_at = ? WHERE id = ?", (verified, row_id))
+            conn.execute(
+                "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
+                " attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+                (row_message_id, phone, row_provider, sent, verified, verified, verified),
+            )
+            conn.execute(_BUMP, (hour_of(sent), row_provider, calling_code(phone), 0, 1, 0))
+        return VerifyOutcome(message_id=row_message_id, enqueued=True)
+
+    def counts(self, *, since: float, until: float) -> list[CountRow]:
+        start = check_time(since, "since")
+        end = check_time(until, "until")
+        conn = self._connection()
+        rows = conn.execute(
+            "SELECT hour, provider, calling_code, requested, verified, unmatched FROM counters"
+            " WHERE hour >= ? AND hour < ? ORDER BY hour, provider, calling_code",
+            (start, end),
+        ).fetchall()
+        return [CountRow(*row) for row in rows]
+
+    # Outbox -------------------------------------------------------------------------------------------
+
+    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
+        provider = check_provider(provider)
+        limit = check_limit(limit)
+        lease = check_positive(lease_seconds, "lease_seconds")
+        at = check_time(now, "now")
+        if limit == 0:
+            return []
+        token = uuid.uuid4().hex
+        leased: list[OutboxItem] = []
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT ?",  # noqa: S608
+                (provider, at, at, limit),
+            ).fetchall()
+            for row in rows:
+                # Under the write lock nothing can have changed since the select; the guard costs nothing
+                # and keeps "lease only what is still due" true whatever the isolation.
+                changed = conn.execute(
+                    f"UPDATE outbox SET lease_token = ?, lease_until = ? WHERE id = ? AND {_DUE}",  # noqa: S608
+                    (token, at + lease, row[0], provider, at, at),
+                ).rowcount
+                if changed:
+                    leased.append(_item(row, token))
+        return leased
+
+    def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
+        """Rows still carrying the item's token become reported (see "Claims and leases" above)."""
+        at = check_time(now, "now")
+        if not items:
+            return 0
+        done = 0
+        with self._write() as conn:
+            for item in items:
+                done += conn.execute(
+                    "UPDATE outbox SET state = 'reported', done_at = ?, lease_token = NULL,"
+                    " lease_until = NULL WHERE id = ? AND lease_token = ? AND state = 'pending'",
+                    (at, item.id, item.lease_token),
+                ).rowcount
+        return done
+
+    def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str) -> bool:
+        due = check_time(next_attempt_at, "next_attempt_at")
+        text = check_text(error, "error")
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+                " lease_token = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_token = ? AND state = 'pending'",
+                (due, text, item.id, item.lease_token),
+            ).rowcount
+        return bool(changed)
+
+    def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
+        text = check_text(reason, "reason")
+        at = check_time(now, "now")
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE outbox SET state = 'dead', reason = ?, done_at = ?, attempts = attempts + 1,"
+                " lease_token = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_token = ? AND state = 'pending'",
+                (text, at, item.id, item.lease_token),
+            ).rowcount
+        return bool(changed)
+
+    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        count = check_limit(limit)
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at"
+                " FROM outbox WHERE state = 'dead' ORDER BY done_at DESC, id DESC LIMIT ?",
+                (count,),
+            )
+            .fetchall()
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def replay_dead_letters(self, ids: Sequence[int] | None = None, *, now: float) -> int:
+        """Dead letters become pending and due at ``now``, with attempts and age (``created_at``) reset, so
+        a replay gets a full ``max_report_age`` instead of expiring again at once."""
+        at = check_time(now, "now")
+        fresh = (
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, created_at = ?,"
+            " reason = NULL, done_at = NULL, lease_token = NULL, lease_until = NULL WHERE state = 'dead'"
+        )
+        with self._write() as conn:
+            if ids is None:
+                return conn.execute(fresh, (at, at)).rowcount
+            done = 0
+            for row_id in _check_ids(ids):
+                done += conn.execute(fresh + " AND id = ?", (at, at, row_id)).rowcount
+            return done
+
+    def outbox_stats(self, *, now: float) -> OutboxStats:
+        at = check_time(now, "now")
+        with self._read() as conn:
+            pending, in_flight, oldest = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(lease_until > ?), 0), MIN(created_at) FROM outbox"
+                " WHERE state = 'pending'",
+                (at,),
+            ).fetchone()
+            dead = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+            reported = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'reported'").fetchone()[0]
+        return OutboxStats(
+            pending=pending, in_flight=in_flight, dead=dead, reported=reported, oldest_pending_at=oldest
+        )
+
+    # Housekeeping and switches ----------------------------------------------------------------------
+
+    def prune(self, *, before: float) -> int:
+        """Deletes in batches of :data:`PRUNE_BATCH` rows per transaction, so requests keep writing."""
+        cutoff = check_time(before, "before")
+        batches: tuple[tuple[str, tuple[Any, ...]], ...] = (
+            (
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE sent_at < ? LIMIT ?)",
+                (cutoff,),
+            ),
+            (  # never pending rows: a report not yet made is kept however old
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+                " WHERE state IN ('reported', 'dead') AND done_at < ? LIMIT ?)",
+                (cutoff,),
+            ),
+            (  # only whole hours before the cutoff (see _common.counter_expired)
+                "DELETE FROM counters WHERE rowid IN"
+                " (SELECT rowid FROM counters WHERE hour + ? <= ? LIMIT ?)",
+                (HOUR, cutoff),
+            ),
+        )
+        removed = 0
+        for statement, params in batches:
+            while True:
+                with self._write() as conn:
+                    count = conn.execute(statement, (*params, PRUNE_BATCH)).rowcount
+                removed += count
+                if count < PRUNE_BATCH:
+                    break
+        return removed
+
+    def get_flag(self, name: str) -> str | None:
+        key = check_name(name, "flag name")
+        row = self._connection().execute("SELECT value FROM flags WHERE name = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_flag(self, name: str, value: str | None) -> None:
+        key = check_name(name, "flag name")
+        text = check_flag_value(value)
+        with self._write() as conn:
+            if text is None:
+                conn.execute("DELETE FROM flags WHERE name = ?", (key,))
+            else:
+                conn.execute(
+                    "INSERT INTO flags (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (key, text),
+                )
+
+    def acquire_lease(self, name: str, *, owner: str, ttl: float, now: float) -> bool:
+        key = check_name(name, "lease name")
+        who = check_name(owner, "lease owner")
+        seconds = check_positive(ttl, "ttl")
+        at = check_time(now, "now")
+        with self._write() as conn:
+            changed = conn.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+                " WHERE leases.owner = excluded.owner OR leases.expires_at <= ?",
+                (key, who, at + seconds, at),
+            ).rowcount
+        return bool(changed)
+
+    def release_lease(self, name: str, *, owner: str) -> None:
+        key = check_name(name, "lease name")
+        who = check_name(owner, "lease owner")
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (key, who))
+
+
+def _item(row: Sequence[Any], token: str) -> OutboxItem:
+    return OutboxItem(
+        id=row[0],
+        message_id=row[1],
+        phone=row[2],
+        provider=row[3],
+        sent_at=row[4],
+        verified_at=row[5],
+        created_at=row[6],
+        attempts=row[7],
+        last_error=row[8],
+        lease_token=token,
+    )
+
+
+def _check_ids(ids: Sequence[int]) -> list[int]:
+    result = []
+    for row_id in ids:
+        if isinstance(row_id, bool) or not isinstance(row_id, int):
+            raise ValueError(f"dead letter ids must be ints, not {type(row_id).__name__}")
+        result.append(row_id)
+    return result
+
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
