@@ -1,0 +1,20 @@
+"""Fixtures for the store tests: every behaviour test runs against both stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flask_otp_conversion.store import Store, open_store
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    else:
+        opened = open_store("memory://")
+    yield opened
+    opened.close()

@@ -1,0 +1,254 @@
+"""What only the SQLite store has: a file, a schema version, processes and forks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_helpers import CN, HOUR0, SG, US, send, verify
+
+from flask_otp_conversion.store import SQLiteStore, open_store
+
+WORKER = Path(__file__).with_name("store_worker.py")
+
+
+def pragma(path: Path, name: str) -> Any:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+# The file -------------------------------------------------------------------------------------------------
+
+
+def test_data_survives_closing_and_reopening_the_file(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path / "s.db")
+    send(first, CN, "m1", HOUR0)
+    first.set_flag("degraded", "1")
+    first.close()
+    second = SQLiteStore(tmp_path / "s.db")
+    assert not send(second, CN, "m1", HOUR0)
+    assert second.get_flag("degraded") == "1"
+    second.close()
+
+
+def test_a_new_file_is_created_with_its_folders_in_wal_mode_at_schema_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "s.db"
+    SQLiteStore(path).close()
+    assert pragma(path, "journal_mode") == "wal"
+    assert pragma(path, "user_version") == 1
+
+
+def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with pytest.raises(RuntimeError, match="schema version 2 is newer"):
+        SQLiteStore(path)
+
+
+def test_an_empty_sqlite_file_gets_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    sqlite3.connect(path).close()
+    store = SQLiteStore(path)
+    assert send(store, CN, "m1", HOUR0)
+    store.close()
+
+
+def test_the_store_keeps_working_after_close(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    send(store, CN, "m1", HOUR0)
+    store.close()
+    assert verify(store, CN, HOUR0 + 5).enqueued
+    store.close()
+
+
+def test_the_repr_shows_only_the_path(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    assert repr(store) == f"SQLiteStore({str(tmp_path / 's.db')!r})"
+    store.close()
+
+
+def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(store._connection()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not store._connection()
+    store.close()
+
+
+# Forks ----------------------------------------------------------------------------------------------------
+
+
+def _in_child(body: Any) -> int:
+    """Run ``body`` in a forked child; its exit code (0 when ``body`` returned True)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 3
+        try:
+            code = 0 if body() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(30)
+def test_a_forked_child_opens_its_own_connection_without_reopen(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    send(store, CN, "parent", HOUR0)
+    inherited = store._connection()
+    assert _in_child(lambda: store._connection() is not inherited and send(store, SG, "child", HOUR0)) == 0
+    assert store._connection() is inherited  # the parent's own is untouched
+    assert not send(store, SG, "child", HOUR0)  # the child's write is in the file
+    assert send(store, US, "parent-again", HOUR0)
+    store.close()
+    assert pragma(tmp_path / "s.db", "integrity_check") == "ok"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(30)
+def test_reopen_in_a_forked_child_drops_the_inherited_connection(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    inherited = store._connection()
+
+    def child() -> bool:
+        store.reopen()
+        own = store._connection()
+        store.close()  # closes only the child's own connection
+        return own is not inherited and verify(store, CN, HOUR0).message_id is None
+
+    assert _in_child(child) == 0
+    assert store.counts(since=0, until=1e11)[0].unmatched == 1
+    assert store._connection() is inherited
+    store.close()
+
+
+# URLs -----------------------------------------------------------------------------------------------------
+
+
+def test_url_options_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}?synchronous=full&busy_timeout=2.5")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == str(tmp_path / "s.db")
+    conn = store._connection()
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
+    store.close()
+
+
+def test_the_default_synchronous_is_normal(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 1  # type: ignore[attr-defined]
+    store.close()
+
+
+# Many processes -------------------------------------------------------------------------------------------
+
+
+class Workers:
+    """Worker processes started together and released phase by phase through their stdin."""
+
+    def __init__(self, args: list[list[str]]) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(WORKER), *a],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for a in args
+        ]
+
+    def release(self) -> None:
+        for proc in self.procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+
+    def results(self) -> list[dict[str, Any]]:
+        out = []
+        for proc in self.procs:
+            stdout, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        return out
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.timeout(120)
+def test_four_processes_of_four_threads_record_and_claim_every_report_exactly_once(tmp_path: Path) -> None:
+    processes, threads, per_thread = 4, 4, 150
+    db = tmp_path / "fresh" / "otp.db"  # created by the workers themselves, all at once
+    base = time.time() - 3600
+    expected = {
+        f"p{p}t{t}m{i}"
+        for p in range(processes)
+        for t in range(threads)
+        for i in range(per_thread)
+        if i % 10 != 9
+    }
+
+    recorders = Workers(
+        [["record", str(db), str(p), str(threads), str(per_thread), str(base)] for p in range(processes)]
+    )
+    try:
+        recorders.release()  # phase 1: sends, each verified as it goes
+        recorders.release()  # phase 2: all processes verify the same remaining messages at once
+        recorded = recorders.results()
+    finally:
+        recorders.kill()
+    assert [r["errors"] for r in recorded] == [[]] * processes
+    enqueued = Counter(mid for r in recorded for mid in r["enqueued"])
+    assert set(enqueued) == expected
+    assert set(enqueued.values()) == {1}
+    assert sum(r["unmatched"] for r in recorded) == 0
+
+    conn = sqlite3.connect(db)
+    rows_per_message = Counter(mid for (mid,) in conn.execute("SELECT message_id FROM outbox"))
+    conn.close()
+    assert rows_per_message == Counter(expected)
+    store = SQLiteStore(db)
+    (requested, verified, unmatched) = (
+        sum(getattr(row, field) for row in store.counts(since=0, until=1e11))
+        for field in ("requested", "verified", "unmatched")
+    )
+    assert (requested, verified, unmatched) == (processes * threads * per_thread, len(expected), 0)
+
+    claimers = Workers([["claim", str(db), "2", "7"] for _ in range(processes)])
+    try:
+        claimers.release()
+        claimed = claimers.results()
+    finally:
+        claimers.kill()
+    assert [r["errors"] for r in claimed] == [[]] * processes
+    claims = Counter(row_id for r in claimed for row_id, _ in r["claimed"])
+    assert set(claims.values()) == {1}
+    assert {mid for r in claimed for _, mid in r["claimed"]} == expected
+    assert sum(r["acked"] for r in claimed) == len(expected)
+    stats = store.outbox_stats(now=time.time())
+    assert (stats.pending, stats.reported) == (0, len(expected))
+    store.close()
