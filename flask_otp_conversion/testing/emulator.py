@@ -1,0 +1,583 @@
+"""A local stand-in for Tencent Cloud SMS and Alibaba Cloud SMS/cams, as a plain WSGI application.
+
+Tests and benchmarks point the real provider clients at it (through :class:`EmulatorServer`), so what is
+exercised is our own signing, serialisation and error handling against the clouds' documented wire:
+signatures are recomputed from the received bytes with ``providers/signing.py``, timestamps and nonces are
+checked, parameters are validated the way the clouds do, and answers have the clouds' shapes, success and
+failure alike. Faults (5xx, hangs, throttling, garbage, dropped connections, latency) can be injected per
+action, and every call is recorded, rejected ones included.
+
+Routing: a request with an ``X-TC-Action`` header is Tencent; one with an ``ACS3-HMAC-SHA256``
+``Authorization``, an ``x-acs-action`` header or an ``Action`` parameter is Alibaba.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ._alibaba import AlibabaDialect
+from ._common import (
+    DELIVERY_FAILURES,
+    Answer,
+    EmulatorConversion,
+    EmulatorMessage,
+    Exchange,
+    Incoming,
+    State,
+    json_body,
+    to_e164,
+)
+from ._tencent import TencentDialect
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = [
+    "STOPPING_ENVIRON_KEY",
+    "DropConnection",
+    "EmulatorCall",
+    "EmulatorConversion",
+    "EmulatorMessage",
+    "Fault",
+    "FaultKind",
+    "ProviderEmulator",
+]
+
+FaultKind = Literal[
+    "http_500", "hang", "slow", "throttle", "malformed_json", "drop_connection", "latency", "error"
+]
+#: A server may put a ``threading.Event`` here; when set, hangs and waits end at once (clean shutdown).
+STOPPING_ENVIRON_KEY = "otp_emulator.stopping"
+#: Largest request body the emulator reads (the clouds' own limits are far lower).
+MAX_BODY = 1 << 20
+
+
+class DropConnection(Exception):
+    """Raised by the emulator to have the server close the connection without answering.
+
+    :class:`EmulatorServer` handles it; under another WSGI server the socket is shut down first when the
+    server exposes it (werkzeug, gunicorn), and the exception then surfaces as that server's own error.
+    """
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something to go wrong on calls of one action. Build with the class methods.
+
+    ``times``: how many calls it affects, None = every call until :meth:`ProviderEmulator.clear_faults`.
+    ``after_processing`` (http_500, malformed_json, drop_connection, hang): the call is carried out first
+    (a send is sent, a report recorded) and only the answer is lost or spoiled — the "did it go through?"
+    case that makes retries produce duplicates.
+    """
+
+    kind: FaultKind
+    times: int | None = None
+    seconds: float = 0.0
+    retry_after: float | None = None
+    code: str = ""
+    message: str = ""
+    status: int | None = None
+    after_processing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be >= 1, or None for 'until cleared'")
+        if self.seconds < 0:
+            raise ValueError("seconds must be >= 0")
+
+    @classmethod
+    def http_500(cls, *, times: int | None = None, after_processing: bool = False) -> Fault:
+        """HTTP 500: Tencent's front end answers a bare HTML page, Alibaba ``InternalError`` JSON."""
+        return cls("http_500", times=times, after_processing=after_processing)
+
+    @classmethod
+    def hang(
+        cls, seconds: float = 60.0, *, times: int | None = None, after_processing: bool = False
+    ) -> Fault:
+        """Never answer: wait ``seconds`` (or until :meth:`ProviderEmulator.release_hangs` or server
+        shutdown), then close the connection. Clients see their read timeout."""
+        return cls("hang", times=times, seconds=seconds, after_processing=after_processing)
+
+    @classmethod
+    def slow(cls, seconds: float, *, times: int | None = None) -> Fault:
+        """Answer normally, but trickle the body out over ``seconds``: each read makes progress, so only a
+        deadline on the whole exchange (not a per-read timeout) cuts it short."""
+        return cls("slow", times=times, seconds=seconds)
+
+    @classmethod
+    def latency(cls, seconds: float, *, times: int | None = None) -> Fault:
+        """Wait ``seconds`` before handling the call, then answer normally."""
+        return cls("latency", times=times, seconds=seconds)
+
+    @classmethod
+    def throttle(cls, retry_after: float | None = None, *, times: int | None = None) -> Fault:
+        """The provider's throttling answer: Tencent ``RequestLimitExceeded`` (HTTP 200 body); Alibaba
+        ``Throttling.User`` (cams ``System.LimitControl``), HTTP 400, with ``x-acs-retry-after`` in
+        milliseconds when ``retry_after`` (seconds) is given. Tencent sends no retry-after hint."""
+        return cls("throttle", times=times, retry_after=retry_after)
+
+    @classmethod
+    def malformed_json(cls, *, times: int | None = None, after_processing: bool = False) -> Fault:
+        """HTTP 200, ``application/json``, a truncated JSON body."""
+        return cls("malformed_json", times=times, after_processing=after_processing)
+
+    @classmethod
+    def drop_connection(cls, *, times: int | None = None, after_processing: bool = False) -> Fault:
+        """Close the socket after reading the request, without any answer."""
+        return cls("drop_connection", times=times, after_processing=after_processing)
+
+    @classmethod
+    def error(
+        cls, code: str, message: str = "", *, status: int | None = None, times: int | None = None
+    ) -> Fault:
+        """An API error in the provider's shape: Tencent ``Response.Error`` (HTTP 200, or ``status``);
+        Alibaba a business error (HTTP 200, ``Code``/``ResponseCode``) for ``isv.``/``isp.`` codes or
+        ``status=200``, else a gateway error (HTTP ``status``, default by code, usually 400)."""
+        return cls("error", times=times, code=code, message=message or f"Emulated {code}.", status=status)
+
+
+@dataclass(frozen=True)
+class EmulatorCall:
+    """One request the emulator received, as recorded, whatever became of it."""
+
+    #: ``"tencent"``, ``"alibaba"``, or ``"unknown"`` for a request neither cloud would recognise.
+    provider: str
+    action: str
+    version: str
+    #: ``X-TC-Region`` (Tencent); None for Alibaba, which sends no region.
+    region: str | None
+    #: The operation's parameters: Tencent's JSON body, Alibaba's decoded query/form fields as strings
+    #: (v1 common parameters such as ``Signature`` left out; they are in ``query_string``).
+    params: Mapping[str, Any]
+    received_at: float
+    #: True when the answer sent was a success (for Tencent SendSms: every number ``Ok``). With an
+    #: ``after_processing`` fault the call took effect (see ``messages()``/``conversions()``) but this is
+    #: False: it describes what the client got.
+    ok: bool
+    #: The error code answered (Tencent ``Error.Code`` or a failed number's ``Code``, Alibaba
+    #: ``Code``/``ResponseCode``), None on success and for answers without a code (HTML 500, garbage, none).
+    error_code: str | None
+    #: The request headers, names lower-cased, values as received.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: HTTP status answered; None when the connection was closed without an answer.
+    http_status: int | None = 200
+    #: ``TC3-HMAC-SHA256``, ``ACS3-HMAC-SHA256`` or ``HMAC-SHA1`` (by the request's form; not a verdict).
+    signature_method: str = ""
+    #: The injected fault that shaped the answer, ``"rate_limit"`` for the emulator's own cap, else None.
+    fault: str | None = None
+    request_id: str = ""
+    query_string: str = ""
+    body: bytes = b""
+
+
+class _Dialect(Protocol):
+    name: str
+
+    def route(self, inc: Incoming, ex: Exchange) -> None: ...
+    def handle(self, inc: Incoming, ex: Exchange, now: float) -> Answer: ...
+    def error(self, ex: Exchange, code: str, message: str, status: int | None = None) -> Answer: ...
+    def throttle(
+        self, ex: Exchange, retry_after: float | None, count: int = 0, limit: float = 0
+    ) -> Answer: ...
+    def server_error(self, ex: Exchange) -> Answer: ...
+    def malformed(self, ex: Exchange) -> Answer: ...
+
+
+@dataclass
+class _ActiveFault:
+    fault: Fault
+    action: str
+    provider: str | None
+    remaining: int | None
+
+
+class ProviderEmulator:
+    """Tencent Cloud SMS (2021-01-11) and Alibaba dysmsapi (2017-05-25, 2018-05-01) / cams (2020-06-06)
+    behind one WSGI callable, with one emulated account per cloud. Thread-safe.
+
+    The credentials are the class attributes below unless overridden by keyword; ``clock`` (UNIX seconds)
+    is what "now" means for timestamp checks, send times and statistics windows.
+    """
+
+    # Fake credentials of the emulated accounts, not secrets of anyone's.
+    TENCENT_SECRET_ID = "AKIDEmulatorTencent0000000000000000000"  # noqa: S105
+    TENCENT_SECRET_KEY = "EmulatorTencentSecretKey00000000"  # noqa: S105
+    TENCENT_SDK_APP_ID = "1400006666"
+    ALIBABA_ACCESS_KEY_ID = "LTAI5tEmulatorAlibaba000"
+    ALIBABA_ACCESS_KEY_SECRET = "EmulatorAlibabaAccessSecret000"  # noqa: S105
+    ALIBABA_CUST_SPACE_ID = "293483938849493"
+
+    def __init__(
+        self,
+        *,
+        tencent_secret_id: str | None = None,
+        tencent_secret_key: str | None = None,
+        tencent_sdk_app_id: str | None = None,
+        alibaba_access_key_id: str | None = None,
+        alibaba_access_key_secret: str | None = None,
+        alibaba_cust_space_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+        latency: float = 0.0,
+        rate_limits: Mapping[str, float] | None = None,
+    ) -> None:
+        self.TENCENT_SECRET_ID = tencent_secret_id or type(self).TENCENT_SECRET_ID
+        self.TENCENT_SECRET_KEY = tencent_secret_key or type(self).TENCENT_SECRET_KEY
+        self.TENCENT_SDK_APP_ID = tencent_sdk_app_id or type(self).TENCENT_SDK_APP_ID
+        self.ALIBABA_ACCESS_KEY_ID = alibaba_access_key_id or type(self).ALIBABA_ACCESS_KEY_ID
+        self.ALIBABA_ACCESS_KEY_SECRET = alibaba_access_key_secret or type(self).ALIBABA_ACCESS_KEY_SECRET
+        self.ALIBABA_CUST_SPACE_ID = alibaba_cust_space_id or type(self).ALIBABA_CUST_SPACE_ID
+        self._clock = clock
+        self._state = State(
+            clock=clock,
+            credentials={
+                "tencent_secret_id": self.TENCENT_SECRET_ID,
+                "tencent_secret_key": self.TENCENT_SECRET_KEY,
+                "tencent_sdk_app_id": self.TENCENT_SDK_APP_ID,
+                "alibaba_access_key_id": self.ALIBABA_ACCESS_KEY_ID,
+                "alibaba_access_key_secret": self.ALIBABA_ACCESS_KEY_SECRET,
+                "alibaba_cust_space_id": self.ALIBABA_CUST_SPACE_ID,
+            },
+        )
+        self._tencent = TencentDialect(self._state)
+        self._alibaba = AlibabaDialect(self._state)
+        self._calls: list[EmulatorCall] = []
+        self._faults: list[_ActiveFault] = []
+        self._latency = float(latency)
+        # Waits (hang, slow, latency) sleep on this condition; release_hangs() bumps the generation.
+        self._wake = threading.Condition(threading.Lock())
+        self._generation = 0
+        for action, rate in (rate_limits or {}).items():
+            self.set_rate_limit(action, rate)
+
+    def __repr__(self) -> str:
+        return f"<ProviderEmulator calls={len(self._calls)} faults={len(self._faults)}>"
+
+    # ---- configuration ------------------------------------------------------------------------------------
+
+    @property
+    def latency(self) -> float:
+        """Seconds added before every answer (on top of any ``Fault.latency``)."""
+        return self._latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("latency must be >= 0")
+        self._latency = float(seconds)
+
+    def inject(self, action: str, fault: Fault, *, provider: str | None = None) -> None:
+        """Apply ``fault`` to calls of ``action`` (``"*"``: every action), optionally of one ``provider``
+        only (``SendSms`` exists at both). Faults for the same call are used first come, first served."""
+        if provider not in (None, "tencent", "alibaba"):
+            raise ValueError("provider must be 'tencent', 'alibaba' or None")
+        with self._state.lock:
+            self._faults.append(_ActiveFault(fault, action, provider, fault.times))
+
+    def clear_faults(self, action: str | None = None) -> None:
+        """Forget the faults of ``action`` (None: all of them)."""
+        with self._state.lock:
+            self._faults = [f for f in self._faults if action is not None and f.action != action]
+
+    def set_rate_limit(self, action: str, per_second: float | None) -> None:
+        """Answer the provider's throttling error when ``action`` gets more than ``per_second`` calls within
+        any one second (sliding window; only admitted calls count). None removes the cap."""
+        with self._state.lock:
+            if per_second is None:
+                self._state.rate_limits.pop(action, None)
+                self._state.rate_windows.pop(action, None)
+                return
+            if per_second <= 0:
+                raise ValueError("per_second must be > 0")
+            self._state.rate_limits[action] = float(per_second)
+
+    def refuse_phone(self, phone: str, code: str | None = None, message: str | None = None) -> None:
+        """Sends to ``phone`` (E.164) are refused: Tencent in that number's ``SendStatusSet`` entry (default
+        ``LimitExceeded.PhoneNumberThirtySecondLimit``), Alibaba as a business error (default
+        ``isv.BUSINESS_LIMIT_CONTROL``)."""
+        with self._state.lock:
+            self._state.refusals[_e164(phone)] = (code, message)
+
+    def fail_delivery(self, phone: str, reason: str = "shutdown") -> None:
+        """Messages sent to ``phone`` from now on get a ``FAIL`` delivery receipt; ``reason`` picks the
+        CallbackStatusStatistics counter: shutdown, invalid_number, blacklist, frequency_limit,
+        internal_error."""
+        if reason not in DELIVERY_FAILURES:
+            raise ValueError(f"reason must be one of {sorted(DELIVERY_FAILURES)}")
+        with self._state.lock:
+            self._state.delivery_failures[_e164(phone)] = reason
+
+    def set_cams_phone_numbers(self, numbers: Iterable[Mapping[str, Any]]) -> None:
+        """What ``ChatappSyncPhoneNumber`` answers in ``PhoneNumbers``."""
+        with self._state.lock:
+            self._state.cams_phone_numbers = [dict(n) for n in numbers]
+
+    def issue_message_id(
+        self, provider: str, phone: str, *, code: str | None = None, action: str | None = None
+    ) -> str:
+        """Register a sent message without a send call and return its id, for tests that report
+        conversions directly. ``action``: Tencent ``SendSms``; Alibaba ``SendMessageWithTemplate`` (default,
+        a 2018-05-01 ``MessageId``) or ``SendSms`` (a 2017-05-25 ``BizId``)."""
+        e164 = _e164(phone)
+        with self._state.lock:
+            now = self._clock()
+            if provider == "tencent":
+                message_id, action = self._state.tencent_serial_no(now), "SendSms"
+            elif provider == "alibaba":
+                action = action or "SendMessageWithTemplate"
+                if action == "SendSms":
+                    message_id = self._state.alibaba_biz_id(now)
+                elif action in ("SendMessageWithTemplate", "SendMessageToGlobe"):
+                    message_id = self._state.alibaba_message_id(now)
+                else:
+                    raise ValueError(f"not an Alibaba send action: {action!r}")
+            else:
+                raise ValueError("provider must be 'tencent' or 'alibaba'")
+            status, description, reason = self._state.delivery_of(e164)
+            self._state.record_send(
+                EmulatorMessage(
+                    provider,
+                    action,
+                    message_id,
+                    e164,
+                    code,
+                    now,
+                    accepted=True,
+                    report_status=status,
+                    report_description=description,
+                    failure_reason=reason,
+                )
+            )
+        return message_id
+
+    def reset(self) -> None:
+        """Forget calls, faults, codes, messages, conversions, nonces, refusals, rate limits and latency;
+        release anything waiting. Credentials stay."""
+        with self._state.lock:
+            self._calls.clear()
+            self._faults.clear()
+            self._state.clear()
+            self._latency = 0.0
+        self.release_hangs()
+
+    def release_hangs(self) -> None:
+        """End every hang, slow answer and latency wait in progress now."""
+        with self._wake:
+            self._generation += 1
+            self._wake.notify_all()
+
+    # ---- what happened ------------------------------------------------------------------------------------
+
+    def calls(
+        self, action: str | None = None, *, provider: str | None = None, ok: bool | None = None
+    ) -> list[EmulatorCall]:
+        """Recorded calls in arrival order, optionally filtered."""
+        with self._state.lock:
+            return [
+                c
+                for c in self._calls
+                if (action is None or c.action == action)
+                and (provider is None or c.provider == provider)
+                and (ok is None or c.ok is ok)
+            ]
+
+    def code_for(self, phone: str) -> str | None:
+        """The OTP code the last accepted send to ``phone`` carried (Tencent: first ``TemplateParamSet``
+        value; Alibaba: ``TemplateParam`` ``code``), or None. Alibaba forms (no ``+``) are accepted too."""
+        with self._state.lock:
+            return self._state.codes.get(_e164(phone))
+
+    def messages(self, provider: str | None = None) -> list[EmulatorMessage]:
+        """Every number of every send received (refused ones with ``accepted=False``), in order."""
+        with self._state.lock:
+            return [m for m in self._state.message_log if provider is None or m.provider == provider]
+
+    def conversions(self, provider: str | None = None) -> list[EmulatorConversion]:
+        """The conversion reports accepted, in order (duplicates included: the clouds accept them)."""
+        with self._state.lock:
+            return [c for c in self._state.conversions if provider is None or c.provider == provider]
+
+    # ---- WSGI ---------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        received_at = self._clock()
+        stopping = environ.get(STOPPING_ENVIRON_KEY)
+        inc = _incoming(environ)
+        ex = Exchange()
+        dialect = self._dialect_for(inc)
+        if dialect is not None:
+            dialect.route(inc, ex)
+        with self._state.lock:
+            fault = self._take_fault(ex)
+
+        waited = self._latency + (fault.seconds if fault is not None and fault.kind == "latency" else 0.0)
+        if waited > 0:
+            self._pause(waited, stopping)
+
+        answer: Answer | None = None
+        if dialect is None:
+            answer = _unrecognised()
+        elif fault is None or fault.kind in ("latency", "slow") or fault.after_processing:
+            with self._state.lock:
+                answer = dialect.handle(inc, ex, self._clock())
+        if dialect is not None and fault is not None and fault.kind not in ("latency", "slow"):
+            if fault.kind in ("hang", "drop_connection"):
+                # Record before going quiet: a test may be waiting to see the call arrive.
+                self._record(inc, ex, received_at, None, fault=fault.kind)
+                if fault.kind == "hang":
+                    self._pause(fault.seconds, stopping)
+                _shutdown_socket(environ)
+                raise DropConnection(fault.kind)
+            answer = self._fault_answer(dialect, ex, fault)
+        assert answer is not None
+
+        fault_name = fault.kind if fault is not None else ("rate_limit" if ex.rate_limited else None)
+        self._record(inc, ex, received_at, answer, fault=fault_name)
+        headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
+        start_response(f"{answer.status} {_REASONS.get(answer.status, 'Error')}", headers)
+        if fault is not None and fault.kind == "slow":
+            return self._trickle(answer.body, fault.seconds, stopping)
+        return [answer.body]
+
+    def _dialect_for(self, inc: Incoming) -> _Dialect | None:
+        if "x-tc-action" in inc.headers:
+            return self._tencent
+        if (
+            inc.headers.get("authorization", "").startswith("ACS3-HMAC-SHA256")
+            or "x-acs-action" in inc.headers
+            or any(name == "Action" for name, _ in inc.query_pairs() + inc.form_pairs())
+        ):
+            return self._alibaba
+        return None
+
+    def _take_fault(self, ex: Exchange) -> Fault | None:
+        for active in self._faults:
+            if active.action not in ("*", ex.action):
+                continue
+            if active.provider is not None and active.provider != ex.provider:
+                continue
+            if active.remaining is not None:
+                active.remaining -= 1
+                if active.remaining <= 0:
+                    self._faults.remove(active)
+            return active.fault
+        return None
+
+    def _fault_answer(self, dialect: _Dialect, ex: Exchange, fault: Fault) -> Answer:
+        if fault.kind == "http_500":
+            return dialect.server_error(ex)
+        if fault.kind == "throttle":
+            return dialect.throttle(ex, fault.retry_after)
+        if fault.kind == "malformed_json":
+            return dialect.malformed(ex)
+        return dialect.error(ex, fault.code, fault.message, fault.status)
+
+    def _record(
+        self, inc: Incoming, ex: Exchange, received_at: float, answer: Answer | None, *, fault: str | None
+    ) -> None:
+        call = EmulatorCall(
+            provider=ex.provider,
+            action=ex.action,
+            version=ex.version,
+            region=ex.region,
+            params=dict(ex.params),
+            received_at=received_at,
+            ok=answer.ok if answer is not None else False,
+            error_code=answer.error_code if answer is not None else None,
+            headers=dict(inc.headers),
+            http_status=answer.status if answer is not None else None,
+            signature_method=ex.signature_method,
+            fault=fault,
+            request_id=ex.request_id,
+            query_string=inc.query_string,
+            body=inc.body,
+        )
+        with self._state.lock:
+            self._calls.append(call)
+
+    def _pause(self, seconds: float, stopping: threading.Event | None) -> None:
+        """Sleep up to ``seconds``; cut short by :meth:`release_hangs` or a stopping server."""
+        deadline = time.monotonic() + seconds
+        with self._wake:
+            generation = self._generation
+            while self._generation == generation and not (stopping is not None and stopping.is_set()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                # Poll a stopping server's event; otherwise sleep until woken or done.
+                self._wake.wait(min(remaining, 0.05) if stopping is not None else remaining)
+
+    def _trickle(self, body: bytes, seconds: float, stopping: threading.Event | None) -> Iterator[bytes]:
+        pieces = max(1, min(len(body), 10))
+        size = -(-len(body) // pieces)
+        for start in range(0, len(body), size):
+            if start:
+                self._pause(seconds / pieces, stopping)
+            yield body[start : start + size]
+
+
+def _e164(phone: str) -> str:
+    return to_e164(phone) or phone
+
+
+def _incoming(environ: WSGIEnvironment) -> Incoming:
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    stream = environ.get("wsgi.input")
+    body = b""
+    if stream is not None:
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            body = stream.read(min(int(length), MAX_BODY))
+        elif environ.get("wsgi.input_terminated"):
+            body = stream.read(MAX_BODY)
+    return Incoming(
+        method=environ.get("REQUEST_METHOD", "GET").upper(),
+        path=environ.get("PATH_INFO", "/") or "/",
+        headers=headers,
+        query_string=environ.get("QUERY_STRING", ""),
+        body=body,
+    )
+
+
+def _unrecognised() -> Answer:
+    body = json_body(
+        {
+            "Code": "MissingParameter",
+            "Message": "Neither an X-TC-Action header (Tencent), an x-acs-action header or ACS3 "
+            "Authorization (Alibaba ACS3), nor an Action parameter (Alibaba v1): the emulator cannot tell "
+            "what this is.",
+        }
+    )
+    return Answer(400, [("Content-Type", "application/json")], body, False, "MissingParameter")
+
+
+def _shutdown_socket(environ: WSGIEnvironment) -> None:
+    for key in ("werkzeug.socket", "gunicorn.socket"):
+        sock = environ.get(key)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            return
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
