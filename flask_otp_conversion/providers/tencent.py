@@ -53,7 +53,15 @@ from .tencent_models import (
     TencentStatistics,
 )
 
-__all__ = ["API_VERSION", "QUOTA_RETRY_AFTER", "REPORT_REGION", "UTC8", "TencentProvider", "classify_error"]
+__all__ = [
+    "API_VERSION",
+    "QUOTA_RETRY_AFTER",
+    "REPORT_REGION",
+    "UTC8",
+    "TencentProvider",
+    "classify_error",
+    "hour_string",
+]
 
 logger = logging.getLogger(__name__)
 
