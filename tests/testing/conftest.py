@@ -20,4 +20,4 @@ def emu(provider_emulator: ProviderEmulator) -> ProviderEmulator:
 @pytest.fixture
 def wire(provider_emulator_server: EmulatorServer) -> Iterator[Wire]:
     with httpx.Client(timeout=httpx.Timeout(10.0), verify=False) as client:  # plain http; skips TLS setup
-        yield Wire(provider_emulator_server, client)
+        yield Wire.of(provider_emulator_server, client)

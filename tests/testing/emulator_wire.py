@@ -21,7 +21,7 @@ from flask_otp_conversion.providers.signing import (
     tc3_sign,
     v1_sign,
 )
-from flask_otp_conversion.testing import EmulatorServer
+from flask_otp_conversion.testing import EmulatorServer, ProviderEmulator
 
 UTC8 = timezone(timedelta(hours=8))
 CN_PHONE = "+8613711112222"
@@ -36,12 +36,16 @@ def hour(moment: datetime) -> str:
 class Wire:
     """Hand-built, hand-signed requests to a running emulator."""
 
-    def __init__(self, server: EmulatorServer, client: httpx.Client) -> None:
-        self.server = server
-        self.emu = server.emulator
+    def __init__(self, url: str, emu: ProviderEmulator, client: httpx.Client) -> None:
+        self.emu = emu
         self.client = client
-        self.url = server.url + "/"
-        self.host = server.url.split("//", 1)[1]
+        self.url = url.rstrip("/") + "/"
+        self.host = url.split("//", 1)[1].rstrip("/")
+        self.port = int(self.host.rsplit(":", 1)[1])
+
+    @classmethod
+    def of(cls, server: EmulatorServer, client: httpx.Client) -> Wire:
+        return cls(server.url, server.emulator, client)
 
     # ---- Tencent (TC3-HMAC-SHA256) ----------------------------------------------------------------------
 
