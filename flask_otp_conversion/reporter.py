@@ -14,14 +14,15 @@ One drainer per store (the whole-app rate limit)
     bucket and still holds for the whole app, however many gunicorn workers share the store, without a
     shared-budget round trip per request. The holder renews the lease every second (TTL 5 s), so when it
     dies another process takes over within ~5 s; a holder that loses the lease (paused for longer than the
-    TTL) stops claiming at once. The cost is that one process's threads carry all delivery, which at
-    Tencent's 1,000/s cap is a small share of one core.
+    TTL) stops claiming at once. The cost is that one process carries all delivery, and in
+    one Python process the HTTP client's CPU cost (~0.8 ms a request with httpx) bounds the drain rate.
 
 Leases and at-least-once
-    A claim takes at most one second of rate budget and no more rows than there are free workers; a row's
-    lease is ``connect + read timeout + 1 s (dispatch) + 2 s (ack)``. A row is only sent while its lease
-    still covers a whole request plus the ack, so in normal operation every row is acked before its lease
-    can expire and is reported exactly once. Only rows in flight when a process dies are sent again, after
+    A claim takes what half a second of expected throughput can send (the rate cap, or the workers over the
+    observed latency); each worker has its own HTTP client, since a shared httpx pool serialises requests on
+    its lock. A row must start within 1 s of its claim; its lease is ``connect + read timeout + 1 s
+    (dispatch) + 2 s (ack)``, so in normal operation every row is acked before its lease can expire and is
+    reported exactly once. Only rows in flight when a process dies are sent again, after
     their lease expires.
 
 Failures
@@ -89,9 +90,17 @@ DRAIN_RENEW_EVERY = 1.0
 DEGRADED_FLAG = "degraded"
 #: The degraded flag is re-read from the store at most this often.
 DEGRADED_RECHECK = 1.0
-#: A claim takes at most this many seconds of rate budget.
+#: A claimed row must start within this many seconds of the claim (its lease allows for it).
 BATCH_WINDOW = 1.0
+#: A claim takes what the expected throughput (the rate cap, or the workers over the observed request
+#: latency, whichever is lower) sends in this many seconds: half the window, so an estimate that is off by
+#: two still fits. Claims sized to the free workers alone would cost a store transaction per row or two.
+CLAIM_WINDOW = 0.5
 MAX_BATCH = 500
+#: Request latency assumed before any has been measured (on the slow side, so the first claim is small).
+INITIAL_LATENCY = 0.25
+#: Weight of each new request in the moving average of the latency.
+LATENCY_WEIGHT = 0.1
 #: Time allowed between a request's end and its ack, inside the row lease.
 ACK_MARGIN = 2.0
 ACK_BATCH = 100
@@ -215,8 +224,11 @@ class Reporter:
         self._wake = threading.Event()
         self._stopped = False
         self._provider: Provider | None = None
+        self._local = threading.local()
+        self._worker_providers: list[Provider] = []
         self._bucket: TokenBucket | None = None
-        self._batch_limit = 1
+        self._cap = FALLBACK_RATE
+        self._latency = INITIAL_LATENCY
         self._workers: _Workers | None = None
         self._slots = threading.Condition()
         self._inflight = 0
@@ -374,24 +386,38 @@ class Reporter:
                         cap,
                     )
                 self._bucket = TokenBucket.for_cap(cap)
-                self._batch_limit = max(1, min(MAX_BATCH, math.ceil(cap * BATCH_WINDOW)))
+                self._cap = cap
                 self._provider = provider
             if self._workers is None:
                 self._workers = _Workers(self._concurrency)
             return self._provider
+
+    def _worker_provider(self) -> Provider:
+        """This worker thread's own client. One client per worker, not one shared: a shared httpx pool
+        serialises every request on its lock, which halved throughput with 32 workers."""
+        provider: Provider | None = getattr(self._local, "provider", None)
+        if provider is None:
+            provider = self._provider_factory()
+            self._local.provider = provider
+            with self._setup_lock:
+                self._worker_providers.append(provider)
+        return provider
 
     def _close_resources(self) -> None:
         with self._setup_lock:
             if self._workers is not None:
                 self._workers.shutdown()
                 self._workers = None
-            provider = self._provider
-            if provider is not None and self._inflight == 0:
-                self._provider = None
-                try:
-                    provider.close()
-                except Exception as exc:
-                    self._logger.warning("closing the provider client failed: %s", describe_error(exc))
+            if self._inflight:  # a request is still running on them: the process is leaving anyway
+                return
+            providers = [p for p in (self._provider, *self._worker_providers) if p is not None]
+            self._provider = None
+            self._worker_providers = []
+        for provider in providers:
+            try:
+                provider.close()
+            except Exception as exc:
+                self._logger.warning("closing a provider client failed: %s", describe_error(exc))
 
     def _apply_configured_degraded(self) -> None:
         if self._config_applied:
@@ -439,20 +465,20 @@ class Reporter:
         self._flush_acks_if_due()
         if self._is_degraded():
             return DEGRADED_RECHECK
-        provider = self._provider_ready()
+        self._provider_ready()
         if not self._hold_drain():
             return STANDBY_POLL
         wait = self._blocked_for()
         if wait > 0:
             return min(wait, DEGRADED_RECHECK)
-        if self._claim_and_dispatch(provider, stop=stop, deadline=None):
+        if self._claim_and_dispatch(stop=stop, deadline=None):
             return 0.0
         self._flush_acks()
         return IDLE_POLL
 
     def _drain_until(self, deadline: float, *, wait_for_others: bool) -> int:
         """Deliver from the caller's thread until nothing is due or ``deadline`` (monotonic) passes."""
-        provider = self._provider_ready()
+        self._provider_ready()
         while time.monotonic() < deadline:
             self._flush_acks_if_due()
             if self._is_degraded():
@@ -468,7 +494,7 @@ class Reporter:
                     break
                 self._sleep_until(deadline, wait)
                 continue
-            if self._claim_and_dispatch(provider, stop=None, deadline=deadline):
+            if self._claim_and_dispatch(stop=None, deadline=deadline):
                 continue
             # Nothing due now: let our own requests finish, since their outcome may make rows due again.
             self._wait_idle(deadline)
@@ -499,25 +525,27 @@ class Reporter:
             wait = max(wait, TICK)  # the probe is out
         return wait
 
-    def _claim_and_dispatch(
-        self, provider: Provider, *, stop: threading.Event | None, deadline: float | None
-    ) -> int:
+    def _claim_and_dispatch(self, *, stop: threading.Event | None, deadline: float | None) -> int:
         """Claim what the free workers and one second of rate budget can take, and send it."""
         free = self._free_slots(TICK)
         if free == 0:
             return 0
-        limit = 1 if self._breaker.state != CLOSED else min(self._batch_limit, free)
+        limit = 1 if self._breaker.state != CLOSED else self._claim_limit()
         claimed_at = time.monotonic()
         items = self._store.claim(
             provider=self._provider_name, limit=limit, lease_seconds=self._lease_seconds, now=time.time()
         )
         if items:
-            self._dispatch(provider, items, cutoff=claimed_at + BATCH_WINDOW, stop=stop, deadline=deadline)
+            self._dispatch(items, cutoff=claimed_at + BATCH_WINDOW, stop=stop, deadline=deadline)
         return len(items)
+
+    def _claim_limit(self) -> int:
+        """Rows the next ``CLAIM_WINDOW`` seconds can send, given the cap and the observed latency."""
+        throughput = min(self._cap, self._concurrency / max(self._latency, 1e-3))
+        return max(1, min(MAX_BATCH, math.ceil(throughput * CLAIM_WINDOW)))
 
     def _dispatch(
         self,
-        provider: Provider,
         items: Sequence[OutboxItem],
         *,
         cutoff: float,
@@ -537,7 +565,7 @@ class Reporter:
                         item, f"expired: not reported within {self._settings.max_report_age:g} s"
                     )
                     continue
-                reason = self._send_when_allowed(provider, item, cutoff=cutoff, stop=stop, deadline=deadline)
+                reason = self._send_when_allowed(item, cutoff=cutoff, stop=stop, deadline=deadline)
                 if reason is not None:
                     self._release(items[index:], reason)
                     return
@@ -547,7 +575,6 @@ class Reporter:
 
     def _send_when_allowed(
         self,
-        provider: Provider,
         item: OutboxItem,
         *,
         cutoff: float,
@@ -567,7 +594,7 @@ class Reporter:
             if reason is None:
                 workers = self._workers
                 assert workers is not None
-                workers.submit(lambda: self._deliver(provider, item))
+                workers.submit(lambda: self._deliver(item))
                 submitted = True
             return reason
         finally:
@@ -606,12 +633,15 @@ class Reporter:
 
     # Workers ------------------------------------------------------------------------------------------
 
-    def _deliver(self, provider: Provider, item: OutboxItem) -> None:
+    def _deliver(self, item: OutboxItem) -> None:
         """Runs in a worker: one provider call and its bookkeeping. Never raises."""
+        started: float | None = None
         try:
             report = ConversionReport(
                 message_id=item.message_id, phone=item.phone, verified_at=item.verified_at
             )
+            provider = self._worker_provider()
+            started = time.monotonic()
             try:
                 provider.report_conversion(report)
             except ProviderError as exc:
@@ -634,6 +664,8 @@ class Reporter:
                 describe_error(exc),
             )
         finally:
+            if started is not None:
+                self._latency += LATENCY_WEIGHT * (time.monotonic() - started - self._latency)
             idle = self._free_slot()
             try:
                 self._flush_acks_if_due(idle=idle)
