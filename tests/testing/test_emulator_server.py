@@ -43,29 +43,38 @@ def raw_request(host: str, emu: ProviderEmulator, body: bytes = DESCRIBE) -> byt
     return head.encode() + body
 
 
-def read_response(stream: socket.socket) -> tuple[bytes, dict[str, str], bytes]:
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        chunk = stream.recv(65536)
+class Answers:
+    """Reads HTTP/1.1 answers off one socket, keeping bytes that belong to the next answer."""
+
+    def __init__(self, stream: socket.socket) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    def _fill(self) -> None:
+        chunk = self.stream.recv(65536)
         assert chunk, "connection closed before a full answer"
-        buffer += chunk
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    status, *lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    length = int(headers["content-length"])
-    while len(rest) < length:
-        chunk = stream.recv(65536)
-        assert chunk, "connection closed mid-body"
-        rest += chunk
-    return status.encode(), headers, rest[:length]
+        self.buffer += chunk
+
+    def next(self) -> tuple[bytes, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status, *lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        length = int(headers["content-length"])
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status.encode(), headers, body
 
 
 @pytest.mark.timeout(20)
 def test_one_keep_alive_connection_serves_several_requests(wire: Wire) -> None:
     with socket.create_connection(("127.0.0.1", wire.port)) as stream:
+        answers = Answers(stream)
         for _ in range(3):
             stream.sendall(raw_request(wire.host, wire.emu))
-            status, headers, body = read_response(stream)
+            status, headers, body = answers.next()
             assert status.startswith(b"HTTP/1.1 200")
             assert headers.get("connection", "").lower() != "close"
             assert json.loads(body)["Response"]["PhoneNumberInfoSet"][0]["Code"] == "Ok"
@@ -76,7 +85,8 @@ def test_one_keep_alive_connection_serves_several_requests(wire: Wire) -> None:
 def test_pipelined_requests_on_one_connection_are_all_answered(wire: Wire) -> None:
     with socket.create_connection(("127.0.0.1", wire.port)) as stream:
         stream.sendall(raw_request(wire.host, wire.emu) + raw_request(wire.host, wire.emu))
-        answers = [read_response(stream) for _ in range(2)]
+        reader = Answers(stream)
+        answers = [reader.next() for _ in range(2)]
     assert [status.split()[1] for status, _, _ in answers] == [b"200", b"200"]
 
 
@@ -85,7 +95,7 @@ def test_connection_close_from_the_client_is_honoured(wire: Wire) -> None:
     request = raw_request(wire.host, wire.emu).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
     with socket.create_connection(("127.0.0.1", wire.port)) as stream:
         stream.sendall(request)
-        _, headers, _ = read_response(stream)
+        _, headers, _ = Answers(stream).next()
         assert headers["connection"] == "close"
         assert stream.recv(1) == b""
 
