@@ -96,7 +96,9 @@ def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigurationError(_format_errors(exc, {}, {PREFIX + "STATS_TOKEN", PREFIX + "STORE_URL"})) from None
+        raise ConfigurationError(
+            _format_errors(exc, {}, {PREFIX + "STATS_TOKEN", PREFIX + "STORE_URL"})
+        ) from None
 
     if settings.breaker_max_reset_timeout < settings.breaker_reset_timeout:
         raise ConfigurationError(
@@ -128,7 +130,9 @@ def _provider_settings(name: str, config: Mapping[str, Any]) -> BaseModel:
     for field in model.model_fields:
         key_of.setdefault(field, prefix + field.upper())
     secret_keys = {
-        key_of[f] for f, info in model.model_fields.items() if info.annotation in (SecretStr, SecretStr | None)
+        key_of[f]
+        for f, info in model.model_fields.items()
+        if info.annotation in (SecretStr, SecretStr | None)
     }
     try:
         return model.model_validate(raw)

@@ -12,9 +12,7 @@ from flask_otp_conversion.store import Store, open_store
 
 @pytest.fixture(params=["sqlite", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    else:
-        opened = open_store("memory://")
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else "memory://"
+    opened = open_store(url)
     yield opened
     opened.close()

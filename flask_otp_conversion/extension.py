@@ -1,0 +1,232 @@
+"""The ``OTPConversion`` Flask extension: config, signal receivers, recording, and the reporter's lifecycle."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from flask import Flask, current_app
+
+from .config import Settings, load_settings
+from .phone import mask_phone, normalize_phone
+from .providers import Provider, provider_class
+from .reporter import Reporter
+from .signals import otp_sent, otp_verified
+from .store import Store, open_store
+from .store.base import MAX_MESSAGE_ID_LENGTH, VerifyOutcome
+from .verify import FieldSource, make_verify_route
+
+EXTENSION_KEY = "otp_conversion"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _message_id(value: object, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("message_id must be a non-empty string")
+    if len(value) > MAX_MESSAGE_ID_LENGTH:
+        raise ValueError(f"message_id is too long ({len(value)} characters, at most {MAX_MESSAGE_ID_LENGTH})")
+    return value.strip()
+
+
+def _timestamp(value: object, name: str) -> float:
+    if value is None:
+        return time.time()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be UNIX seconds (int or float)")
+    return float(value)
+
+
+class ConversionState:
+    """Everything one app's extension owns; lives in ``app.extensions["otp_conversion"]``."""
+
+    def __init__(self, app: Flask, settings: Settings, logger: logging.Logger) -> None:
+        self.settings = settings
+        self.logger = logger
+        self.store: Store | None = None
+        self.reporter: Reporter | None = None
+        if not settings.enabled:
+            return
+        self.store = open_store(settings.store_url or "")
+        self.reporter = Reporter(
+            store=self.store,
+            provider_factory=self.make_provider,
+            settings=settings,
+            sender=app,
+            logger=logger,
+        )
+
+    def make_provider(self) -> Provider:
+        """A fresh client (one per process: the reporter calls this again after a fork)."""
+        assert self.settings.provider is not None
+        timeout = httpx.Timeout(
+            self.settings.http_read_timeout,
+            connect=self.settings.http_connect_timeout,
+        )
+        return provider_class(self.settings.provider).from_settings(
+            self.settings.provider_settings, timeout=timeout
+        )
+
+    # Recording ---------------------------------------------------------------------------------------
+
+    def record_sent(
+        self, phone: object, message_id: object, provider: object = None, sent_at: object = None
+    ) -> bool:
+        if self.store is None:
+            return False
+        e164 = normalize_phone(phone)
+        mid = _message_id(message_id, required=True)
+        assert mid is not None
+        name = self._provider_name(provider)
+        return self.store.record_sent(
+            phone=e164, message_id=mid, provider=name, sent_at=_timestamp(sent_at, "sent_at")
+        )
+
+    def record_verified(
+        self, phone: object, message_id: object = None, verified_at: object = None
+    ) -> VerifyOutcome | None:
+        if self.store is None:
+            return None
+        e164 = normalize_phone(phone)
+        outcome = self.store.record_verified(
+            phone=e164,
+            message_id=_message_id(message_id, required=False),
+            provider=self._provider_name(None),
+            verified_at=_timestamp(verified_at, "verified_at"),
+            match_window=self.settings.match_window,
+        )
+        if outcome.message_id is None:
+            self.logger.info(
+                "verification for %s matched no sent OTP; counted, nothing to report", mask_phone(e164)
+            )
+        return outcome
+
+    def _provider_name(self, provider: object) -> str:
+        if provider is None:
+            assert self.settings.provider is not None
+            return self.settings.provider
+        if not isinstance(provider, str) or not provider:
+            raise ValueError("provider must be a non-empty string")
+        return provider
+
+    # Signal receivers: a failure here must never break the app's send or verify ------------------------
+
+    def on_otp_sent(self, sender: object, **kwargs: Any) -> None:
+        try:
+            self.record_sent(
+                kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("provider"), kwargs.get("sent_at")
+            )
+        except Exception as exc:
+            self._log_dropped("otp-sent", kwargs.get("phone"), exc)
+
+    def on_otp_verified(self, sender: object, **kwargs: Any) -> None:
+        try:
+            self.record_verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
+        except Exception as exc:
+            self._log_dropped("otp-verified", kwargs.get("phone"), exc)
+
+    def _log_dropped(self, signal: str, phone: object, exc: Exception) -> None:
+        who = mask_phone(phone) if isinstance(phone, str) else type(phone).__name__
+        if isinstance(exc, ValueError):
+            self.logger.warning("%s for %s not recorded: %s", signal, who, exc)
+        else:
+            self.logger.error("%s for %s not recorded: %s: %s", signal, who, type(exc).__name__, exc)
+
+    def shutdown(self) -> None:
+        if self.reporter is not None:
+            self.reporter.stop(self.settings.shutdown_timeout)
+        if self.store is not None:
+            self.store.close()
+
+
+class OTPConversion:
+    """Records OTP sends and verifications and reports conversions to the SMS provider.
+
+    ``OTPConversion(app)`` or, with an app factory, ``conversion = OTPConversion()`` then
+    ``conversion.init_app(app)``. One instance may serve several apps; each has its own state.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self.logger = logging.getLogger("flask_otp_conversion")
+        self._stats_auth: Callable[[], bool] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate config (``ConfigurationError`` names a bad key), open the store, connect the signals."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("OTPConversion is already initialised on this app")
+        settings = load_settings(app.config, instance_path=app.instance_path)
+        state = ConversionState(app, settings, self.logger)
+        app.extensions[EXTENSION_KEY] = state
+        if not settings.enabled:
+            return
+        # Weak references keep a test suite's many apps collectable; the state holds the bound methods' owner.
+        otp_sent.connect(state.on_otp_sent, sender=app)
+        otp_verified.connect(state.on_otp_verified, sender=app)
+        if settings.reporter_autostart and state.reporter is not None:
+            app.before_request(state.reporter.ensure_running)
+        atexit.register(_shutdown_at_exit, weakref.ref(state))
+
+        from .cli import otp_conversion_cli
+
+        app.cli.add_command(otp_conversion_cli)
+
+    def _state(self, app: Flask | None = None) -> ConversionState:
+        app = app or current_app
+        try:
+            state: ConversionState = app.extensions[EXTENSION_KEY]
+        except KeyError:
+            raise RuntimeError("OTPConversion.init_app(app) has not been called for this app") from None
+        return state
+
+    def record_sent(
+        self, phone: str, message_id: str, provider: str | None = None, *, sent_at: float | None = None
+    ) -> bool:
+        """Record an OTP send. ``ValueError`` on bad input; False if the message was already recorded."""
+        return self._state().record_sent(phone, message_id, provider, sent_at)
+
+    def record_verified(
+        self, phone: str, message_id: str | None = None, *, verified_at: float | None = None
+    ) -> VerifyOutcome | None:
+        """Record that the user typed the code in; enqueues the provider report. ``ValueError`` on bad input."""
+        return self._state().record_verified(phone, message_id, verified_at)
+
+    def verify_route(
+        self, phone: FieldSource = "phone", message_id: FieldSource | None = None
+    ) -> Callable[[F], F]:
+        """Decorate a verify view: a 2xx answer marks the OTP for ``phone`` (a JSON/form field or a callable)
+        verified; a non-2xx answer or an exception does not."""
+        return make_verify_route(self, phone, message_id)
+
+    def degrade(self, on: bool = True) -> None:
+        """Stop (True) or resume (False) every provider call, in every process sharing the store."""
+        reporter = self._state().reporter
+        if reporter is None:
+            raise RuntimeError("flask-otp-conversion is disabled (OTP_CONVERSION_ENABLED is false)")
+        reporter.set_degraded(on)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Deliver every report due now; returns how many are still pending."""
+        reporter = self._state().reporter
+        return 0 if reporter is None else reporter.flush(timeout)
+
+    def stats_auth(self, func: Callable[[], bool]) -> Callable[[], bool]:
+        """Register a callable deciding, inside the request, whether the stats endpoint may answer."""
+        self._stats_auth = func
+        return func
+
+    def __repr__(self) -> str:
+        return "<OTPConversion>"
+
+
+def _shutdown_at_exit(ref: weakref.ReferenceType[ConversionState]) -> None:
+    state = ref()
+    if state is not None:
+        state.shutdown()

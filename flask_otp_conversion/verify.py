@@ -1,0 +1,69 @@
+"""The ``verify_route`` decorator: a 2xx answer from the app's verify view marks the OTP verified."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flask import Response, current_app, request
+
+from .signals import otp_verified
+
+if TYPE_CHECKING:
+    from .extension import OTPConversion
+
+F = TypeVar("F", bound=Callable[..., Any])
+#: A request field name, or a callable (no arguments, inside the request) returning the value.
+FieldSource = str | Callable[[], Any]
+
+
+def _read(source: FieldSource | None) -> Any:
+    if source is None:
+        return None
+    if callable(source):
+        return source()
+    data = request.get_json(silent=True) if request.is_json else None
+    if isinstance(data, dict) and source in data:
+        return data[source]
+    return request.form.get(source)
+
+
+def make_verify_route(
+    ext: OTPConversion, phone: FieldSource, message_id: FieldSource | None
+) -> Callable[[F], F]:
+    def after_view(rv: Any) -> Response:
+        response = current_app.make_response(rv)
+        if 200 <= response.status_code < 300:
+            # Nothing here may change the view's answer: bad values are logged by the receiver and dropped.
+            try:
+                phone_value, id_value = _read(phone), _read(message_id)
+            except Exception:
+                ext.logger.exception("flask-otp-conversion: could not read the verify request's fields")
+            else:
+                otp_verified.send(
+                    current_app._get_current_object(),  # type: ignore[attr-defined]
+                    phone=phone_value,
+                    message_id=id_value,
+                    verified_at=time.time(),
+                )
+        return response
+
+    def decorator(view: F) -> F:
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Response:
+                return after_view(await view(*args, **kwargs))
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            return after_view(view(*args, **kwargs))
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
