@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/flask --app example_app run
 
 lint: $(STAMP)
-	$(BIN)/ruff check flask_otp_conversion tests example_app benchmarks
+	$(BIN)/ruff check flask_otp_conversion tests example_app
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .providers import provider_class
+from .providers import available_providers, provider_class
 
 PREFIX = "OTP_CONVERSION_"
 
@@ -93,17 +93,23 @@ def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
         for key, value in config.items()
         if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in core_fields
     }
+    provider_prefixes = tuple(f"{PREFIX}{name.upper()}_" for name in available_providers())
+    unknown = sorted(
+        key
+        for key in config
+        if key.startswith(PREFIX)
+        and key[len(PREFIX) :].lower() not in core_fields
+        and not key.startswith(provider_prefixes)
+    )
+    if unknown:
+        raise ConfigurationError(f"{unknown[0]}: unknown key (check the spelling)")
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigurationError(
-            _format_errors(exc, {}, {PREFIX + "STATS_TOKEN", PREFIX + "STORE_URL"})
-        ) from None
+        raise ConfigurationError(_format_errors(exc, {}, {PREFIX + "STATS_TOKEN", PREFIX + "STORE_URL"})) from None
 
     if settings.breaker_max_reset_timeout < settings.breaker_reset_timeout:
-        raise ConfigurationError(
-            f"{PREFIX}BREAKER_MAX_RESET_TIMEOUT must be >= {PREFIX}BREAKER_RESET_TIMEOUT"
-        )
+        raise ConfigurationError(f"{PREFIX}BREAKER_MAX_RESET_TIMEOUT must be >= {PREFIX}BREAKER_RESET_TIMEOUT")
 
     updates: dict[str, Any] = {"store_url": _store_url(settings.store_url, instance_path)}
     if settings.enabled:
@@ -130,9 +136,7 @@ def _provider_settings(name: str, config: Mapping[str, Any]) -> BaseModel:
     for field in model.model_fields:
         key_of.setdefault(field, prefix + field.upper())
     secret_keys = {
-        key_of[f]
-        for f, info in model.model_fields.items()
-        if info.annotation in (SecretStr, SecretStr | None)
+        key_of[f] for f, info in model.model_fields.items() if info.annotation in (SecretStr, SecretStr | None)
     }
     try:
         return model.model_validate(raw)

@@ -107,6 +107,7 @@ ACK_BATCH = 100
 ACK_MAX_DELAY = 0.25
 #: Poll intervals of the drain thread: outbox empty, another process draining, after an unexpected error.
 IDLE_POLL = 0.2
+PRUNE_EVERY = 3600.0  # seconds between retention prunes by the drain holder
 STANDBY_POLL = 1.0
 ERROR_PAUSE = 2.0
 #: Granularity of the waits inside a batch (stop, degradation and the drain lease are checked this often).
@@ -244,6 +245,7 @@ class Reporter:
         self._degraded_logged: bool | None = None
         self._pause_until = -math.inf
         self._auth_logged = False
+        self._pruned_at = -math.inf
         self._breaker = CircuitBreaker(
             threshold=self._settings.breaker_threshold,
             reset_timeout=self._settings.breaker_reset_timeout,
@@ -468,6 +470,7 @@ class Reporter:
         self._provider_ready()
         if not self._hold_drain():
             return STANDBY_POLL
+        self._prune_if_due()
         wait = self._blocked_for()
         if wait > 0:
             return min(wait, DEGRADED_RECHECK)
@@ -475,6 +478,16 @@ class Reporter:
             return 0.0
         self._flush_acks()
         return IDLE_POLL
+
+    def _prune_if_due(self) -> None:
+        """The drain holder drops records past ``OTP_CONVERSION_RETENTION`` at most once per PRUNE_EVERY."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        removed = self._store.prune(before=time.time() - self._settings.retention * 86400)
+        if removed:
+            self._logger.info("otp-conversion: pruned %d record(s) past the retention", removed)
 
     def _drain_until(self, deadline: float, *, wait_for_others: bool) -> int:
         """Deliver from the caller's thread until nothing is due or ``deadline`` (monotonic) passes."""

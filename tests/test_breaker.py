@@ -113,9 +113,7 @@ def test_after_reset_timeout_exactly_one_probe_is_allowed(breaker: CircuitBreake
     assert not breaker.allow()
 
 
-def test_probe_success_closes_and_fires_on_close(
-    breaker: CircuitBreaker, clock: FakeClock, events: Events
-) -> None:
+def test_probe_success_closes_and_fires_on_close(breaker: CircuitBreaker, clock: FakeClock, events: Events) -> None:
     open_and_probe(breaker, clock)
     breaker.record_success()
     assert breaker.state == CLOSED
@@ -124,9 +122,7 @@ def test_probe_success_closes_and_fires_on_close(
     assert breaker.allow()
 
 
-def test_probe_failure_reopens_with_doubled_timeout(
-    breaker: CircuitBreaker, clock: FakeClock, events: Events
-) -> None:
+def test_probe_failure_reopens_with_doubled_timeout(breaker: CircuitBreaker, clock: FakeClock, events: Events) -> None:
     open_and_probe(breaker, clock)
     breaker.record_failure("still down")
     assert breaker.state == OPEN
@@ -162,9 +158,7 @@ def test_cancelled_probe_lets_the_next_caller_probe(breaker: CircuitBreaker, clo
     assert breaker.allow()
 
 
-def test_late_failures_do_not_extend_an_open_breaker(
-    breaker: CircuitBreaker, clock: FakeClock, events: Events
-) -> None:
+def test_late_failures_do_not_extend_an_open_breaker(breaker: CircuitBreaker, clock: FakeClock, events: Events) -> None:
     fail(breaker, 3)
     clock.advance(10)
     fail(breaker, 5)

@@ -142,9 +142,7 @@ class Env:
             phone = f"+65{81000000 + self._seq}"
             message_id = self._sender.send_otp(phone, "123456").message_id
             now = time.time()
-            assert store.record_sent(
-                phone=phone, message_id=message_id, provider=provider, sent_at=now - age - 1
-            )
+            assert store.record_sent(phone=phone, message_id=message_id, provider=provider, sent_at=now - age - 1)
             outcome = store.record_verified(
                 phone=phone, message_id=message_id, provider=provider, verified_at=now - age, match_window=900
             )
@@ -178,9 +176,7 @@ def reported_id(call: Any) -> str:
 
 
 @pytest.fixture
-def env(
-    tmp_path: Path, provider_emulator: ProviderEmulator, provider_emulator_server: EmulatorServer
-) -> Iterator[Env]:
+def env(tmp_path: Path, provider_emulator: ProviderEmulator, provider_emulator_server: EmulatorServer) -> Iterator[Env]:
     e = Env(tmp_path, provider_emulator, provider_emulator_server.url)
     yield e
     e.close()
@@ -469,14 +465,10 @@ def test_auth_failure_opens_the_breaker_and_logs_once(
 
 
 @pytest.mark.timeout(60)
-def test_permanent_error_dead_letters_and_replay_delivers(
-    env: Env, received: dict[str, list[dict[str, Any]]]
-) -> None:
+def test_permanent_error_dead_letters_and_replay_delivers(env: Env, received: dict[str, list[dict[str, Any]]]) -> None:
     reporter, store = env.reporter()
     ids = env.seed(store, 3)
-    env.emu.inject(
-        env.action, Fault.error("InvalidParameterValue.IncorrectPhoneNumber", "bad number", times=3)
-    )
+    env.emu.inject(env.action, Fault.error("InvalidParameterValue.IncorrectPhoneNumber", "bad number", times=3))
     assert reporter.flush(10) == 0
     dead = store.dead_letters()
     assert sorted(d.message_id for d in dead) == sorted(ids)
@@ -595,17 +587,13 @@ def test_a_forked_child_reports_with_its_own_thread_store_connection_and_client(
         code = 1
         try:
             reported: list[object] = []
-            signals.conversion_reported.connect(
-                lambda s, **kw: reported.append(kw["report"]), sender=env, weak=False
-            )
+            signals.conversion_reported.connect(lambda s, **kw: reported.append(kw["report"]), sender=env, weak=False)
             env._sender = None  # the parent's keep-alive sockets are not ours to use
             child_ids = env.seed(store, 5)
             reporter.ensure_running()
             ok = wait_for(lambda: len(reported) == 5, timeout=20)
             mine = sorted(r.message_id for r in reported)  # type: ignore[attr-defined]
-            code = (
-                0 if ok and reporter.running and built[-1] == os.getpid() and mine == sorted(child_ids) else 2
-            )
+            code = 0 if ok and reporter.running and built[-1] == os.getpid() and mine == sorted(child_ids) else 2
         finally:
             os._exit(code)
     reporter.stop(5)  # the parent gives up the drain lease so the child can take it

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flask_otp_conversion.config import ConfigurationError, load_settings
+from tests.conftest import TENCENT_KEYS
+
+
+def load(**extra: Any) -> Any:
+    return load_settings({**TENCENT_KEYS, **extra}, instance_path="/srv/app/instance")
+
+
+def test_defaults_match_the_documented_values() -> None:
+    settings = load()
+    assert settings.enabled and not settings.degraded
+    assert settings.match_window == 900 and settings.retention == 7 and settings.stats_cache_ttl == 60
+    assert settings.url_prefix == "/otp-conversion"
+    assert settings.store_url == "sqlite:////srv/app/instance/otp_conversion.db"
+
+
+def test_relative_sqlite_path_is_inside_the_instance_folder() -> None:
+    assert load(OTP_CONVERSION_STORE_URL="sqlite:///otp.db").store_url == "sqlite:////srv/app/instance/otp.db"
+
+
+def test_env_decoded_sdk_app_id_int_is_coerced_to_string() -> None:
+    settings = load(OTP_CONVERSION_TENCENT_SDK_APP_ID=1400006666)
+    assert settings.provider_settings.sdk_app_id == "1400006666"
+
+
+def test_bad_value_names_the_key() -> None:
+    with pytest.raises(ConfigurationError, match=r"OTP_CONVERSION_MATCH_WINDOW: .*greater than 0"):
+        load(OTP_CONVERSION_MATCH_WINDOW=-5)
+
+
+def test_unknown_provider_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CONVERSION_TENCENT_SECRT_KEY: unknown key"):
+        load(OTP_CONVERSION_TENCENT_SECRT_KEY="x")
+
+
+def test_missing_provider_credential_names_the_key() -> None:
+    keys = dict(TENCENT_KEYS)
+    del keys["OTP_CONVERSION_TENCENT_SECRET_KEY"]
+    with pytest.raises(ConfigurationError, match="OTP_CONVERSION_TENCENT_SECRET_KEY"):
+        load_settings(keys, instance_path="/i")
+
+
+def test_unknown_provider_lists_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match="available: alibaba, tencent"):
+        load(OTP_CONVERSION_PROVIDER="twilio")
+
+
+def test_provider_is_required_when_enabled() -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CONVERSION_PROVIDER is required"):
+        load_settings({}, instance_path="/i")
+
+
+def test_disabled_needs_no_provider() -> None:
+    assert not load_settings({"OTP_CONVERSION_ENABLED": False}, instance_path="/i").enabled
+
+
+def test_unsupported_store_scheme_does_not_echo_the_url() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load(OTP_CONVERSION_STORE_URL="postgres://user:hunter2@db/otp")
+    assert "hunter2" not in str(info.value)
+
+
+def test_secret_values_never_appear_in_errors_or_repr() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load(OTP_CONVERSION_TENCENT_SECRET_KEY=["s3cr3t-value"])
+    assert "s3cr3t-value" not in str(info.value)
+    settings = load(OTP_CONVERSION_STATS_TOKEN="tok-s3cr3t")
+    assert "tok-s3cr3t" not in repr(settings)
+    assert TENCENT_KEYS["OTP_CONVERSION_TENCENT_SECRET_KEY"] not in repr(settings)
+
+
+def test_alibaba_endpoint_follows_the_site() -> None:
+    settings = load_settings(
+        {
+            "OTP_CONVERSION_PROVIDER": "alibaba",
+            "OTP_CONVERSION_ALIBABA_ACCESS_KEY_ID": "id",
+            "OTP_CONVERSION_ALIBABA_ACCESS_KEY_SECRET": "secret",
+            "OTP_CONVERSION_ALIBABA_SITE": "china",
+        },
+        instance_path="/i",
+    )
+    assert settings.provider_settings.dysms_endpoint == "https://dysmsapi.aliyuncs.com"
+
+
+def test_misspelt_core_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CONVERSION_RETENCTION: unknown key"):
+        load(OTP_CONVERSION_RETENCTION=1)

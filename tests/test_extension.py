@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+from flask import Flask, jsonify, request
+
+from flask_otp_conversion import OTPConversion, otp_sent, otp_verified
+from flask_otp_conversion.store import Store
+from flask_otp_conversion.testing import EmulatorServer
+from tests.conftest import AppFactory
+
+PHONE = "+8613711112222"
+
+
+def store_of(app: Flask) -> Store:
+    store: Store = app.extensions["otp_conversion"].store
+    return store
+
+
+def pending(app: Flask) -> int:
+    return store_of(app).outbox_stats(now=time.time()).pending
+
+
+def add_verify_route(app: Flask, conversion: OTPConversion, **kwargs: Any) -> None:
+    @app.post("/verify")
+    @conversion.verify_route(**kwargs)
+    def verify() -> Any:
+        if request.args.get("boom"):
+            raise RuntimeError("view failed")
+        status = int(request.args.get("status", "200"))
+        return jsonify(verified=status == 200), status
+
+
+def test_init_app_stores_state_under_extensions(make_app: AppFactory) -> None:
+    app, _ = make_app()
+    assert "otp_conversion" in app.extensions
+
+
+def test_init_app_twice_is_refused(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with pytest.raises(RuntimeError, match="already initialised"):
+        conversion.init_app(app)
+
+
+def test_app_factory_pattern_defers_to_init_app(tmp_path: Any) -> None:
+    conversion = OTPConversion()
+    app = Flask("factory", instance_path=str(tmp_path / "instance"))
+    app.config.update(OTP_CONVERSION_ENABLED=False)
+    conversion.init_app(app)
+    with app.app_context():
+        assert conversion.record_sent(PHONE, "m-1") is False
+
+
+def test_two_apps_keep_separate_stores(make_app: AppFactory) -> None:
+    app_a, conversion = make_app("a")
+    app_b, _ = make_app("b")
+    with app_a.app_context():
+        conversion.record_sent(PHONE, "m-1")
+        conversion.record_verified(PHONE)
+    assert pending(app_a) == 1
+    assert pending(app_b) == 0
+
+
+def test_one_instance_serves_two_apps_with_their_own_config(tmp_path: Any) -> None:
+    conversion = OTPConversion()
+    apps = []
+    for name, window in (("short", 1), ("long", 900)):
+        app = Flask(name, instance_path=str(tmp_path / name))
+        app.config.update(OTP_CONVERSION_ENABLED=True, OTP_CONVERSION_MATCH_WINDOW=window, **_tencent())
+        conversion.init_app(app)
+        apps.append(app)
+    for app in apps:
+        with app.app_context():
+            conversion.record_sent(PHONE, "m-1", sent_at=time.time() - 60)
+            conversion.record_verified(PHONE)
+    assert [pending(app) for app in apps] == [0, 1]
+    for app in apps:
+        app.extensions["otp_conversion"].shutdown()
+
+
+def _tencent() -> dict[str, Any]:
+    from tests.conftest import TENCENT_KEYS
+
+    return {**TENCENT_KEYS, "OTP_CONVERSION_REPORTER_AUTOSTART": False}
+
+
+def test_methods_record_send_and_enqueue_on_verify(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with app.app_context():
+        assert conversion.record_sent("+86 137 1111 2222", "m-1") is True
+        outcome = conversion.record_verified(PHONE)
+    assert outcome is not None and outcome.message_id == "m-1" and outcome.enqueued
+    assert pending(app) == 1
+
+
+def test_method_rejects_bad_phone_with_value_error(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with app.app_context(), pytest.raises(ValueError, match=r"E\.164"):
+        conversion.record_sent("13711112222", "m-1")
+
+
+@pytest.mark.parametrize("message_id", ["", "   ", None, 42, "x" * 500])
+def test_method_rejects_bad_message_id(make_app: AppFactory, message_id: Any) -> None:
+    app, conversion = make_app()
+    with app.app_context(), pytest.raises(ValueError, match="message_id"):
+        conversion.record_sent(PHONE, message_id)
+    assert store_of(app).counts(since=0, until=time.time() + 3600) == []
+
+
+def test_signal_records_a_send_from_app_code(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    otp_sent.send(app, phone=PHONE, message_id="serial-1", provider="tencent")
+    with app.app_context():
+        outcome = conversion.record_verified(PHONE)
+    assert outcome is not None and outcome.message_id == "serial-1"
+
+
+def test_signal_for_another_app_is_ignored(make_app: AppFactory) -> None:
+    app_a, conversion = make_app("a")
+    app_b, _ = make_app("b")
+    otp_sent.send(app_b, phone=PHONE, message_id="serial-1")
+    with app_a.app_context():
+        outcome = conversion.record_verified(PHONE)
+    assert outcome is not None and outcome.message_id is None
+
+
+def test_bad_signal_payload_is_logged_masked_and_never_raises(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = make_app()
+    with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
+        otp_sent.send(app, phone="+86 137 1111 2222 9999 9999", message_id="m-1")
+        otp_verified.send(app, phone=PHONE, message_id=["not", "a", "string"])
+    assert "not recorded" in caplog.text
+    assert "1111" not in caplog.text
+
+
+def test_verify_route_marks_verified_on_2xx(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion)
+    with app.app_context():
+        conversion.record_sent(PHONE, "m-1")
+    response = app.test_client().post("/verify", json={"phone": PHONE, "code": "123456"})
+    assert response.status_code == 200 and response.get_json() == {"verified": True}
+    assert pending(app) == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 429, 302])
+def test_verify_route_ignores_non_2xx(make_app: AppFactory, status: int) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion)
+    with app.app_context():
+        conversion.record_sent(PHONE, "m-1")
+    response = app.test_client().post(f"/verify?status={status}", json={"phone": PHONE})
+    assert response.status_code == status
+    assert pending(app) == 0
+
+
+def test_verify_route_leaves_exceptions_alone_and_records_nothing(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion)
+    with app.app_context():
+        conversion.record_sent(PHONE, "m-1")
+    assert app.test_client().post("/verify?boom=1", json={"phone": PHONE}).status_code == 500
+    assert pending(app) == 0
+
+
+def test_verify_route_reads_form_fields(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion, phone="mobile")
+    with app.app_context():
+        conversion.record_sent(PHONE, "m-1")
+    assert app.test_client().post("/verify", data={"mobile": PHONE}).status_code == 200
+    assert pending(app) == 1
+
+
+def test_verify_route_takes_phone_and_message_id_from_callables(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion, phone=lambda: request.headers["X-Phone"], message_id=lambda: "m-1")
+    with app.app_context():
+        conversion.record_sent(PHONE, "m-1")
+        conversion.record_sent(PHONE, "m-2")
+    assert app.test_client().post("/verify", headers={"X-Phone": PHONE}).status_code == 200
+    assert store_of(app).claim(provider="tencent", limit=5, lease_seconds=5, now=time.time())[0].message_id == "m-1"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"data": "not json", "content_type": "application/json"},
+        {"json": {"phone": 13711112222}},
+        {"json": {"phone": "+86" + "1" * 200}},
+        {"json": {}},
+        {"json": ["+8613711112222"]},
+    ],
+)
+def test_verify_route_bad_input_keeps_app_response_and_records_nothing(
+    make_app: AppFactory, kwargs: dict[str, Any]
+) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion)
+    with app.app_context():
+        conversion.record_sent(PHONE, "m-1")
+    response = app.test_client().post("/verify", **kwargs)
+    assert response.status_code == 200
+    assert pending(app) == 0
+
+
+def test_verify_route_supports_async_views(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+
+    @app.post("/averify")
+    @conversion.verify_route()
+    async def averify() -> Any:
+        return {"verified": True}
+
+    with app.app_context():
+        conversion.record_sent(PHONE, "m-1")
+    assert app.test_client().post("/averify", json={"phone": PHONE}).status_code == 200
+    assert pending(app) == 1
+
+
+def test_disabled_extension_records_nothing_and_passes_views_through(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_ENABLED=False)
+    add_verify_route(app, conversion)
+    assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    assert app.extensions["otp_conversion"].store is None
+
+
+def test_verification_reaches_the_provider_through_the_reporter(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    app, conversion = make_app(
+        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url,
+        OTP_CONVERSION_TENCENT_TEMPLATE_ID="1110",
+        OTP_CONVERSION_TENCENT_SIGN_NAME="Example",
+    )
+    add_verify_route(app, conversion)
+    with app.app_context():
+        provider = app.extensions["otp_conversion"].make_provider()
+        sent = provider.send_otp(PHONE, "123456")
+        provider.close()
+        otp_sent.send(app, phone=PHONE, message_id=sent.message_id)
+    assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    with app.app_context():
+        assert conversion.flush(timeout=10) == 0
+    calls = emulator.calls(action="ReportConversion")
+    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(sent.message_id, True)]
+
+
+def test_reporter_starts_lazily_on_first_request(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app, conversion = make_app(
+        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url, OTP_CONVERSION_REPORTER_AUTOSTART=True
+    )
+    reporter = app.extensions["otp_conversion"].reporter
+    assert not reporter.running
+    add_verify_route(app, conversion)
+    app.test_client().post("/verify", json={"phone": PHONE})
+    assert reporter.running
+
+
+def test_degrade_switch_is_shared_through_the_store(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with app.app_context():
+        conversion.degrade(True)
+    assert store_of(app).get_flag("degraded") == "1"
+    assert app.extensions["otp_conversion"].reporter.degraded
+    with app.app_context():
+        conversion.degrade(False)
+    assert not app.extensions["otp_conversion"].reporter.degraded
+
+
+def test_running_reporter_prunes_records_past_the_retention(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app, conversion = make_app(
+        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url, OTP_CONVERSION_RETENTION=1
+    )
+    with app.app_context():
+        conversion.record_sent(PHONE, "old", sent_at=time.time() - 3 * 86400)
+        conversion.record_sent(PHONE, "new")
+    app.extensions["otp_conversion"].reporter.ensure_running()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(store_of(app).counts(since=0, until=time.time() + 3600)) > 1:
+        time.sleep(0.05)
+    rows = store_of(app).counts(since=0, until=time.time() + 3600)
+    assert [row.requested for row in rows] == [1]
+    assert rows[0].hour > time.time() - 86400

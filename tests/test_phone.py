@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from flask_otp_conversion.phone import calling_code, mask_phone, national_number, normalize_phone
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+8613711112222", "+8613711112222"),
+        ("+86 137-1111-2222", "+8613711112222"),
+        ("0065 8123 4567", "+6581234567"),
+        ("+1 (415) 555-0100", "+14155550100"),
+    ],
+)
+def test_normalize_accepts_international_forms(raw: str, expected: str) -> None:
+    assert normalize_phone(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["13711112222", "+0123456789", "+12", "+86abc11112222", "+" + "1" * 16, "x" * 100, "", "+"]
+)
+def test_normalize_rejects_implausible_numbers(raw: str) -> None:
+    with pytest.raises(ValueError):
+        normalize_phone(raw)
+
+
+@pytest.mark.parametrize("raw", [None, 8613711112222, ["+8613711112222"]])
+def test_normalize_rejects_non_strings(raw: object) -> None:
+    with pytest.raises(ValueError, match="must be a string"):
+        normalize_phone(raw)
+
+
+@pytest.mark.parametrize(
+    ("phone", "code"),
+    [
+        ("+14155550100", "1"),
+        ("+79161234567", "7"),
+        ("+8613711112222", "86"),
+        ("+85291234567", "852"),
+        ("+6581234567", "65"),
+        ("+971501234567", "971"),
+    ],
+)
+def test_calling_code_splits_prefix_free_codes(phone: str, code: str) -> None:
+    assert calling_code(phone) == code
+    assert code + national_number(phone) == phone[1:]
+
+
+def test_mask_keeps_country_code_and_last_two_digits() -> None:
+    assert mask_phone("+8613711112222") == "+86*********22"
+    assert "1111" not in mask_phone("+8613711112222")
+
+
+def test_mask_hides_short_or_odd_values() -> None:
+    assert mask_phone("12345") == "*****"
+    assert "4567" not in mask_phone("81234567")
