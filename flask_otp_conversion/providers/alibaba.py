@@ -231,12 +231,6 @@ class AlibabaProvider(Provider):
             f"signature={self._settings.signature!r}>"
         )
 
-    def __enter__(self) -> AlibabaProvider:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @property
     def rate_limits(self) -> Mapping[str, float]:
         return _RATE_LIMITS

@@ -7,11 +7,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
+P = TypeVar("P", bound="Provider")
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=5.0, write=5.0, pool=5.0)
 
 
@@ -122,3 +123,9 @@ class Provider(ABC):
     @abstractmethod
     def close(self) -> None:
         """Close the HTTP client."""
+
+    def __enter__(self: P) -> P:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -213,12 +213,6 @@ class TencentProvider(Provider):
             f"send_region={self._settings.send_region!r}>"
         )
 
-    def __enter__(self) -> TencentProvider:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @property
     def rate_limits(self) -> Mapping[str, float]:
         return _RATE_LIMITS
