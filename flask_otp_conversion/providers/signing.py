@@ -107,8 +107,12 @@ def tc3_sign(
     body: bytes,
     timestamp: int,
     service: str = "sms",
+    extra_headers: Mapping[str, str] | None = None,
 ) -> Tc3Signature:
     """Sign a ``POST /`` with ``content-type;host`` as the signed headers, exactly as the Tencent SDK does.
+
+    ``extra_headers`` signs more headers, as Tencent's own docs show (``x-tc-action``): names and values are
+    lowercased and trimmed, per those docs, and the signed headers are sorted by name.
 
     ``host`` and ``content_type`` are used as they will be sent (the SDK neither lowercases nor trims them);
     ``host`` must carry ``:port`` when the port is not the scheme's default. The scope date is the UTC date of
@@ -116,8 +120,12 @@ def tc3_sign(
     """
     date = datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d")
     credential_scope = f"{date}/{service}/tc3_request"
-    canonical_headers = f"content-type:{content_type}\nhost:{host}\n"
-    signed_headers = "content-type;host"
+    headers = {"content-type": content_type, "host": host}
+    for name, value in (extra_headers or {}).items():
+        headers[name.strip().lower()] = value.strip().lower()
+    names = sorted(headers)
+    canonical_headers = "".join(f"{name}:{headers[name]}\n" for name in names)
+    signed_headers = ";".join(names)
     canonical_request = "\n".join(["POST", "/", "", canonical_headers, signed_headers, sha256_hex(body)])
     string_to_sign = "\n".join(
         [TC3_ALGORITHM, str(timestamp), credential_scope, sha256_hex(canonical_request.encode("utf-8"))]
@@ -211,12 +219,8 @@ def acs3_sign(
         [method.upper(), "/", canonical_query_string, canonical_headers, signed_headers, sha256_hex(body)]
     )
     string_to_sign = f"{ACS3_ALGORITHM}\n{sha256_hex(canonical_request.encode('utf-8'))}"
-    signature = hmac.new(
-        access_key_secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256
-    ).hexdigest()
-    authorization = (
-        f"{ACS3_ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}"
-    )
+    signature = hmac.new(access_key_secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    authorization = f"{ACS3_ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}"
     return Acs3Signature(
         canonical_query_string=canonical_query_string,
         canonical_headers=canonical_headers,
@@ -262,9 +266,7 @@ def v1_sign(*, access_key_secret: str, method: str, params: Mapping[str, str]) -
         raise ValueError("params must not include Signature")
     canonicalized = canonical_query(params)
     string_to_sign = f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonicalized)}"
-    digest = hmac.new(
-        (access_key_secret + "&").encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha1
-    ).digest()
+    digest = hmac.new((access_key_secret + "&").encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha1).digest()
     return V1Signature(
         canonicalized_query_string=canonicalized,
         string_to_sign=string_to_sign,

@@ -209,10 +209,11 @@ class TencentDialect:
                 f"The credential scope `{scope}` must be `{date}/sms/tc3_request` "
                 "(the UTC date of X-TC-Timestamp, service sms).",
             )
-        if signed_headers != SIGNED_HEADERS:
+        missing = [name for name in signed_headers if name not in inc.headers]
+        if not set(SIGNED_HEADERS) <= set(signed_headers) or missing:
             raise ApiError(
                 "AuthFailure.SignatureFailure",
-                "The emulator verifies SignedHeaders=content-type;host (what the SDK signs); "
+                "SignedHeaders must include content-type and host, and every signed header must be sent; "
                 f"got {';'.join(signed_headers)}.",
             )
         expected = tc3_sign(
@@ -222,6 +223,7 @@ class TencentDialect:
             content_type=inc.headers.get("content-type", ""),
             body=inc.body,
             timestamp=timestamp,
+            extra_headers={name: inc.headers[name] for name in signed_headers if name not in SIGNED_HEADERS},
         )
         if not hmac.compare_digest(expected.signature, signature):
             raise ApiError(
@@ -249,8 +251,7 @@ class TencentDialect:
         if action == "ReportConversion" and ex.region != REPORT_REGION:
             raise ApiError(
                 "UnsupportedRegion",
-                f"The action `ReportConversion` is only supported in region `{REPORT_REGION}`, "
-                f"not `{ex.region}`.",
+                f"The action `ReportConversion` is only supported in region `{REPORT_REGION}`, not `{ex.region}`.",
             )
         return action
 
@@ -261,9 +262,7 @@ class TencentDialect:
         try:
             params = json.loads(inc.body)
         except ValueError:
-            raise ApiError(
-                "FailedOperation.JsonParseFail", "Failed to parse the request body as JSON."
-            ) from None
+            raise ApiError("FailedOperation.JsonParseFail", "Failed to parse the request body as JSON.") from None
         if not isinstance(params, dict):
             raise ApiError("FailedOperation.JsonParseFail", "The request body must be a JSON object.")
         spec = _SPEC[action]
@@ -273,9 +272,7 @@ class TencentDialect:
         for name, (kind, required) in spec.items():
             if name not in params:
                 if required:
-                    raise ApiError(
-                        "MissingParameter", f"The request is missing a required parameter `{name}`."
-                    )
+                    raise ApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
                 continue
             if not _type_ok(kind, params[name]):
                 raise ApiError(
@@ -393,9 +390,7 @@ class TencentDialect:
             )
         return {"SendStatusSet": statuses}, first_failure is None, first_failure
 
-    def _do_ReportConversion(
-        self, params: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], bool, str | None]:
+    def _do_ReportConversion(self, params: dict[str, Any], now: float) -> tuple[dict[str, Any], bool, str | None]:
         self._check_app_id(params["SmsSdkAppId"])
         conversion_time: int | None = params.get("ConversionTime")
         if conversion_time is not None:
@@ -446,9 +441,7 @@ class TencentDialect:
         if end < begin:
             raise ApiError("InvalidParameterValue.EndTimeVerifyFail", "EndTime must not be before BeginTime.")
         if end - begin > MAX_STATISTICS_SPAN:
-            raise ApiError(
-                "InvalidParameterValue.EndTimeVerifyFail", "EndTime may be at most 32 days after BeginTime."
-            )
+            raise ApiError("InvalidParameterValue.EndTimeVerifyFail", "EndTime may be at most 32 days after BeginTime.")
         if params["Limit"] != 0:
             raise ApiError("InvalidParameterValue.LimitVerifyFail", "Limit is currently fixed at 0.")
         if params["Offset"] != 0:
@@ -459,9 +452,7 @@ class TencentDialect:
         begin, end = self._window(params)
         return [m for m in self.state.message_log if m.provider == "tencent" and begin <= m.sent_at < end]
 
-    def _do_SendStatusStatistics(
-        self, params: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], bool, str | None]:
+    def _do_SendStatusStatistics(self, params: dict[str, Any], now: float) -> tuple[dict[str, Any], bool, str | None]:
         sends = self._sends_in(params)
         accepted = [m for m in sends if m.accepted]
         stats = {
@@ -488,9 +479,7 @@ class TencentDialect:
                 stats[DELIVERY_FAILURES[message.failure_reason][1]] += 1
         return {"CallbackStatusStatistics": stats}, True, None
 
-    def _do_PullSmsSendStatus(
-        self, params: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], bool, str | None]:
+    def _do_PullSmsSendStatus(self, params: dict[str, Any], now: float) -> tuple[dict[str, Any], bool, str | None]:
         self._check_app_id(params["SmsSdkAppId"])
         limit: int = params["Limit"]
         if not 1 <= limit <= 100:

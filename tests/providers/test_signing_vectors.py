@@ -302,3 +302,21 @@ def test_canonical_query_sorts_by_name_and_keeps_empty_values() -> None:
 
 def test_canonical_query_of_nothing_is_empty() -> None:
     assert canonical_query({}) == ""
+
+
+def test_tc3_extra_signed_headers_are_lowercased_sorted_and_listed() -> None:
+    from flask_otp_conversion.providers.signing import tc3_sign
+
+    signed = tc3_sign(
+        secret_id="AKIDexample",
+        secret_key="key",
+        host="sms.tencentcloudapi.com",
+        content_type="application/json",
+        body=b"{}",
+        timestamp=1717243200,
+        extra_headers={"X-TC-Action": " ReportConversion "},
+    )
+    assert "host:sms.tencentcloudapi.com\nx-tc-action:reportconversion\n\ncontent-type;host;x-tc-action\n" in (
+        signed.canonical_request
+    )
+    assert "SignedHeaders=content-type;host;x-tc-action," in signed.authorization

@@ -63,6 +63,7 @@ class Wire:
         sign_host: str | None = None,
         signed_body: bytes | None = None,
         authorization: str | None = None,
+        sign_action: bool = False,
     ) -> httpx.Response:
         sent = body if body is not None else json.dumps(params or {}).encode()
         ts = timestamp if timestamp is not None else int(time.time())
@@ -73,6 +74,7 @@ class Wire:
             content_type="application/json",
             body=signed_body if signed_body is not None else sent,
             timestamp=ts,
+            extra_headers={"X-TC-Action": action} if sign_action else None,
         )
         headers = {
             "Content-Type": "application/json",
@@ -167,9 +169,7 @@ class Wire:
         )
         sent = {**headers, **(unsigned_headers or {}), "Authorization": signature.authorization}
         query_string = query if query is not None else canonical_query(params)
-        return self.client.post(
-            self.url + ("?" + query_string if query_string else ""), content=body, headers=sent
-        )
+        return self.client.post(self.url + ("?" + query_string if query_string else ""), content=body, headers=sent)
 
     def send_alibaba(self, phone: str = SG_PHONE, code: str = "482913", *, site: str = "intl") -> str:
         """A send through the API family of ``site``: the id that site's conversion report takes."""

@@ -31,6 +31,33 @@ def test_tencent_correctly_signed_request_is_answered(wire: Wire) -> None:
     assert call.ok and call.signature_method == "TC3-HMAC-SHA256" and call.region == "ap-guangzhou"
 
 
+def test_tencent_documented_x_tc_action_signed_header_is_accepted(wire: Wire) -> None:
+    payload = wire.tencent_response("DescribePhoneNumberInfo", DESCRIBE, sign_action=True)
+    assert "Error" not in payload
+    (call,) = wire.emu.calls()
+    assert "SignedHeaders=content-type;host;x-tc-action," in call.headers["authorization"]
+
+
+def test_tencent_signed_action_must_match_the_sent_action(wire: Wire) -> None:
+    from flask_otp_conversion.providers.signing import tc3_sign
+
+    ts = int(time.time())
+    body = json.dumps(DESCRIBE).encode()
+    signed_for_other_action = tc3_sign(
+        secret_id=wire.emu.TENCENT_SECRET_ID,
+        secret_key=wire.emu.TENCENT_SECRET_KEY,
+        host=wire.host,
+        content_type="application/json",
+        body=body,
+        timestamp=ts,
+        extra_headers={"X-TC-Action": "SendSms"},
+    )
+    code = wire.tencent_error(
+        "DescribePhoneNumberInfo", {}, body=body, timestamp=ts, authorization=signed_for_other_action.authorization
+    )
+    assert code == "AuthFailure.SignatureFailure"
+
+
 def test_tencent_body_changed_after_signing_is_signature_failure(wire: Wire) -> None:
     signed = json.dumps(DESCRIBE).encode()
     sent = json.dumps({"PhoneNumberSet": ["+8613700000000"]}).encode()
@@ -84,9 +111,7 @@ def test_tencent_scope_date_other_than_utc_date_of_timestamp_is_signature_failur
 
 
 @pytest.mark.parametrize("authorization", ["", "TC3-HMAC-SHA256 Credential=x", "Basic dXNlcjpwYXNz"])
-def test_tencent_missing_or_malformed_authorization_is_invalid_authorization(
-    wire: Wire, authorization: str
-) -> None:
+def test_tencent_missing_or_malformed_authorization_is_invalid_authorization(wire: Wire, authorization: str) -> None:
     code = wire.tencent_error("DescribePhoneNumberInfo", DESCRIBE, authorization=authorization)
     assert code == "AuthFailure.InvalidAuthorization"
 
@@ -165,9 +190,7 @@ def test_acs3_body_hashed_into_content_sha256_is_accepted(wire: Wire) -> None:
 
 
 def test_acs3_unsigned_acs_header_is_incomplete_signature(wire: Wire) -> None:
-    response = wire.acs3(
-        CAMS, "2020-06-06", cams_params(wire.emu), unsigned_headers={"x-acs-security-token": "token"}
-    )
+    response = wire.acs3(CAMS, "2020-06-06", cams_params(wire.emu), unsigned_headers={"x-acs-security-token": "token"})
     assert (response.status_code, response.json()["Code"]) == (400, "IncompleteSignature")
 
 
