@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -38,8 +39,8 @@ def _message_id(value: object, *, required: bool) -> str | None:
 def _timestamp(value: object, name: str) -> float:
     if value is None:
         return time.time()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be UNIX seconds (int or float)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be UNIX seconds (a finite int or float)")
     return float(value)
 
 

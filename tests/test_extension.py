@@ -110,6 +110,13 @@ def test_method_rejects_bad_message_id(make_app: AppFactory, message_id: Any) ->
     assert store_of(app).counts(since=0, until=time.time() + 3600) == []
 
 
+@pytest.mark.parametrize("sent_at", [float("nan"), float("inf"), True, "yesterday"])
+def test_method_rejects_bad_timestamps(make_app: AppFactory, sent_at: Any) -> None:
+    app, conversion = make_app()
+    with app.app_context(), pytest.raises(ValueError, match="UNIX seconds"):
+        conversion.record_sent(PHONE, "m-1", sent_at=sent_at)
+
+
 def test_signal_records_a_send_from_app_code(make_app: AppFactory) -> None:
     app, conversion = make_app()
     otp_sent.send(app, phone=PHONE, message_id="serial-1", provider="tencent")
