@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import current_app
@@ -87,3 +87,73 @@ def prune_command() -> None:
     state, store, _ = _parts()
     removed = store.prune(before=time.time() - state.settings.retention * 86400)
     click.echo(f"pruned {removed} row(s)")
+
+
+@otp_conversion_cli.command("stats")
+@click.option("--since", default="24h", show_default=True, help="Window length: 90m, 24h, 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print the same JSON the stats endpoint serves.")
+def stats_command(since: str, as_json: bool) -> None:
+    """Local conversion counts, the reporter's state and the provider's own figures (no auth: your shell)."""
+    import json
+
+    from .stats import WindowError, parse_window
+
+    state, _, _ = _parts()
+    assert state.stats is not None
+    try:
+        window = parse_window({"since": since}, provider=state.settings.provider)
+    except WindowError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    figures = state.stats.collect(window)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2, sort_keys=True))
+        return
+    for line in _stats_table(figures):
+        click.echo(line)
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def _stats_table(figures: dict[str, Any]) -> list[str]:
+    window, rep = figures["window"], figures["reporter"]
+    lines = [
+        f"window           {window['from']} .. {window['to']}",
+        f"requested        {figures['requested']}",
+        f"verified         {figures['verified']}",
+        f"conversion rate  {_pct(figures['conversion_rate'])}",
+        f"unmatched        {figures['unmatched']}",
+    ]
+    for title, key in (("provider", "by_provider"), ("calling code", "by_calling_code")):
+        lines.append("")
+        lines.append(f"{title:<16} {'requested':>9} {'verified':>9} {'rate':>7}")
+        for name, row in figures[key].items():
+            lines.append(f"{name:<16} {row['requested']:>9} {row['verified']:>9} {_pct(row['conversion_rate']):>7}")
+    age = rep["oldest_pending_age_seconds"]
+    lines += [
+        "",
+        f"reporter         pending={rep['pending']} in_flight={rep['in_flight']} dead={rep['dead']} "
+        f"oldest_pending={'-' if age is None else f'{age:.0f}s'}",
+        f"                 breaker={rep['breaker_state']} degraded={'yes' if rep['degraded'] else 'no'} "
+        f"last_error={rep['last_error'] or '-'}",
+        "",
+    ]
+    provider = figures["provider"]
+    zone = f" (hours in {figures['provider_time_zone']})" if figures["provider_time_zone"] else ""
+    label = f"provider {figures['provider_name']}{zone}"
+    if provider is None:
+        lines.append(f"{label}: {figures['provider_error'] or 'no figures'}")
+    else:
+        lines.append(f"{label}{' [stale: ' + str(figures['provider_error']) + ']' if figures['stale'] else ''}")
+        lines += [f"  {k}: {v}" for k, v in _flatten(provider)]
+    return lines
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        out: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            out += _flatten(item, f"{prefix}{key}.")
+        return out
+    return [(prefix.rstrip("."), value)]

@@ -18,6 +18,7 @@ from .phone import mask_phone, normalize_phone
 from .providers import Provider, provider_class
 from .reporter import Reporter
 from .signals import otp_sent, otp_verified
+from .stats import StatsService, make_blueprint
 from .store import Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, VerifyOutcome
 from .verify import FieldSource, make_verify_route
@@ -52,6 +53,7 @@ class ConversionState:
         self.logger = logger
         self.store: Store | None = None
         self.reporter: Reporter | None = None
+        self.stats: StatsService | None = None
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
@@ -140,6 +142,8 @@ class ConversionState:
             self.logger.error("%s for %s not recorded: %s: %s", signal, who, type(exc).__name__, exc)
 
     def shutdown(self) -> None:
+        if self.stats is not None:
+            self.stats.close()
         if self.reporter is not None:
             self.reporter.stop(self.settings.shutdown_timeout)
         if self.store is not None:
@@ -174,6 +178,8 @@ class OTPConversion:
         if settings.reporter_autostart and state.reporter is not None:
             app.before_request(state.reporter.ensure_running)
         atexit.register(_shutdown_at_exit, weakref.ref(state))
+        state.stats = StatsService(state, auth=lambda: self._stats_auth)
+        app.register_blueprint(make_blueprint(settings.url_prefix))
 
         from .cli import otp_conversion_cli
 

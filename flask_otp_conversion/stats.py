@@ -1,0 +1,316 @@
+"""The statistics endpoint (``GET {OTP_CONVERSION_URL_PREFIX}/stats``) and the figures the CLI prints.
+
+Local counts come from the store (cheap, always fresh). The provider's own figures cost a rate-limited API call
+(Tencent: 10 requests/s), so they go through a TTL cache keyed by the hour-rounded window, with one lock per
+key (single flight): however many requests miss at once, one provider call is made. When the provider fails,
+the last good value for that window is served marked ``stale``, or the local figures with ``provider_error``.
+
+Tencent's statistics APIs take hours as ``yyyymmddhh`` without a zone; the provider client sends them in UTC+8
+(China Standard Time, the zone the Tencent console shows), so its ``begin_time``/``end_time`` are UTC+8 hours.
+Everything else here (the window, the hourly series) is UTC.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from cachetools import TTLCache
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .providers import Provider
+from .reporter import describe_error
+
+if TYPE_CHECKING:
+    from .extension import ConversionState
+
+__all__ = ["DEFAULT_SPAN", "StatsService", "Window", "WindowError", "make_blueprint", "parse_window"]
+
+DEFAULT_SPAN = timedelta(hours=24)
+#: Tencent refuses statistics windows over 32 days (PROVIDERS.md; mirrored in providers/tencent.py).
+PROVIDER_MAX_SPAN: Mapping[str, timedelta] = {"tencent": timedelta(days=32)}
+#: The zone the provider's own hour figures are in, said in the JSON so nobody has to guess.
+PROVIDER_TIME_ZONE: Mapping[str, str] = {"tencent": "UTC+08:00"}
+_SINCE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+_HOUR = 3600
+
+
+class WindowError(ValueError):
+    """A bad ``since`` / ``from`` / ``to``; the message is shown to the caller as is."""
+
+
+@dataclass(frozen=True)
+class Window:
+    begin: datetime  # aware, UTC
+    end: datetime
+
+    def as_json(self) -> dict[str, str]:
+        return {"from": _iso(self.begin), "to": _iso(self.end)}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _parse_since(value: str) -> timedelta:
+    match = _SINCE.match(value)
+    if match is None:
+        raise WindowError(f"since must be a number followed by m, h or d (e.g. 24h, 7d, 90m); got {value!r}")
+    span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if span <= timedelta(0):
+        raise WindowError("since must be greater than zero")
+    return span
+
+
+def _parse_moment(name: str, value: str) -> datetime:
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WindowError(f"{name} must be an ISO-8601 date-time (e.g. 2026-01-31T08:00:00Z); got {value!r}") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # naive means UTC
+    return moment.astimezone(timezone.utc)
+
+
+def parse_window(args: Mapping[str, str], *, provider: str | None, now: datetime | None = None) -> Window:
+    """The window from ``since`` or ``from``/``to`` (default: the last 24 h). ``WindowError`` on bad input,
+    ``from`` after ``to``, or a span the provider would refuse."""
+    now = now or datetime.now(timezone.utc)
+    since, begin_text, end_text = args.get("since"), args.get("from"), args.get("to")
+    if since is not None and (begin_text is not None or end_text is not None):
+        raise WindowError("give either since or from/to, not both")
+    if since is not None:
+        window = Window(now - _parse_since(since), now)
+    else:
+        end = _parse_moment("to", end_text) if end_text is not None else now
+        begin = _parse_moment("from", begin_text) if begin_text is not None else end - DEFAULT_SPAN
+        if begin > end:
+            raise WindowError("from must not be after to")
+        window = Window(begin, end)
+    limit = PROVIDER_MAX_SPAN.get(provider or "")
+    if limit is not None and window.end - window.begin > limit:
+        raise WindowError(f"the window spans {window.end - window.begin}; {provider} allows at most {limit.days} days")
+    return window
+
+
+def _rate(requested: int, verified: int) -> float | None:
+    return None if requested == 0 else verified / requested
+
+
+def _bucket() -> dict[str, int]:
+    return {"requested": 0, "verified": 0, "unmatched": 0}
+
+
+def _with_rate(bucket: dict[str, int]) -> dict[str, Any]:
+    return {**bucket, "conversion_rate": _rate(bucket["requested"], bucket["verified"])}
+
+
+class StatsService:
+    """One per app: the provider figures cache, its single-flight locks, and a lazily made provider client
+    (one per process: recreated after a fork, closed at shutdown)."""
+
+    def __init__(self, state: ConversionState, auth: Callable[[], Callable[[], bool] | None]) -> None:
+        self._state = state
+        self._auth = auth
+        ttl = state.settings.stats_cache_ttl
+        self._cache: TTLCache[tuple[int, int], Any] | None = TTLCache(maxsize=256, ttl=ttl) if ttl > 0 else None
+        self._last_good: dict[tuple[int, int], Any] = {}
+        self._reset_process_state()
+        if state.settings.stats_token is None:
+            state.logger.warning(
+                "flask-otp-conversion: %s/stats refuses every request until OTP_CONVERSION_STATS_TOKEN is set "
+                "or a @conversion.stats_auth callable is registered",
+                state.settings.url_prefix.rstrip("/"),
+            )
+
+    def _reset_process_state(self) -> None:
+        # Locks held by another thread at fork time would stay held forever in the child: make new ones.
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[int, int], threading.Lock] = {}
+        self._provider: Provider | None = None
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._reset_process_state()  # the parent's client (and its sockets) belong to the parent
+
+    @property
+    def provider_name(self) -> str | None:
+        return self._state.settings.provider
+
+    # Auth --------------------------------------------------------------------------------------------
+
+    def authorized(self, authorization: str | None) -> bool:
+        token = self._state.settings.stats_token
+        if token is not None and authorization is not None:
+            scheme, _, given = authorization.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode(), token.get_secret_value().encode()
+            ):
+                return True
+        func = self._auth()
+        return bool(func()) if func is not None else False
+
+    # Figures -----------------------------------------------------------------------------------------
+
+    def collect(self, window: Window) -> dict[str, Any]:
+        """Everything the endpoint and the CLI show for ``window``."""
+        result: dict[str, Any] = {"window": window.as_json()}
+        result.update(self._local(window))
+        result["reporter"] = self._reporter()
+        result.update(self._provider_figures(window))
+        return result
+
+    def _local(self, window: Window) -> dict[str, Any]:
+        store = self._state.store
+        assert store is not None
+        # The store counts whole UTC hours: start at the hour containing ``from``.
+        since = int(window.begin.timestamp()) // _HOUR * _HOUR
+        rows = store.counts(since=since, until=window.end.timestamp())
+        total = _bucket()
+        by_provider: dict[str, dict[str, int]] = {}
+        by_code: dict[str, dict[str, int]] = {}
+        hourly: dict[int, dict[str, int]] = {}
+        for row in rows:
+            for bucket in (
+                total,
+                by_provider.setdefault(row.provider, _bucket()),
+                by_code.setdefault(row.calling_code, _bucket()),
+                hourly.setdefault(row.hour, _bucket()),
+            ):
+                bucket["requested"] += row.requested
+                bucket["verified"] += row.verified
+                bucket["unmatched"] += row.unmatched
+        return {
+            "requested": total["requested"],
+            "verified": total["verified"],
+            "conversion_rate": _rate(total["requested"], total["verified"]),
+            "unmatched": total["unmatched"],
+            "by_provider": {name: _with_rate(b) for name, b in sorted(by_provider.items())},
+            "by_calling_code": {code: _with_rate(b) for code, b in sorted(by_code.items())},
+            "hourly": [
+                {"hour": _iso(datetime.fromtimestamp(hour, timezone.utc)), **_with_rate(b)}
+                for hour, b in sorted(hourly.items())
+            ],
+        }
+
+    def _reporter(self) -> dict[str, Any]:
+        store, reporter = self._state.store, self._state.reporter
+        assert store is not None and reporter is not None
+        now = time.time()
+        outbox = store.outbox_stats(now=now)
+        return {
+            "pending": outbox.pending,
+            "in_flight": outbox.in_flight,
+            "dead": outbox.dead,
+            "oldest_pending_age_seconds": outbox.oldest_pending_age(now),
+            "breaker_state": reporter.breaker_state,
+            "degraded": reporter.degraded,
+            "last_error": reporter.last_error,
+        }
+
+    def _provider_figures(self, window: Window) -> dict[str, Any]:
+        name = self._state.settings.provider
+        out: dict[str, Any] = {
+            "provider": None,
+            "provider_name": name,
+            "provider_time_zone": PROVIDER_TIME_ZONE.get(name or ""),
+            "stale": False,
+            "provider_error": None,
+        }
+        # Hour-rounded key: repeated default requests within an hour share one cached provider answer.
+        key = (int(window.begin.timestamp()) // _HOUR * _HOUR, int(window.end.timestamp()) // _HOUR * _HOUR)
+        try:
+            out["provider"] = self._cached(key)
+        except Exception as exc:
+            out["provider_error"] = describe_error(exc)
+            if key in self._last_good:
+                out["provider"] = self._last_good[key]
+                out["stale"] = True
+            else:
+                self._state.logger.warning("stats: provider statistics failed: %s", out["provider_error"])
+        return out
+
+    def _cached(self, key: tuple[int, int]) -> Any:
+        self._check_fork()
+        cache = self._cache
+        if cache is not None:
+            with self._lock:
+                if key in cache:
+                    return cache[key]
+                key_lock = self._key_locks.setdefault(key, threading.Lock())
+        else:
+            with self._lock:
+                key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # single flight: the first miss fetches, the others wait and read its answer
+            if cache is not None:
+                with self._lock:
+                    if key in cache:
+                        return cache[key]
+            value = self._fetch(key)
+            with self._lock:
+                if cache is not None:
+                    cache[key] = value
+                self._last_good[key] = value
+                if len(self._last_good) > 256:
+                    self._last_good.pop(next(iter(self._last_good)))
+                self._key_locks.pop(key, None)
+            return value
+
+    def _fetch(self, key: tuple[int, int]) -> Any:
+        with self._lock:
+            if self._provider is None:
+                self._provider = self._state.make_provider()
+            provider = self._provider
+        begin = datetime.fromtimestamp(key[0], timezone.utc)
+        end = datetime.fromtimestamp(key[1], timezone.utc)
+        model = provider.statistics(begin, end)
+        return None if model is None else model.model_dump(mode="json")
+
+    def close(self) -> None:
+        with self._lock:
+            provider, self._provider = self._provider, None
+        if provider is not None and self._pid == os.getpid():
+            provider.close()
+
+
+def _service() -> StatsService:
+    from .extension import EXTENSION_KEY
+
+    service: StatsService | None = getattr(current_app.extensions[EXTENSION_KEY], "stats", None)
+    assert service is not None
+    return service
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[Response, int, dict[str, str]]:
+    return jsonify(error=message), status, headers or {}
+
+
+def stats_view() -> tuple[Response, int, dict[str, str]]:
+    """``GET {prefix}/stats``: see the module docstring. 401 unless the token or the app's callable allows."""
+    service = _service()
+    if not service.authorized(request.headers.get("Authorization")):
+        return _error(401, "unauthorized", {"WWW-Authenticate": 'Bearer realm="otp-conversion-stats"'})
+    try:
+        window = parse_window(request.args, provider=service.provider_name)
+    except WindowError as exc:
+        return _error(400, str(exc))
+    return jsonify(service.collect(window)), 200, {"Cache-Control": "no-store"}
+
+
+def make_blueprint(url_prefix: str) -> Blueprint:
+    """A fresh blueprint per app (blueprint names are per app; each app has its own state)."""
+    bp = Blueprint("otp_conversion_stats", __name__, url_prefix=url_prefix if url_prefix != "/" else None)
+    bp.add_url_rule("/stats", view_func=stats_view, methods=["GET"])
+    return bp

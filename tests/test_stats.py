@@ -1,0 +1,328 @@
+"""The stats endpoint and CLI: real SQLite counts, real provider statistics from the emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask, request
+from flask.testing import FlaskClient
+
+from flask_otp_conversion import OTPConversion
+from flask_otp_conversion.testing import EmulatorServer, Fault
+from tests.conftest import AppFactory
+
+TOKEN = "s3cret-stats-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CN = "+8613711112222"
+US = "+14155550123"
+
+
+def stats_app(make_app: AppFactory, server: EmulatorServer | None = None, **config: Any) -> Flask:
+    config.setdefault("OTP_CONVERSION_STATS_TOKEN", TOKEN)
+    if server is not None:
+        config["OTP_CONVERSION_TENCENT_ENDPOINT"] = server.url
+    app, _ = make_app(**config)
+    return app
+
+
+def get(client: FlaskClient, query: str = "", headers: dict[str, str] | None = None) -> Any:
+    return client.get(f"/otp-conversion/stats{query}", headers=AUTH if headers is None else headers)
+
+
+def send_and_verify(app: Flask, conversion: OTPConversion | None = None) -> None:
+    """Four sends (three to China, one to the US), two of the Chinese ones verified."""
+    conv = conversion or OTPConversion()  # the public API reads the app's own state
+    now = time.time()
+    with app.app_context():
+        for i in range(3):
+            conv.record_sent(CN[:-1] + str(i), f"cn-{i}", sent_at=now - 60)
+        conv.record_sent(US, "us-0", sent_at=now - 60)
+        conv.record_verified(CN[:-1] + "0", "cn-0", verified_at=now - 30)
+        conv.record_verified(CN[:-1] + "1", "cn-1", verified_at=now - 30)
+
+
+# Local counts ---------------------------------------------------------------------------------------
+
+
+def test_counts_and_conversion_rate_match_known_sends(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    send_and_verify(app)
+    body = get(app.test_client()).get_json()
+    assert (body["requested"], body["verified"], body["conversion_rate"]) == (4, 2, 0.5)
+
+
+def test_counts_are_split_by_calling_code(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    send_and_verify(app)
+    by_code = get(app.test_client()).get_json()["by_calling_code"]
+    assert by_code["86"] == {"requested": 3, "verified": 2, "unmatched": 0, "conversion_rate": 2 / 3}
+    assert by_code["1"]["conversion_rate"] == 0.0
+
+
+def test_counts_are_split_by_provider(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    send_and_verify(app)
+    assert get(app.test_client()).get_json()["by_provider"]["tencent"]["requested"] == 4
+
+
+def test_hourly_series_is_in_utc_hours(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    send_and_verify(app)
+    hourly = get(app.test_client()).get_json()["hourly"]
+    assert sum(h["requested"] for h in hourly) == 4
+    for entry in hourly:
+        hour = datetime.fromisoformat(entry["hour"].replace("Z", "+00:00"))
+        assert hour.utcoffset() == timedelta(0) and hour.minute == 0
+
+
+def test_unmatched_verifications_are_counted(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_STATS_TOKEN=TOKEN)
+    with app.app_context():
+        conversion.record_verified(CN)
+    body = get(app.test_client()).get_json()
+    assert (body["unmatched"], body["verified"]) == (1, 0)
+
+
+def test_conversion_rate_is_null_when_nothing_was_requested(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    body = get(app.test_client()).get_json()
+    assert body["requested"] == 0 and body["conversion_rate"] is None
+
+
+def test_sends_outside_the_window_are_not_counted(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_STATS_TOKEN=TOKEN)
+    with app.app_context():
+        conversion.record_sent(CN, "old", sent_at=time.time() - 3 * 86400)
+    assert get(app.test_client(), "?since=24h").get_json()["requested"] == 0
+
+
+def test_reporter_section_shows_pending_reports(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    send_and_verify(app)
+    reporter = get(app.test_client()).get_json()["reporter"]
+    assert reporter["pending"] == 2 and reporter["dead"] == 0
+    assert reporter["breaker_state"] == "closed" and reporter["degraded"] is False
+
+
+# Window ---------------------------------------------------------------------------------------------
+
+
+def _span(body: dict[str, Any]) -> timedelta:
+    window = body["window"]
+    return datetime.fromisoformat(window["to"].replace("Z", "+00:00")) - datetime.fromisoformat(
+        window["from"].replace("Z", "+00:00")
+    )
+
+
+def test_default_window_is_the_last_24_hours(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    assert _span(get(app.test_client()).get_json()) == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(("since", "span"), [("90m", timedelta(minutes=90)), ("7d", timedelta(days=7))])
+def test_since_sets_the_window_length(make_app: AppFactory, since: str, span: timedelta) -> None:
+    app = stats_app(make_app)
+    assert _span(get(app.test_client(), f"?since={since}").get_json()) == span
+
+
+def test_naive_from_and_to_are_utc(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    body = get(app.test_client(), "?from=2026-01-01T00:00:00&to=2026-01-02T00:00:00").get_json()
+    assert body["window"] == {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
+
+
+def test_from_with_offset_is_converted_to_utc(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    body = get(app.test_client(), "?from=2026-01-01T08:00:00%2B08:00&to=2026-01-01T12:00:00Z").get_json()
+    assert body["window"]["from"] == "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?since=abc", "since must be"),
+        ("?since=0h", "greater than zero"),
+        ("?since=24x", "since must be"),
+        ("?from=yesterday", "from must be an ISO-8601"),
+        ("?from=2026-01-01T00:00:00Z&to=not-a-date", "to must be an ISO-8601"),
+        ("?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from must not be after to"),
+        ("?since=24h&from=2026-01-01T00:00:00Z", "not both"),
+        ("?since=33d", "at most 32 days"),
+        ("?from=2026-01-01T00:00:00Z&to=2026-02-03T00:00:00Z", "at most 32 days"),
+    ],
+)
+def test_bad_window_is_a_400_with_a_message(make_app: AppFactory, query: str, message: str) -> None:
+    app = stats_app(make_app)
+    response = get(app.test_client(), query)
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+# Auth -----------------------------------------------------------------------------------------------
+
+
+def test_without_token_or_callable_every_request_is_refused(make_app: AppFactory) -> None:
+    app, _ = make_app()
+    assert app.test_client().get("/otp-conversion/stats", headers=AUTH).status_code == 401
+
+
+def test_without_token_a_warning_is_logged_at_init(make_app: AppFactory, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
+        make_app()
+    assert sum("refuses every request" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_missing_token_is_401_with_www_authenticate(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    response = get(app.test_client(), headers={})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.get_json() == {"error": "unauthorized"}
+
+
+def test_wrong_token_is_401(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    assert get(app.test_client(), headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_right_token_is_200(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    assert get(app.test_client()).status_code == 200
+
+
+def test_callable_returning_true_allows(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+
+    @conversion.stats_auth
+    def allow() -> bool:
+        return request.headers.get("X-Operator") == "yes"
+
+    assert get(app.test_client(), headers={"X-Operator": "yes"}).status_code == 200
+
+
+def test_callable_returning_false_refuses(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    conversion.stats_auth(lambda: False)
+    assert get(app.test_client(), headers={"X-Operator": "yes"}).status_code == 401
+
+
+def test_no_cors_headers(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    response = get(app.test_client(), headers={**AUTH, "Origin": "https://evil.example"})
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+
+
+# Provider figures, cache, single flight, failures -----------------------------------------------------
+
+
+def test_provider_figures_come_from_the_emulator(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app = stats_app(
+        make_app,
+        provider_emulator_server,
+        OTP_CONVERSION_TENCENT_TEMPLATE_ID="1110",
+        OTP_CONVERSION_TENCENT_SIGN_NAME="Example",
+    )
+    with app.extensions["otp_conversion"].make_provider() as provider:
+        provider.send_otp(CN, "123456")
+    body = get(app.test_client()).get_json()
+    assert body["provider"]["send"]["request_count"] == 1
+    assert body["provider_time_zone"] == "UTC+08:00"
+
+
+def test_repeated_requests_hit_the_cache(make_app: AppFactory, provider_emulator_server: EmulatorServer) -> None:
+    app = stats_app(make_app, provider_emulator_server)
+    client = app.test_client()
+    get(client)
+    get(client)
+    assert len(provider_emulator_server.emulator.calls(action="SendStatusStatistics")) == 1
+
+
+@pytest.mark.timeout(60)
+def test_fifty_concurrent_requests_make_one_provider_call(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    emulator.latency = 0.2  # keep the first fetch in flight while the others arrive
+    app = stats_app(make_app, provider_emulator_server)
+    barrier = threading.Barrier(50)
+    statuses: list[int] = []
+
+    def one() -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(get(client).status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 50
+    assert len(emulator.calls(action="CallbackStatusStatistics")) == 1
+    assert len(emulator.calls(action="SendStatusStatistics")) == 1
+
+
+def test_provider_failure_after_a_good_fetch_serves_stale(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app = stats_app(make_app, provider_emulator_server, OTP_CONVERSION_STATS_CACHE_TTL=0)  # every request misses
+    client = app.test_client()
+    good = get(client).get_json()["provider"]
+    provider_emulator_server.emulator.inject("CallbackStatusStatistics", Fault.http_500())
+    body = get(client).get_json()
+    assert body["stale"] is True and body["provider"] == good
+
+
+def test_provider_failure_with_nothing_cached_serves_local_figures(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    provider_emulator_server.emulator.inject("CallbackStatusStatistics", Fault.http_500())
+    app = stats_app(make_app, provider_emulator_server)
+    send_and_verify(app)
+    response = get(app.test_client())
+    body = response.get_json()
+    assert response.status_code == 200
+    assert body["provider"] is None and body["provider_error"] and body["requested"] == 4
+
+
+def test_provider_error_carries_no_secret(make_app: AppFactory, provider_emulator_server: EmulatorServer) -> None:
+    provider_emulator_server.emulator.inject("CallbackStatusStatistics", Fault.http_500())
+    app = stats_app(make_app, provider_emulator_server)
+    text = get(app.test_client()).get_data(as_text=True)
+    emulator = provider_emulator_server.emulator
+    assert emulator.TENCENT_SECRET_KEY not in text and TOKEN not in text
+
+
+# CLI ------------------------------------------------------------------------------------------------
+
+
+def test_cli_prints_a_table(make_app: AppFactory, provider_emulator_server: EmulatorServer) -> None:
+    app = stats_app(make_app, provider_emulator_server)
+    send_and_verify(app)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "stats"])
+    assert result.exit_code == 0, result.output
+    assert "conversion rate  50.0%" in result.output
+    assert "provider tencent (hours in UTC+08:00)" in result.output
+
+
+def test_cli_json_matches_the_endpoint_figures(make_app: AppFactory, provider_emulator_server: EmulatorServer) -> None:
+    app = stats_app(make_app, provider_emulator_server)
+    send_and_verify(app)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "stats", "--since", "7d", "--json"])
+    figures = json.loads(result.output)
+    assert (figures["requested"], figures["verified"], figures["conversion_rate"]) == (4, 2, 0.5)
+    assert _span(figures) == timedelta(days=7)
+
+
+def test_cli_refuses_a_bad_since(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "stats", "--since", "forever"])
+    assert result.exit_code == 2 and "since must be" in result.output
