@@ -1,0 +1,40 @@
+"""A tiny app for tests/test_gunicorn.py, served by a real multi-worker gunicorn.
+
+Configured only from ``FLASK_OTP_CONVERSION_*`` environment variables (``app.config.from_prefixed_env()``),
+so the test can point it at an emulator and a SQLite file it owns. Every answer carries ``os.getpid()``
+so the test can prove which worker served it; ``only_pid`` / ``avoid_pid`` in the JSON body make a worker
+refuse (409, recording nothing: the decorator marks a verification only on a 2xx answer) so the test can
+steer sends to one worker and verifications to the others.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from flask_otp_conversion import OTPConversion
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    conversion = OTPConversion(app)
+
+    @app.post("/send")
+    def send() -> ResponseReturnValue:
+        body = request.get_json(force=True)
+        if body.get("only_pid") not in (None, os.getpid()):
+            return jsonify(pid=os.getpid()), 409
+        recorded = conversion.record_sent(body["phone"], body["message_id"])
+        return jsonify(pid=os.getpid(), recorded=recorded)
+
+    @app.post("/verify")
+    @conversion.verify_route(phone="phone")
+    def verify() -> ResponseReturnValue:
+        if request.get_json(force=True).get("avoid_pid") == os.getpid():
+            return jsonify(pid=os.getpid()), 409
+        return jsonify(pid=os.getpid())
+
+    return app

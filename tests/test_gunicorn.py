@@ -1,0 +1,132 @@
+"""The extension under a real multi-process gunicorn: sends and verifications served by different sync
+workers, sharing one SQLite outbox, are each reported to the provider exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flask_otp_conversion.testing import EmulatorServer
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+MESSAGES = 20
+MAX_ATTEMPTS = 400  # per request, to land on (or avoid) a given worker; 4 workers make a miss vanishingly rare
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _post(base: str, path: str, body: dict[str, object]) -> httpx.Response:
+    """A fresh client (so a fresh connection) per request: the kernel picks the accepting worker anew."""
+    with httpx.Client(base_url=base, timeout=5) as client:
+        return client.post(path, json=body)
+
+
+def _post_until_ok(base: str, path: str, body: dict[str, object]) -> int:
+    """POST until a worker accepts (2xx, not the 409 of a worker the body steers away from); its pid."""
+    for _ in range(MAX_ATTEMPTS):
+        response = _post(base, path, body)
+        if response.status_code != 409:
+            assert response.status_code == 200, response.text
+            pid: int = response.json()["pid"]
+            return pid
+    raise AssertionError(f"no suitable gunicorn worker answered {path} in {MAX_ATTEMPTS} tries")
+
+
+def _wait_until_serving(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"gunicorn exited early:\n{log.read_text()}"
+        try:
+            with httpx.Client(base_url=base, timeout=1) as client:
+                client.get("/")
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"gunicorn did not start listening:\n{log.read_text()}")
+
+
+@pytest.mark.timeout(90)
+def test_reports_once_per_serial_when_send_and_verify_hit_different_gunicorn_workers(
+    tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = {
+        "PROVIDER": "tencent",
+        "TENCENT_ENDPOINT": provider_emulator_server.url,
+        "TENCENT_SECRET_ID": emulator.TENCENT_SECRET_ID,
+        "TENCENT_SECRET_KEY": emulator.TENCENT_SECRET_KEY,
+        "TENCENT_SDK_APP_ID": emulator.TENCENT_SDK_APP_ID,
+        "STORE_URL": f"sqlite:///{tmp_path / 'outbox.db'}",
+    }
+    env = dict(os.environ)
+    # from_prefixed_env JSON-decodes values: encode each as a JSON string so none is read as a number.
+    env.update({f"FLASK_OTP_CONVERSION_{key}": json.dumps(value) for key, value in config.items()})
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(GUNICORN),
+                "-w",
+                "4",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--graceful-timeout",
+                "10",
+                "tests.gunicorn_app:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_serving(base, proc, log)
+
+        phones = [f"+861371111{n:04d}" for n in range(MESSAGES)]
+        serials = [emulator.issue_message_id("tencent", phone) for phone in phones]
+        send_pid = _post_until_ok(base, "/send", {"phone": phones[0], "message_id": serials[0]})
+        for phone, serial in zip(phones[1:], serials[1:], strict=True):
+            _post_until_ok(base, "/send", {"phone": phone, "message_id": serial, "only_pid": send_pid})
+        verify_pids = {_post_until_ok(base, "/verify", {"phone": phone, "avoid_pid": send_pid}) for phone in phones}
+        assert send_pid not in verify_pids
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            reported = {c.params["SerialNo"] for c in emulator.calls(action="ReportConversion", ok=True)}
+            if reported >= set(serials):
+                break
+            time.sleep(0.1)
+        time.sleep(1.5)  # room for a duplicate to show up
+        calls = emulator.calls(action="ReportConversion")
+        assert all(c.ok for c in calls), [(c.params.get("SerialNo"), c.error_code) for c in calls]
+        assert Counter(c.params["SerialNo"] for c in calls) == Counter(serials)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            returncode = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    output = log.read_text()
+    assert returncode == 0, output
+    assert "Traceback" not in output, output
