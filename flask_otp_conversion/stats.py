@@ -26,6 +26,7 @@ from cachetools import TTLCache
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from .providers import Provider
+from .providers.tencent import MAX_STATISTICS_SPAN
 from .reporter import describe_error
 
 if TYPE_CHECKING:
@@ -34,13 +35,17 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_SPAN", "StatsService", "Window", "WindowError", "make_blueprint", "parse_window"]
 
 DEFAULT_SPAN = timedelta(hours=24)
-#: Tencent refuses statistics windows over 32 days (PROVIDERS.md; mirrored in providers/tencent.py).
-PROVIDER_MAX_SPAN: Mapping[str, timedelta] = {"tencent": timedelta(days=32)}
+#: Tencent refuses statistics windows over 32 days; refuse them here with a 400 rather than a provider error.
+PROVIDER_MAX_SPAN: Mapping[str, timedelta] = {"tencent": MAX_STATISTICS_SPAN}
 #: The zone the provider's own hour figures are in, said in the JSON so nobody has to guess.
 PROVIDER_TIME_ZONE: Mapping[str, str] = {"tencent": "UTC+08:00"}
 _SINCE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _HOUR = 3600
+
+
+class _FetchFailed(Exception):
+    """The provider's figures could not be had; the message is already redacted."""
 
 
 class WindowError(ValueError):
@@ -126,6 +131,9 @@ class StatsService:
         ttl = state.settings.stats_cache_ttl
         self._cache: TTLCache[tuple[int, int], Any] | None = TTLCache(maxsize=256, ttl=ttl) if ttl > 0 else None
         self._last_good: dict[tuple[int, int], Any] = {}
+        self._failures: dict[tuple[int, int], tuple[float, str]] = {}
+        #: How long a failed fetch answers for its window (at least 1 s, to spare the provider's rate limit).
+        self._failure_ttl = min(max(ttl, 1.0), 10.0)
         self._reset_process_state()
         if state.settings.stats_token is None:
             state.logger.warning(
@@ -233,8 +241,8 @@ class StatsService:
         key = (int(window.begin.timestamp()) // _HOUR * _HOUR, int(window.end.timestamp()) // _HOUR * _HOUR)
         try:
             out["provider"] = self._cached(key)
-        except Exception as exc:
-            out["provider_error"] = describe_error(exc)
+        except _FetchFailed as exc:
+            out["provider_error"] = str(exc)
             if key in self._last_good:
                 out["provider"] = self._last_good[key]
                 out["stale"] = True
@@ -245,28 +253,42 @@ class StatsService:
     def _cached(self, key: tuple[int, int]) -> Any:
         self._check_fork()
         cache = self._cache
-        if cache is not None:
+        with self._lock:
+            if cache is not None and key in cache:
+                return cache[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # single flight: the first miss fetches, the others wait and read its outcome
             with self._lock:
-                if key in cache:
+                if cache is not None and key in cache:
                     return cache[key]
-                key_lock = self._key_locks.setdefault(key, threading.Lock())
-        else:
-            with self._lock:
-                key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:  # single flight: the first miss fetches, the others wait and read its answer
-            if cache is not None:
+                failed = self._failures.get(key)
+            # A failure just seen is shared too, so a failing provider is not hit once per waiting request.
+            if failed is not None and time.monotonic() - failed[0] < self._failure_ttl:
+                raise _FetchFailed(failed[1])
+            try:
+                value = self._fetch(key)
+            except Exception as exc:
+                message = describe_error(exc)
+                now = time.monotonic()
                 with self._lock:
-                    if key in cache:
-                        return cache[key]
-            value = self._fetch(key)
+                    self._failures = {k: f for k, f in self._failures.items() if now - f[0] < self._failure_ttl}
+                    self._failures[key] = (now, message)
+                    self._forget_lock(key, key_lock)
+                raise _FetchFailed(message) from exc
             with self._lock:
                 if cache is not None:
                     cache[key] = value
+                self._failures.pop(key, None)
+                self._forget_lock(key, key_lock)
                 self._last_good[key] = value
                 if len(self._last_good) > 256:
                     self._last_good.pop(next(iter(self._last_good)))
-                self._key_locks.pop(key, None)
             return value
+
+    def _forget_lock(self, key: tuple[int, int], lock: threading.Lock) -> None:
+        """Keep only in-flight keys' locks; later arrivals find the cache (or the failure) instead."""
+        if self._key_locks.get(key) is lock:
+            del self._key_locks[key]
 
     def _fetch(self, key: tuple[int, int]) -> Any:
         with self._lock:

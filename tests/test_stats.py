@@ -253,7 +253,13 @@ def test_fifty_concurrent_requests_make_one_provider_call(
     emulator = provider_emulator_server.emulator
     emulator.latency = 0.2  # keep the first fetch in flight while the others arrive
     app = stats_app(make_app, provider_emulator_server)
-    barrier = threading.Barrier(50)
+    assert concurrently(app, 50) == [200] * 50
+    assert len(emulator.calls(action="CallbackStatusStatistics")) == 1
+    assert len(emulator.calls(action="SendStatusStatistics")) == 1
+
+
+def concurrently(app: Flask, n: int) -> list[int]:
+    barrier = threading.Barrier(n)
     statuses: list[int] = []
 
     def one() -> None:
@@ -261,14 +267,24 @@ def test_fifty_concurrent_requests_make_one_provider_call(
         barrier.wait()
         statuses.append(get(client).status_code)
 
-    threads = [threading.Thread(target=one) for _ in range(50)]
+    threads = [threading.Thread(target=one) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert statuses == [200] * 50
+    return statuses
+
+
+@pytest.mark.timeout(60)
+def test_concurrent_requests_share_one_failed_provider_call(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    emulator.latency = 0.2
+    emulator.inject("CallbackStatusStatistics", Fault.http_500())
+    app = stats_app(make_app, provider_emulator_server)
+    assert concurrently(app, 50) == [200] * 50
     assert len(emulator.calls(action="CallbackStatusStatistics")) == 1
-    assert len(emulator.calls(action="SendStatusStatistics")) == 1
 
 
 def test_provider_failure_after_a_good_fetch_serves_stale(
