@@ -3,7 +3,9 @@
 Local counts come from the store (cheap, always fresh). The provider's own figures cost a rate-limited API call
 (Tencent: 10 requests/s), so they go through a TTL cache keyed by the hour-rounded window, with one lock per
 key (single flight): however many requests miss at once, one provider call is made. When the provider fails,
-the last good value for that window is served marked ``stale``, or the local figures with ``provider_error``.
+the last good value for that window is served marked ``stale`` (with the redacted ``provider_error``), or the
+local figures with ``provider`` null and ``provider_error``. ``OTP_CONVERSION_STATS_CACHE_TTL = 0`` disables the
+cache (a failure is still shared for 1 s, to spare the provider's rate limit).
 
 Tencent's statistics APIs take hours as ``yyyymmddhh`` without a zone; the provider client sends them in UTC+8
 (China Standard Time, the zone the Tencent console shows), so its ``begin_time``/``end_time`` are UTC+8 hours.
@@ -168,7 +170,13 @@ class StatsService:
             ):
                 return True
         func = self._auth()
-        return bool(func()) if func is not None else False
+        if func is None:
+            return False
+        try:
+            return func() is True
+        except Exception:  # the app's check failing must refuse, not 500 or allow
+            self._state.logger.exception("stats: the @stats_auth callable raised; request refused")
+            return False
 
     # Figures -----------------------------------------------------------------------------------------
 

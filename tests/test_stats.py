@@ -213,6 +213,16 @@ def test_callable_returning_false_refuses(make_app: AppFactory) -> None:
     assert get(app.test_client(), headers={"X-Operator": "yes"}).status_code == 401
 
 
+def test_callable_that_raises_refuses(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_TENCENT_ENDPOINT=OFFLINE)
+
+    @conversion.stats_auth
+    def broken() -> bool:
+        raise RuntimeError("auth backend down")
+
+    assert get(app.test_client(), headers={}).status_code == 401
+
+
 def test_no_cors_headers(make_app: AppFactory) -> None:
     app = stats_app(make_app)
     response = get(app.test_client(), headers={**AUTH, "Origin": "https://evil.example"})
