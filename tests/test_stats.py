@@ -353,3 +353,13 @@ def test_cli_refuses_a_bad_since(make_app: AppFactory) -> None:
     app = stats_app(make_app)
     result = app.test_cli_runner().invoke(args=["otp-conversion", "stats", "--since", "forever"])
     assert result.exit_code == 2 and "since must be" in result.output
+
+
+def test_endpoint_follows_the_url_prefix(make_app: AppFactory) -> None:
+    app = stats_app(make_app, OTP_CONVERSION_URL_PREFIX="/ops/otp")
+    assert app.test_client().get("/ops/otp/stats", headers=AUTH).status_code == 200
+
+
+def test_disabled_extension_has_no_endpoint(make_app: AppFactory) -> None:
+    app = stats_app(make_app, OTP_CONVERSION_ENABLED=False)
+    assert get(app.test_client()).status_code == 404
