@@ -363,3 +363,33 @@ def test_endpoint_follows_the_url_prefix(make_app: AppFactory) -> None:
 def test_disabled_extension_has_no_endpoint(make_app: AppFactory) -> None:
     app = stats_app(make_app, OTP_CONVERSION_ENABLED=False)
     assert get(app.test_client()).status_code == 404
+
+
+def test_alibaba_with_a_cust_space_serves_the_cams_sender_numbers(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    emulator.set_cams_phone_numbers(
+        [
+            {
+                "PhoneNumber": "6581234567",
+                "Status": "CONNECTED",
+                "QualityRating": "GREEN",
+                "MessagingLimitTier": "TIER_1K",
+            }
+        ]
+    )
+    app, _ = make_app(
+        OTP_CONVERSION_STATS_TOKEN=TOKEN,
+        OTP_CONVERSION_PROVIDER="alibaba",
+        OTP_CONVERSION_ALIBABA_ACCESS_KEY_ID=emulator.ALIBABA_ACCESS_KEY_ID,
+        OTP_CONVERSION_ALIBABA_ACCESS_KEY_SECRET=emulator.ALIBABA_ACCESS_KEY_SECRET,
+        OTP_CONVERSION_ALIBABA_ENDPOINT=provider_emulator_server.url,
+        OTP_CONVERSION_ALIBABA_CAMS_ENDPOINT=provider_emulator_server.url,
+        OTP_CONVERSION_ALIBABA_CUST_SPACE_ID=emulator.ALIBABA_CUST_SPACE_ID,
+    )
+    body = get(app.test_client(), "?since=40d").get_json()
+    assert body["provider_name"] == "alibaba"
+    text = json.dumps(body["provider"])
+    assert "6581234567" in text and "GREEN" in text and "TIER_1K" in text
+    assert len(emulator.calls(action="ChatappSyncPhoneNumber", ok=True)) == 1
