@@ -219,12 +219,6 @@ class AlibabaProvider(Provider):
         self._user_agent = user_agent
         self._http = new_http_client(timeout=timeout, origins=[self._dysms, self._cams], transport=transport)
 
-    @classmethod
-    def from_settings(cls, settings: Any, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> AlibabaProvider:
-        if not isinstance(settings, AlibabaSettings):
-            settings = AlibabaSettings.model_validate(settings)
-        return cls(settings, timeout=timeout)
-
     def __repr__(self) -> str:
         return (
             f"<AlibabaProvider site={self._settings.site!r} endpoint={self._dysms!r} "

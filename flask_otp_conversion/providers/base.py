@@ -94,9 +94,14 @@ class Provider(ABC):
     settings_model: ClassVar[type[BaseModel]]
 
     @classmethod
-    @abstractmethod
-    def from_settings(cls, settings: Any, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> Provider:
-        """Build a client from a validated ``settings_model`` instance."""
+    def from_settings(cls: type[P], settings: Any, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> P:
+        """Build a client from ``settings`` (validated with ``settings_model`` if it is not an instance yet).
+
+        The default calls ``cls(settings, timeout=timeout)``; a provider built differently overrides it.
+        """
+        if not isinstance(settings, cls.settings_model):
+            settings = cls.settings_model.model_validate(settings)
+        return cls(settings, timeout=timeout)  # type: ignore[call-arg]
 
     @property
     @abstractmethod

@@ -201,12 +201,6 @@ class TencentProvider(Provider):
         self._user_agent = user_agent
         self._http = new_http_client(timeout=timeout, origins=[self._endpoint], transport=transport)
 
-    @classmethod
-    def from_settings(cls, settings: Any, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> TencentProvider:
-        if not isinstance(settings, TencentSettings):
-            settings = TencentSettings.model_validate(settings)
-        return cls(settings, timeout=timeout)
-
     def __repr__(self) -> str:
         return (
             f"<TencentProvider endpoint={self._endpoint!r} sdk_app_id={self._settings.sdk_app_id!r} "
