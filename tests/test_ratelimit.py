@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flask_otp_conversion.ratelimit import TokenBucket
+from flask_otp_conversion.ratelimit import JITTER_ALLOWANCE, TokenBucket
 
 
 class FakeTime:
@@ -112,16 +112,16 @@ def test_concurrent_callers_reserve_distinct_tokens(t: FakeTime) -> None:
 
 
 @pytest.mark.parametrize("cap", [1, 3, 20, 1000, 5000])
-def test_for_cap_never_exceeds_the_cap_in_any_one_second_window(t: FakeTime, cap: float) -> None:
+def test_for_cap_never_exceeds_the_cap_in_any_window_of_a_second_plus_jitter(t: FakeTime, cap: float) -> None:
     b = TokenBucket.for_cap(cap, clock=t.clock, sleep=t.sleep)
     times = grant_times(t, b, int(cap * 3) + 2)
-    assert max_in_window(times, 1.0) <= cap
+    assert max_in_window(times, 1.0 + JITTER_ALLOWANCE - 1e-9) <= cap
 
 
 def test_for_cap_keeps_most_of_the_cap_as_sustained_rate() -> None:
     b = TokenBucket.for_cap(1000)
-    assert b.rate + b.burst == 1000
-    assert b.rate >= 950
+    assert b.burst + b.rate * (1 + JITTER_ALLOWANCE) == pytest.approx(1000)
+    assert b.rate >= 890
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (float("inf"), 1), (1, 0.5)])
