@@ -1,50 +1,146 @@
-"""Example app (placeholder until the example-app issue): the extension on an embedded provider sandbox.
+"""Example app: OTP send and verify with flask-otp-conversion, on an embedded provider sandbox by default.
 
-``make run`` starts it. With no provider credentials in the environment it runs the provider emulator on a
-loopback port inside the process and points the Tencent client at it, so nothing needs a cloud account.
+``make run`` (``flask --app example_app run``) starts it. Configuration comes from ``FLASK_*`` environment
+variables (``app.config.from_prefixed_env()``), e.g. ``FLASK_OTP_CONVERSION_PROVIDER=alibaba``. Without the
+chosen provider's credentials, the package's emulator runs on a loopback port inside the process and the real
+provider client (signing included) talks to it; with credentials, the real cloud is used.
+
+Routes (every error is JSON; ``/otp/verify`` errors also carry ``"verified": false``):
+
+=========================  ======  ===========================================================================
+route                      status  when
+=========================  ======  ===========================================================================
+``POST /otp/send``         202     code issued and sent: ``{"sent": true, "phone", "expires_in", "resend_after"}``
+                           400     not a JSON object; ``phone`` missing, not a string, or not plausible E.164
+                           415     not ``Content-Type: application/json``
+                           413     body over ``MAX_CONTENT_LENGTH``
+                           429     a code was sent to the phone within ``EXAMPLE_OTP_RESEND_INTERVAL``
+                                   (``Retry-After`` header, ``retry_after`` field)
+                           502     the provider refused the send (503 + ``Retry-After`` when it throttled)
+``POST /otp/verify``       200     ``{"verified": true}``; with the extension this marks the OTP converted
+                           400     bad input as above, ``code`` not a string of 6 digits, the code expired,
+                                   or no code pending (never sent, or already used)
+                           401     wrong code (counts as an attempt)
+                           429     ``EXAMPLE_OTP_MAX_ATTEMPTS`` wrong guesses: request a new code
+``GET /sandbox/last-code``  200    ``?phone=``: ``{"phone", "code"}`` the emulator captured; 404 when not in
+                                   sandbox mode or nothing was sent; 400 bad phone
+``GET /``                  200     a page to try it all, with the statistics from the extension's endpoint
+=========================  ======  ===========================================================================
+
+Own config keys (all optional): ``EXAMPLE_OTP_DB`` (SQLite file of the codes, default
+``<instance>/example_otp.db``; share it between workers), ``EXAMPLE_OTP_TTL`` (300 s),
+``EXAMPLE_OTP_MAX_ATTEMPTS`` (5), ``EXAMPLE_OTP_RESEND_INTERVAL`` (60 s), ``EXAMPLE_OTP_CLOCK`` (a callable
+returning UNIX seconds, for tests), ``SECRET_KEY`` (HMAC key of the stored codes; default a random key kept in
+the codes file), ``MAX_CONTENT_LENGTH`` (4096 bytes).
 """
 
 from __future__ import annotations
 
-import atexit
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
 
 from flask_otp_conversion import OTPConversion
-from flask_otp_conversion.testing import EmulatorServer, ProviderEmulator
+from flask_otp_conversion.extension import EXTENSION_KEY, ConversionState
+from flask_otp_conversion.testing import EmulatorServer
 
-conversion = OTPConversion()
+from . import views
+from .otp import CheckResult, CodeStore, ResendTooSoon
+from .sandbox import start_sandbox, wants_sandbox
+from .sms import SmsSender, provider_factory
+
+__all__ = ["CheckResult", "CodeStore", "ExampleState", "ResendTooSoon", "create_app", "shutdown"]
+
+DEFAULTS: Mapping[str, Any] = {
+    "OTP_CONVERSION_PROVIDER": "tencent",
+    "MAX_CONTENT_LENGTH": 4096,
+    "EXAMPLE_OTP_TTL": 300,
+    "EXAMPLE_OTP_MAX_ATTEMPTS": 5,
+    "EXAMPLE_OTP_RESEND_INTERVAL": 60,
+}
 
 
-def _sandbox_config(app: Flask) -> None:
-    server = EmulatorServer(ProviderEmulator())
-    server.start()
-    atexit.register(server.stop)
-    emulator = server.emulator
-    app.config.update(
-        OTP_CONVERSION_PROVIDER="tencent",
-        OTP_CONVERSION_TENCENT_SECRET_ID=emulator.TENCENT_SECRET_ID,
-        OTP_CONVERSION_TENCENT_SECRET_KEY=emulator.TENCENT_SECRET_KEY,
-        OTP_CONVERSION_TENCENT_SDK_APP_ID=emulator.TENCENT_SDK_APP_ID,
-        OTP_CONVERSION_TENCENT_ENDPOINT=server.url,
-    )
-    app.extensions["otp_sandbox"] = server
+@dataclass
+class ExampleState:
+    """What the example app owns, in ``app.extensions["example_app"]``."""
+
+    codes: CodeStore
+    sender: SmsSender
+    #: None for ``create_app(conversion=False)``
+    conversion: OTPConversion | None
+    #: The running emulator in sandbox mode, else None
+    sandbox: EmulatorServer | None
+    #: Where the extension's statistics endpoint is, if it is mounted
+    stats_url: str | None
+    #: The stats token generated for the sandbox (shown on the page); never a token from the config
+    shown_stats_token: str | None
 
 
-def create_app() -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, *, conversion: bool = True) -> Flask:
+    """Build the example app: defaults, then ``FLASK_*`` environment variables, then ``config``.
+
+    ``conversion=False`` builds the same app without the extension: same routes, same code checks, the verify
+    view undecorated and nothing recorded (a baseline for measuring the extension's overhead).
+    """
     app = Flask(__name__)
+    app.config.update(DEFAULTS)
     app.config.from_prefixed_env()
-    if not any(key.endswith(("_SECRET_KEY", "_ACCESS_KEY_SECRET")) for key in app.config):
-        _sandbox_config(app)
-    conversion.init_app(app)
+    app.config.update(config or {})
 
-    @app.get("/")
-    def index() -> dict[str, object]:
-        sandbox = app.extensions.get("otp_sandbox")
-        return {
-            "app": "flask-otp-conversion example",
-            "provider": app.config["OTP_CONVERSION_PROVIDER"],
-            "sandbox": sandbox.url if sandbox else None,
-        }
-
+    sandbox = start_sandbox(app.config) if wants_sandbox(app.config) else None
+    try:
+        state = _build_state(app, sandbox, conversion)
+    except BaseException:
+        conversion_state = app.extensions.get(EXTENSION_KEY)
+        if conversion_state is not None:
+            conversion_state.shutdown()
+        if sandbox is not None:
+            sandbox.stop()
+        raise
+    app.extensions[views.STATE_KEY] = state
+    views.register(app, state)
     return app
+
+
+def _build_state(app: Flask, sandbox: EmulatorServer | None, conversion: bool) -> ExampleState:
+    shown_token = None
+    if sandbox is not None and not app.config.get("OTP_CONVERSION_STATS_TOKEN"):
+        shown_token = app.config["OTP_CONVERSION_STATS_TOKEN"] = secrets.token_urlsafe(24)
+    ext: OTPConversion | None = None
+    stats_url = None
+    factory = None
+    if conversion:
+        ext = OTPConversion(app)
+        conversion_state: ConversionState = app.extensions[EXTENSION_KEY]
+        if conversion_state.settings.enabled:
+            factory = conversion_state.make_provider
+            stats_url = conversion_state.settings.url_prefix.rstrip("/") + "/stats"
+    if factory is None:
+        factory = provider_factory(app.config, app.instance_path)
+    codes = CodeStore(
+        app.config.get("EXAMPLE_OTP_DB") or os.path.join(app.instance_path, "example_otp.db"),
+        key=app.secret_key.encode() if isinstance(app.secret_key, str) else app.secret_key,
+        ttl=float(app.config["EXAMPLE_OTP_TTL"]),
+        max_attempts=int(app.config["EXAMPLE_OTP_MAX_ATTEMPTS"]),
+        resend_interval=float(app.config["EXAMPLE_OTP_RESEND_INTERVAL"]),
+        clock=app.config.get("EXAMPLE_OTP_CLOCK") or time.time,
+    )
+    return ExampleState(codes, SmsSender(factory), ext, sandbox, stats_url, shown_token)
+
+
+def shutdown(app: Flask) -> None:
+    """Stop everything ``create_app`` started: the extension's reporter (flushing within its shutdown timeout),
+    the provider client, the code store, then the sandbox. Also happens at interpreter exit; idempotent."""
+    state: ExampleState = app.extensions[views.STATE_KEY]
+    conversion_state: ConversionState | None = app.extensions.get(EXTENSION_KEY)
+    if conversion_state is not None:
+        conversion_state.shutdown()
+    state.sender.close()
+    state.codes.close()
+    if state.sandbox is not None:
+        state.sandbox.stop()
