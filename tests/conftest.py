@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from example_app import create_app, shutdown
 from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.testing import ProviderEmulator
 
@@ -40,3 +43,50 @@ def make_app(tmp_path: Path) -> Iterator[AppFactory]:
     for app in made:
         state = app.extensions["otp_conversion"]
         state.shutdown()
+
+
+class FakeClock:
+    """UNIX seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+ExampleAppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_example_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExampleAppFactory]:
+    """Build ``example_app.create_app`` with its code DB and outbox under tmp_path, the reporter not autostarted
+    and no ``FLASK_*`` variables from the environment; keyword args override config. Everything it started
+    (reporter, sandbox server, connections) is stopped after the test."""
+    for key in list(os.environ):
+        if key.startswith("FLASK_"):
+            monkeypatch.delenv(key)
+    made: list[Flask] = []
+
+    def factory(*, conversion: bool = True, **config: Any) -> Flask:
+        n = len(made)
+        base = {
+            "EXAMPLE_OTP_DB": str(tmp_path / f"codes{n}.db"),
+            "OTP_CONVERSION_STORE_URL": f"sqlite:///{tmp_path / f'conversion{n}.db'}",
+            "OTP_CONVERSION_REPORTER_AUTOSTART": False,
+        }
+        app = create_app({**base, **config}, conversion=conversion)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        shutdown(app)
