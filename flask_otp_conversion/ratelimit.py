@@ -1,13 +1,17 @@
-"""A token bucket that keeps request starts under a provider's documented rate cap.
+"""Keeping request starts under a provider's documented rate cap, for the whole app rather than per process.
 
-``acquire()`` reserves the next token and sleeps until it is due, so concurrent callers are served in turn
-and never sleep for the same token. In any interval of length ``T`` at most ``burst + rate * T`` tokens are
-handed out. The provider counts *arrivals*, and a request can wait between taking its token and reaching the
-wire (a busy worker thread, the GIL, the network), which squeezes arrivals closer together than the tokens
-were. So ``TokenBucket.for_cap`` picks ``rate`` and ``burst`` so that every window of ``1 + JITTER_ALLOWANCE``
-seconds stays within the cap: requests delayed by up to that allowance relative to each other still never
-show a provider counting "1000/s" 1001 in any second. The burst absorbs the scheduling hiccups of the thread
-that takes the tokens.
+The budget is one token bucket in the store (``Store.take_tokens``), shared by every process that delivers.
+A process does not go to the store for each token: it takes a small *grant* (what ``GRANT_TTL`` seconds of
+the rate is worth) and spends it locally; tokens of a grant expire ``GRANT_TTL`` after it was granted, so
+no process can sit on tokens and spend them in a clump later.
+
+The arithmetic: the store's bucket hands out at most ``burst + rate * T`` tokens in any interval of length
+``T``. A token is spent at most ``GRANT_TTL`` after its grant, and the provider counts *arrivals*, which can
+trail the spend by scheduling and network jitter (``JITTER_ALLOWANCE``). Arrivals in any one second
+therefore come from grants in a window of ``1 + GRANT_TTL + JITTER_ALLOWANCE`` seconds, and
+``SharedTokenBucket.for_cap`` chooses ``rate`` and ``burst`` so that this window holds at most ``cap``.
+The price is a sustained rate about 12% under the cap; the reward is that no second, however the processes
+and threads are scheduled, ever shows the provider more than its cap.
 """
 
 from __future__ import annotations
@@ -22,16 +26,41 @@ DEFAULT_HEADROOM = 0.02
 #: Seconds by which dispatch-to-arrival jitter may squeeze requests together; ``for_cap`` pays for it in rate.
 #: Chosen from a failing run with three processes and the emulator on 2 cores (arrival gaps 0.07-0.12 s at 9/s).
 JITTER_ALLOWANCE = 0.1
+#: Seconds a grant of tokens stays spendable: short, so that a grant is small and arrivals stay spread.
+GRANT_TTL = 0.02
+
+#: ``take(want, rate, burst) -> (granted, wait)``: one atomic draw from the shared bucket (the store's).
+Take = Callable[[int, float, float], "tuple[int, float]"]
 
 
-class TokenBucket:
-    """Thread-safe token bucket: ``rate`` tokens per second, holding at most ``burst``; starts full."""
+def bucket_for_cap(cap: float, *, headroom: float = DEFAULT_HEADROOM) -> tuple[float, float]:
+    """``(rate, burst)`` such that any window of ``1 + GRANT_TTL + JITTER_ALLOWANCE`` s sees at most ``cap``.
+
+    With ``burst + rate * S <= cap`` for that stretch ``S``, a window of ``T >= S`` seconds sees at most
+    ``burst + rate * T <= cap * T``. Below 2/s there is no room for both, so the rate is half of that with
+    a burst of one.
+    """
+    if not cap > 0 or math.isinf(cap):
+        raise ValueError("cap must be a positive finite number of requests per second")
+    stretch = 1.0 + GRANT_TTL + JITTER_ALLOWANCE
+    burst = max(1.0, math.floor(cap * headroom))
+    rate = (cap - burst) / stretch if cap - burst >= cap / 2 else cap / (2 * stretch)
+    return rate, burst
+
+
+class SharedTokenBucket:
+    """This process's view of a shared bucket: takes grants through ``take``, spends them one by one.
+
+    ``acquire`` is thread-safe; while one caller is at the store the others wait for its grant.
+    """
 
     def __init__(
         self,
+        take: Take,
         rate: float,
-        burst: float = 1.0,
+        burst: float,
         *,
+        grant_ttl: float = GRANT_TTL,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -41,67 +70,47 @@ class TokenBucket:
             raise ValueError("burst must be >= 1")
         self.rate = float(rate)
         self.burst = float(burst)
+        self._take = take
+        self._grant_ttl = grant_ttl
+        self._grant_size = max(1, min(int(self.burst), math.ceil(self.rate * grant_ttl)))
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._tokens = self.burst
-        self._updated = clock()
+        self._left = 0
+        self._granted_at = -math.inf
 
     @classmethod
     def for_cap(
         cls,
+        take: Take,
         cap: float,
         *,
-        headroom: float = DEFAULT_HEADROOM,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> TokenBucket:
-        """A bucket that never hands out more than ``cap`` tokens in any window of ``1 + JITTER_ALLOWANCE`` s.
-
-        With ``burst + rate * (1 + J) <= cap``, a window of ``T >= 1 + J`` s sees at most ``burst + rate*T``
-        ``<= cap*T``. Below 2/s there is no room for both, so the bucket runs at half that with a burst of one.
-        """
-        if not cap > 0:
-            raise ValueError("cap must be > 0")
-        stretch = 1.0 + JITTER_ALLOWANCE
-        burst = max(1.0, math.floor(cap * headroom))
-        rate = (cap - burst) / stretch if cap - burst >= cap / 2 else cap / (2 * stretch)
-        return cls(rate, burst, clock=clock, sleep=sleep)
-
-    def _refill(self, now: float) -> None:
-        elapsed = now - self._updated
-        if elapsed > 0:
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-            self._updated = now
-
-    def try_acquire(self) -> bool:
-        """Take a token if one is available now, without waiting."""
-        with self._lock:
-            self._refill(self._clock())
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False
+    ) -> SharedTokenBucket:
+        rate, burst = bucket_for_cap(cap)
+        return cls(take, rate, burst, clock=clock, sleep=sleep)
 
     def acquire(self, timeout: float | None = None) -> bool:
-        """Take a token, sleeping until it is due. False (and nothing taken) if that is beyond ``timeout``."""
-        with self._lock:
-            self._refill(self._clock())
-            self._tokens -= 1
-            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-            if timeout is not None and wait > timeout:
-                self._tokens += 1
+        """Take a token, waiting for the shared budget; False (nothing taken) if none came within ``timeout``."""
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            with self._lock:
+                now = self._clock()
+                if now - self._granted_at > self._grant_ttl:
+                    self._left = 0  # an old grant is not spent late: that would clump arrivals
+                if self._left > 0:
+                    self._left -= 1
+                    return True
+                granted, wait = self._take(self._grant_size, self.rate, self.burst)
+                if granted > 0:
+                    self._left = granted - 1
+                    self._granted_at = now
+                    return True
+            remaining = math.inf if deadline is None else deadline - self._clock()
+            if remaining <= 0:
                 return False
-        if wait > 0:
-            self._sleep(wait)
-        return True
-
-    @property
-    def available(self) -> float:
-        """Tokens available now (negative while callers are waiting for reserved ones)."""
-        with self._lock:
-            self._refill(self._clock())
-            return self._tokens
+            self._sleep(min(max(wait, 0.001), remaining))
 
     def __repr__(self) -> str:
-        return f"<TokenBucket rate={self.rate:g}/s burst={self.burst:g}>"
+        return f"<SharedTokenBucket rate={self.rate:g}/s burst={self.burst:g}>"

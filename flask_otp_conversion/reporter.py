@@ -8,14 +8,14 @@ Shape
     ``ThreadPoolExecutor``: the standard executor joins its workers and refuses new work *before* ``atexit``
     handlers run, which would make the exit-time flush impossible and let a hung request block shutdown.
 
-One drainer per store (the whole-app rate limit)
-    Every process runs a drain thread, but only the holder of the store's named lease ``"drain"`` claims
-    rows; the others poll for the lease once a second. The rate limit is therefore a plain in-process token
-    bucket and still holds for the whole app, however many gunicorn workers share the store, without a
-    shared-budget round trip per request. The holder renews the lease every second (TTL 5 s), so when it
-    dies another process takes over within ~5 s; a holder that loses the lease (paused for longer than the
-    TTL) stops claiming at once. The cost is that one process carries all delivery, and in
-    one Python process the HTTP client's CPU cost (~0.8 ms a request with httpx) bounds the drain rate.
+Every process delivers; one budget for the whole app
+    Each process that serves requests runs a drain thread, and claims are atomic row leases in the store,
+    so several gunicorn workers drain the same outbox side by side without sending a row twice, and
+    delivery scales with processes (one Python process is bound by the HTTP client's CPU cost, ~0.7 ms a
+    request with httpx on a slow core). The provider's rate cap is one token bucket *in the store*
+    (``ratelimit.SharedTokenBucket``, ``Store.take_tokens``): each process draws small grants from it, so
+    however many processes deliver, their requests together stay under the cap. Breaker, throttling pause
+    and latency estimate stay per process: each learns of an outage from its own requests.
 
 Leases and at-least-once
     A claim takes what half a second of expected throughput can send (the rate cap, or the workers over the
@@ -47,7 +47,7 @@ Processes
     thread, so ``gunicorn --preload`` forks a clean master. After ``os.fork`` the child drops the parent's
     threads, locks, HTTP client and store connections (``os.register_at_fork`` plus a pid check) and builds
     fresh ones. ``stop()`` at exit flushes what it can within the deadline in a process whose thread was
-    running (a CLI process that never delivered makes no calls at exit) and releases the drain lease.
+    running (a CLI process that never delivered makes no calls at exit).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from .config import Settings
 from .phone import mask_phone
 from .providers.base import ConversionReport, ErrorKind, Provider, ProviderError, ThrottledError
-from .ratelimit import TokenBucket
+from .ratelimit import SharedTokenBucket
 from .signals import (
     breaker_closed,
     breaker_opened,
@@ -83,10 +83,8 @@ from .signals import (
 )
 from .store.base import MAX_ERROR_LENGTH, OutboxItem, Store
 
-DRAIN_LEASE = "drain"
-#: Seconds the drain lease lasts without renewal: how soon another process takes over from a dead holder.
-DRAIN_LEASE_TTL = 5.0
-DRAIN_RENEW_EVERY = 1.0
+#: The named lease that lets one process prune per PRUNE_EVERY, however many deliver.
+PRUNE_LEASE = "prune"
 DEGRADED_FLAG = "degraded"
 #: The degraded flag is re-read from the store at most this often.
 DEGRADED_RECHECK = 1.0
@@ -105,12 +103,11 @@ LATENCY_WEIGHT = 0.1
 ACK_MARGIN = 2.0
 ACK_BATCH = 100
 ACK_MAX_DELAY = 0.25
-#: Poll intervals of the drain thread: outbox empty, another process draining, after an unexpected error.
+#: Poll intervals of the drain thread: outbox empty, after an unexpected error.
 IDLE_POLL = 0.2
-PRUNE_EVERY = 3600.0  # seconds between retention prunes by the drain holder
-STANDBY_POLL = 1.0
+PRUNE_EVERY = 3600.0  # seconds between retention prunes (by whichever process takes the prune lease)
 ERROR_PAUSE = 2.0
-#: Granularity of the waits inside a batch (stop, degradation and the drain lease are checked this often).
+#: Granularity of the waits inside a batch (stop and degradation are checked this often).
 TICK = 0.1
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
@@ -227,7 +224,7 @@ class Reporter:
         self._provider: Provider | None = None
         self._local = threading.local()
         self._worker_providers: list[Provider] = []
-        self._bucket: TokenBucket | None = None
+        self._bucket: SharedTokenBucket | None = None
         self._cap = FALLBACK_RATE
         self._latency = INITIAL_LATENCY
         self._workers: _Workers | None = None
@@ -238,8 +235,6 @@ class Reporter:
         self._acks_since = 0.0
         self._hint_lock = threading.Lock()
         self._retry_hints: list[float] = []
-        self._drain_held = False
-        self._drain_renewed = -math.inf
         self._degraded_cached = False
         self._degraded_checked = -math.inf
         self._degraded_logged: bool | None = None
@@ -291,17 +286,17 @@ class Reporter:
 
     def flush(self, timeout: float) -> int:
         """Deliver every row due now (respecting the breaker, degradation and the rate limit) within
-        ``timeout`` seconds, from the caller's thread; wait for the drain lease holder if another process
-        holds it. Returns how many rows are still pending."""
+        ``timeout`` seconds, from the caller's thread, waiting for rows other processes have in flight.
+        Returns how many rows are still pending."""
         self._check_fork()
         if not self._settings.enabled:
             return self._pending()
         self._apply_configured_degraded()
-        return self._drain_until(time.monotonic() + max(0.0, timeout), wait_for_others=True)
+        return self._drain_until(time.monotonic() + max(0.0, timeout))
 
     def stop(self, timeout: float | None = None) -> None:
         """At exit: stop the thread, deliver what can go within ``timeout`` (default
-        ``OTP_CONVERSION_SHUTDOWN_TIMEOUT``), leave the rest in the outbox, give up the drain lease."""
+        ``OTP_CONVERSION_SHUTDOWN_TIMEOUT``), leave the rest in the outbox."""
         self._check_fork()
         deadline = time.monotonic() + (
             self._settings.shutdown_timeout if timeout is None else max(0.0, timeout)
@@ -315,12 +310,9 @@ class Reporter:
             if thread is not None:
                 if thread is not threading.current_thread():
                     thread.join(max(0.0, deadline - time.monotonic()))
-                self._drain_until(deadline, wait_for_others=False)
+                self._drain_until(deadline)
             self._wait_idle(deadline)
             self._flush_acks()
-            if self._drain_held:
-                self._store.release_lease(DRAIN_LEASE, owner=self._owner)
-                self._drain_held = False
         except Exception as exc:
             self._logger.error("otp-conversion reporter did not stop cleanly: %s", describe_error(exc))
         finally:
@@ -354,11 +346,10 @@ class Reporter:
         return thread is not None and thread.is_alive() and self._pid == os.getpid()
 
     def stats(self) -> dict[str, Any]:
-        """This process's view, for the stats endpoint. Only the drain lease holder's breaker matters."""
+        """This process's view, for the stats endpoint (each delivering process has its own breaker)."""
         retry_at = self._breaker.retry_at
         return {
             "running": self.running,
-            "draining": self._drain_held,
             "breaker_state": self._breaker.state,
             "breaker_retry_at": None if retry_at is None else time.time() + (retry_at - time.monotonic()),
             "last_error": self._last_error,
@@ -387,7 +378,12 @@ class Reporter:
                         action,
                         cap,
                     )
-                self._bucket = TokenBucket.for_cap(cap)
+                store, name = self._store, f"rate:{provider.name}:{action}"
+
+                def take(want: int, rate: float, burst: float) -> tuple[int, float]:
+                    return store.take_tokens(name, want=want, rate=rate, burst=burst, now=time.time())
+
+                self._bucket = SharedTokenBucket.for_cap(take, cap)
                 self._cap = cap
                 self._provider = provider
             if self._workers is None:
@@ -468,8 +464,6 @@ class Reporter:
         if self._is_degraded():
             return DEGRADED_RECHECK
         self._provider_ready()
-        if not self._hold_drain():
-            return STANDBY_POLL
         self._prune_if_due()
         wait = self._blocked_for()
         if wait > 0:
@@ -480,27 +474,24 @@ class Reporter:
         return IDLE_POLL
 
     def _prune_if_due(self) -> None:
-        """The drain holder drops records past ``OTP_CONVERSION_RETENTION`` at most once per PRUNE_EVERY."""
+        """Drop records past ``OTP_CONVERSION_RETENTION``: one process an hour, whichever takes the lease."""
         now = time.monotonic()
         if now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
+        if not self._store.acquire_lease(PRUNE_LEASE, owner=self._owner, ttl=PRUNE_EVERY, now=time.time()):
+            return
         removed = self._store.prune(before=time.time() - self._settings.retention * 86400)
         if removed:
             self._logger.info("otp-conversion: pruned %d record(s) past the retention", removed)
 
-    def _drain_until(self, deadline: float, *, wait_for_others: bool) -> int:
+    def _drain_until(self, deadline: float) -> int:
         """Deliver from the caller's thread until nothing is due or ``deadline`` (monotonic) passes."""
         self._provider_ready()
         while time.monotonic() < deadline:
             self._flush_acks_if_due()
             if self._is_degraded():
                 break
-            if not self._hold_drain():
-                if not wait_for_others or self._pending() == 0:
-                    break
-                self._sleep_until(deadline, TICK)
-                continue
             wait = self._blocked_for()
             if wait > 0:
                 if time.monotonic() + wait >= deadline:
@@ -640,8 +631,6 @@ class Reporter:
             return "lease too short to send safely"
         if self._is_degraded():
             return "degraded"
-        if not self._hold_drain():
-            return "another process took over the drain"
         return None
 
     # Workers ------------------------------------------------------------------------------------------
@@ -823,19 +812,6 @@ class Reporter:
                 self._slots.wait(remaining)
 
     # Shared state -------------------------------------------------------------------------------------
-
-    def _hold_drain(self) -> bool:
-        """Take or renew the drain lease (at most once a second); True while this process holds it."""
-        started = time.monotonic()
-        if self._drain_held and started - self._drain_renewed < DRAIN_RENEW_EVERY:
-            return True
-        held = self._store.acquire_lease(DRAIN_LEASE, owner=self._owner, ttl=DRAIN_LEASE_TTL, now=time.time())
-        if held:
-            self._drain_renewed = started
-        elif self._drain_held:
-            self._logger.warning("another process took over delivering conversion reports")
-        self._drain_held = held
-        return held
 
     def _is_degraded(self) -> bool:
         now = time.monotonic()

@@ -1,4 +1,4 @@
-"""TokenBucket: pure logic on a fake clock whose sleep advances time."""
+"""SharedTokenBucket: grants drawn from a real (memory) store, spent on a fake clock whose sleep advances time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import threading
 
 import pytest
 
-from flask_otp_conversion.ratelimit import JITTER_ALLOWANCE, TokenBucket
+from flask_otp_conversion.ratelimit import (
+    GRANT_TTL,
+    JITTER_ALLOWANCE,
+    SharedTokenBucket,
+    Take,
+    bucket_for_cap,
+)
+from flask_otp_conversion.store import MemoryStore
+
+EPOCH = 1_700_000_000.0
 
 
 class FakeTime:
@@ -27,20 +36,36 @@ def t() -> FakeTime:
     return FakeTime()
 
 
-def bucket(t: FakeTime, rate: float, burst: float = 1.0) -> TokenBucket:
-    return TokenBucket(rate, burst, clock=t.clock, sleep=t.sleep)
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
 
 
-def grant_times(t: FakeTime, b: TokenBucket, n: int) -> list[float]:
+def taker(store: MemoryStore, t: FakeTime, draws: list[int] | None = None) -> Take:
+    def take(want: int, rate: float, burst: float) -> tuple[int, float]:
+        if draws is not None:
+            draws.append(want)
+        return store.take_tokens("rate:test", want=want, rate=rate, burst=burst, now=EPOCH + t.now)
+
+    return take
+
+
+def bucket(store: MemoryStore, t: FakeTime, rate: float, burst: float = 1.0) -> SharedTokenBucket:
+    return SharedTokenBucket(taker(store, t), rate, burst, clock=t.clock, sleep=t.sleep)
+
+
+def grant_times(t: FakeTime, buckets: list[SharedTokenBucket], n: int) -> list[float]:
+    """Acquire ``n`` tokens round-robin over ``buckets`` (processes sharing one store budget)."""
     times = []
-    for _ in range(n):
-        assert b.acquire()
+    for i in range(n):
+        assert buckets[i % len(buckets)].acquire()
         times.append(t.now)
     return times
 
 
 def max_in_window(times: list[float], window: float) -> int:
     """The most grants in any closed interval of length ``window`` (two pointers over sorted times)."""
+    times = sorted(times)
     best, lo = 0, 0
     for hi, x in enumerate(times):
         while times[lo] < x - window - 1e-9:
@@ -49,82 +74,99 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
-def test_starts_with_a_full_burst(t: FakeTime) -> None:
-    b = bucket(t, rate=10, burst=5)
-    assert grant_times(t, b, 5) == [0.0] * 5
+def test_starts_with_a_full_burst(store: MemoryStore, t: FakeTime) -> None:
+    b = bucket(store, t, rate=10, burst=5)
+    assert grant_times(t, [b], 5) == [0.0] * 5
     assert t.sleeps == []
 
 
-def test_waits_one_interval_per_token_once_the_burst_is_spent(t: FakeTime) -> None:
-    b = bucket(t, rate=10, burst=2)
-    times = grant_times(t, b, 5)
-    assert times == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+def test_waits_for_the_shared_budget_once_the_burst_is_spent(store: MemoryStore, t: FakeTime) -> None:
+    b = bucket(store, t, rate=10, burst=2)
+    # abs: epoch-sized store times are coarse (~2e-7 s), and a wait is never shorter than 1 ms
+    assert grant_times(t, [b], 5) == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3], abs=2e-3)
 
 
-def test_refills_with_elapsed_time_up_to_the_burst(t: FakeTime) -> None:
-    b = bucket(t, rate=10, burst=3)
-    grant_times(t, b, 3)
-    t.now += 100
-    assert b.available == pytest.approx(3)
+def test_draws_from_the_store_in_grants_not_per_token(store: MemoryStore, t: FakeTime) -> None:
+    draws: list[int] = []
+    b = SharedTokenBucket(taker(store, t, draws), 1000, 20, clock=t.clock, sleep=t.sleep)
+    grant_times(t, [b], 20)
+    assert draws == [20]  # 1000/s * GRANT_TTL = 20 tokens in one draw
 
 
-def test_acquire_refuses_without_taking_when_the_wait_exceeds_the_timeout(t: FakeTime) -> None:
-    b = bucket(t, rate=2)
+def test_an_unspent_grant_expires_instead_of_being_spent_late(store: MemoryStore, t: FakeTime) -> None:
+    draws: list[int] = []
+    b = SharedTokenBucket(taker(store, t, draws), 1000, 20, clock=t.clock, sleep=t.sleep)
     assert b.acquire()
-    assert not b.acquire(timeout=0.4)
-    assert t.sleeps == []
-    assert b.acquire(timeout=0.5)
-    assert t.sleeps == pytest.approx([0.5])
+    t.now += GRANT_TTL * 2
+    assert b.acquire()
+    assert len(draws) == 2
 
 
-def test_try_acquire_never_waits(t: FakeTime) -> None:
-    b = bucket(t, rate=1)
-    assert b.try_acquire()
-    assert not b.try_acquire()
-    t.now += 1
-    assert b.try_acquire()
+def test_acquire_gives_up_after_the_timeout_without_taking(store: MemoryStore, t: FakeTime) -> None:
+    b = bucket(store, t, rate=2)
+    assert b.acquire()
+    assert not b.acquire(timeout=0.2)
+    assert t.now == pytest.approx(0.2)
+    assert b.acquire(timeout=1.0)
+    assert t.now == pytest.approx(0.5)
 
 
-def test_concurrent_callers_reserve_distinct_tokens(t: FakeTime) -> None:
-    # The clock is frozen, so every reservation shows in the wait it was given: no two callers may get the
-    # same token, and the waits must be exactly 1/rate apart.
-    frozen_sleeps: list[float] = []
+def test_two_processes_share_one_budget(store: MemoryStore, t: FakeTime) -> None:
+    first, second = bucket(store, t, rate=10, burst=2), bucket(store, t, rate=10, burst=2)
+    assert grant_times(t, [first, second], 6) == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3, 0.4], abs=2e-3)
+
+
+def test_concurrent_threads_never_share_a_token() -> None:
+    store = MemoryStore()
+    granted: list[int] = []
     lock = threading.Lock()
+    clock = [0.0]
 
-    def sleep(seconds: float) -> None:
+    def take(want: int, rate: float, burst: float) -> tuple[int, float]:
+        got, wait = store.take_tokens("rate:test", want=want, rate=rate, burst=burst, now=EPOCH + clock[0])
         with lock:
-            frozen_sleeps.append(seconds)
+            granted.append(got)
+        return got, wait
 
-    b = TokenBucket(100, 1, clock=lambda: 0.0, sleep=sleep)
-    start = threading.Barrier(20)
+    b = SharedTokenBucket(take, 100, 50, clock=lambda: clock[0], sleep=lambda s: None)
+    start = threading.Barrier(10)
+    taken = []
 
-    def take() -> None:
+    def run() -> None:
         start.wait()
-        for _ in range(10):
-            b.acquire()
+        taken.append(sum(b.acquire(timeout=0) for _ in range(10)))
 
-    threads = [threading.Thread(target=take) for _ in range(20)]
+    threads = [threading.Thread(target=run) for _ in range(10)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert sorted(frozen_sleeps) == pytest.approx([k / 100 for k in range(1, 200)])
+    assert sum(taken) == sum(granted) == 50  # the frozen clock never refills: exactly the burst, once
 
 
 @pytest.mark.parametrize("cap", [1, 3, 20, 1000, 5000])
-def test_for_cap_never_exceeds_the_cap_in_any_window_of_a_second_plus_jitter(t: FakeTime, cap: float) -> None:
-    b = TokenBucket.for_cap(cap, clock=t.clock, sleep=t.sleep)
-    times = grant_times(t, b, int(cap * 3) + 2)
+@pytest.mark.parametrize("processes", [1, 3])
+def test_for_cap_never_exceeds_the_cap_in_any_window_of_a_second_plus_jitter(
+    store: MemoryStore, t: FakeTime, cap: float, processes: int
+) -> None:
+    buckets = [SharedTokenBucket.for_cap(taker(store, t), cap, clock=t.clock, sleep=t.sleep) for _ in range(processes)]
+    times = grant_times(t, buckets, int(cap * 3) + 2)
     assert max_in_window(times, 1.0 + JITTER_ALLOWANCE - 1e-9) <= cap
 
 
 def test_for_cap_keeps_most_of_the_cap_as_sustained_rate() -> None:
-    b = TokenBucket.for_cap(1000)
-    assert b.burst + b.rate * (1 + JITTER_ALLOWANCE) == pytest.approx(1000)
-    assert b.rate >= 890
+    rate, burst = bucket_for_cap(1000)
+    assert burst + rate * (1 + GRANT_TTL + JITTER_ALLOWANCE) == pytest.approx(1000)
+    assert rate >= 870
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (float("inf"), 1), (1, 0.5)])
-def test_rejects_nonsense_settings(rate: float, burst: float) -> None:
+def test_rejects_nonsense_settings(store: MemoryStore, t: FakeTime, rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
-        TokenBucket(rate, burst)
+        SharedTokenBucket(taker(store, t), rate, burst)
+
+
+@pytest.mark.parametrize("cap", [0, -1, float("inf")])
+def test_rejects_a_nonsense_cap(cap: float) -> None:
+    with pytest.raises(ValueError):
+        bucket_for_cap(cap)

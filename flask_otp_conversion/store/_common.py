@@ -75,6 +75,41 @@ def check_limit(value: object) -> int:
     return value
 
 
+def check_rate(rate: object, burst: object) -> tuple[float, float]:
+    rate_value = check_positive(rate, "rate")
+    burst_value = check_time(burst, "burst")
+    if burst_value < 1:
+        raise ValueError("burst must be >= 1")
+    return rate_value, burst_value
+
+
+def check_want(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"want must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError("want must be >= 1")
+    return value
+
+
+def draw_tokens(
+    state: tuple[float, float] | None, *, want: int, rate: float, burst: float, now: float
+) -> tuple[int, float, tuple[float, float]]:
+    """The token bucket step both stores run inside their atomic section.
+
+    ``state`` is ``(tokens, updated)`` or None for a new (full) bucket. Returns ``(granted, wait, new
+    state)``. A clock that steps back refills nothing rather than taking tokens away.
+    """
+    tokens, updated = (burst, now) if state is None else state
+    if now > updated:
+        tokens = min(burst, tokens + (now - updated) * rate)
+        updated = now
+    tokens = min(tokens, burst)  # a smaller burst than last time applies at once
+    granted = min(want, int(tokens))
+    tokens -= granted
+    wait = 0.0 if granted else max(0.0, 1.0 - tokens) / rate
+    return granted, wait, (tokens, updated)
+
+
 def check_name(value: object, name: str) -> str:
     """Flag and lease names and lease owners: non-empty, bounded strings."""
     if not isinstance(value, str) or not value:

@@ -175,6 +175,16 @@ class Store(ABC):
         """Give up a lease ``owner`` holds (no-op otherwise)."""
 
     @abstractmethod
+    def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
+        """Take up to ``want`` tokens from the shared token bucket ``name`` (refilled at ``rate`` a second,
+        holding at most ``burst``, full when first used), in one atomic step: every process that shares the
+        store draws on the same budget, so a provider's rate cap holds for the whole app.
+
+        Returns ``(granted, wait)``: ``wait`` is 0 when something was granted, else the seconds until the
+        next token. A bucket asked with another ``rate``/``burst`` (a config change) continues with those.
+        """
+
+    @abstractmethod
     def reopen(self) -> None:
         """Drop connections inherited across ``os.fork``; the next call opens fresh ones."""
 

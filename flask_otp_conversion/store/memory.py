@@ -24,9 +24,12 @@ from ._common import (
     check_phone,
     check_positive,
     check_provider,
+    check_rate,
     check_text,
     check_time,
+    check_want,
     counter_expired,
+    draw_tokens,
     hour_of,
 )
 from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, VerifyOutcome
@@ -86,6 +89,7 @@ class MemoryStore(Store):
         self._counters: dict[tuple[int, str, str], list[int]] = {}  # [requested, verified, unmatched]
         self._flags: dict[str, str] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        self._budgets: dict[str, tuple[float, float]] = {}
 
     def __repr__(self) -> str:
         return "MemoryStore()"
@@ -345,6 +349,17 @@ class MemoryStore(Store):
             held = self._leases.get(key)
             if held is not None and held[0] == who:
                 del self._leases[key]
+
+    def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
+        key = check_name(name, "bucket name")
+        count = check_want(want)
+        rate_value, burst_value = check_rate(rate, burst)
+        at = check_time(now, "now")
+        with self._lock:
+            granted, wait, self._budgets[key] = draw_tokens(
+                self._budgets.get(key), want=count, rate=rate_value, burst=burst_value, now=at
+            )
+        return granted, wait
 
     def reopen(self) -> None:
         """In a forked child, replace the lock (a parent thread may have held it at the fork)."""

@@ -44,13 +44,16 @@ from ._common import (
     check_phone,
     check_positive,
     check_provider,
+    check_rate,
     check_text,
     check_time,
+    check_want,
+    draw_tokens,
     hour_of,
 )
 from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, VerifyOutcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = ("normal", "full")
 #: Rows deleted per transaction when pruning, so a large prune never holds the write lock for long.
 PRUNE_BATCH = 2000
@@ -98,6 +101,10 @@ _SCHEMA_V1 = (
     "CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS leases"
     " (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
+)
+#: Version 2: the shared rate-limit buckets.
+_SCHEMA_V2 = (
+    "CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
 )
 
 _BUMP = """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
@@ -200,6 +207,9 @@ class SQLiteStore(Store):
             self._check_version(version)
             if version < 1:
                 for statement in _SCHEMA_V1:
+                    conn.execute(statement)
+            if version < 2:
+                for statement in _SCHEMA_V2:
                     conn.execute(statement)
             # Later versions migrate here, step by step, in this same transaction.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -543,6 +553,23 @@ class SQLiteStore(Store):
         who = check_name(owner, "lease owner")
         with self._write() as conn:
             conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (key, who))
+
+    def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
+        key = check_name(name, "bucket name")
+        count = check_want(want)
+        rate_value, burst_value = check_rate(rate, burst)
+        at = check_time(now, "now")
+        with self._write() as conn:
+            row = conn.execute("SELECT tokens, updated FROM budgets WHERE name = ?", (key,)).fetchone()
+            granted, wait, (tokens, updated) = draw_tokens(
+                None if row is None else (row[0], row[1]), want=count, rate=rate_value, burst=burst_value, now=at
+            )
+            conn.execute(
+                "INSERT INTO budgets (name, tokens, updated) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
+                (key, tokens, updated),
+            )
+        return granted, wait
 
 
 def _item(row: Sequence[Any], token: str) -> OutboxItem:
