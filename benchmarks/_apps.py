@@ -1,0 +1,135 @@
+"""The apps the benchmarks serve with gunicorn, and the setup that pre-issues what they will verify.
+
+``ours()``: the example app with the extension. ``plain()``: the same app without it (``conversion=False``).
+``inline()``: the same app without the extension, its verify view calling the provider's ``ReportConversion``
+synchronously inside the request after a right code, as most hand-written integrations do. The serial number to
+report is kept by the app at send time (here: an ``inline_sent`` table beside the codes). Benchmark-only.
+
+gunicorn loads them as ``_apps:ours()`` etc. (``benchmarks/`` on ``PYTHONPATH``); the config comes as JSON in
+``BENCH_APP_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flask import Flask
+from flask.typing import ResponseReturnValue
+
+from example_app import create_app
+from example_app.sms import provider_factory
+from example_app.views import STATE_KEY
+from example_app.views import verify as example_verify
+from flask_otp_conversion.providers import Provider
+from flask_otp_conversion.providers.base import ConversionReport
+
+INLINE_TABLE = "CREATE TABLE IF NOT EXISTS inline_sent (phone TEXT PRIMARY KEY, serial TEXT NOT NULL)"
+
+
+def _config() -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(os.environ["BENCH_APP_CONFIG"])
+    return config
+
+
+def ours() -> Flask:
+    return create_app(_config())
+
+
+def plain() -> Flask:
+    return create_app(_config(), conversion=False)
+
+
+def build(kind: str, config: Mapping[str, Any]) -> Flask:
+    if kind == "ours":
+        return create_app(config)
+    if kind == "plain":
+        return create_app(config, conversion=False)
+    if kind == "inline":
+        return _inline(config)
+    raise ValueError(kind)
+
+
+def inline() -> Flask:
+    return _inline(_config())
+
+
+class _InlineReporter:
+    """The hand-written integration: a provider client per process, the serial looked up by phone."""
+
+    def __init__(self, config: Mapping[str, Any], instance_path: str, db_path: str) -> None:
+        self._factory = provider_factory(config, instance_path)
+        self._db_path = db_path
+        self._local = threading.local()
+        self._client: tuple[int, Provider] | None = None
+        self._lock = threading.Lock()
+
+    def _provider(self) -> Provider:
+        with self._lock:
+            if self._client is None or self._client[0] != os.getpid():
+                self._client = (os.getpid(), self._factory())
+            return self._client[1]
+
+    def _db(self) -> sqlite3.Connection:
+        cached = getattr(self._local, "db", None)
+        if cached is None or cached[0] != os.getpid():
+            cached = (os.getpid(), sqlite3.connect(self._db_path, timeout=30))
+            self._local.db = cached
+        db: sqlite3.Connection = cached[1]
+        return db
+
+    def report(self, phone: str) -> None:
+        row = self._db().execute("SELECT serial FROM inline_sent WHERE phone = ?", (phone,)).fetchone()
+        if row is not None:
+            self._provider().report_conversion(ConversionReport(row[0], phone, time.time()))
+
+
+def _inline(config: Mapping[str, Any]) -> Flask:
+    app = create_app(config, conversion=False)
+    codes_path = app.extensions[STATE_KEY].codes.path
+    with sqlite3.connect(codes_path) as db:
+        db.execute(INLINE_TABLE)
+    reporter = _InlineReporter(app.config, app.instance_path, codes_path)
+
+    def verify_and_report() -> ResponseReturnValue:
+        from flask import request
+
+        response = app.make_response(example_verify())
+        if response.status_code == 200:
+            # What "report the conversion" usually looks like: in the view, waiting for the provider.
+            # A provider error is logged and swallowed, so only the wait shows in the figures.
+            try:
+                reporter.report(str(request.get_json()["phone"]))
+            except Exception as exc:
+                app.logger.warning("conversion report failed: %s", exc)
+        return response
+
+    app.view_functions["verify"] = verify_and_report
+    return app
+
+
+def preissue(kind: str, config: Mapping[str, Any], sent: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Make each (phone, serial) of ``sent`` look sent by ``kind``'s app: a pending code in the app's code store,
+    and the serial where that app keeps it (the extension's outbox store, or the inline table). Returns
+    (phone, code) pairs for the load generator."""
+    app = build(kind, config)
+    state = app.extensions[STATE_KEY]
+    try:
+        codes = state.codes.issue_many(phone for phone, _ in sent)
+        if kind == "ours":
+            with app.app_context():
+                for phone, serial in sent:
+                    state.conversion.record_sent(phone, serial)
+        elif kind == "inline":
+            with sqlite3.connect(state.codes.path) as db:
+                db.executemany("INSERT OR REPLACE INTO inline_sent VALUES (?, ?)", sent)
+    finally:
+        from example_app import shutdown
+
+        shutdown(app)
+    return [(phone, codes[phone]) for phone, _ in sent]

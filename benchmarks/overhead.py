@@ -1,0 +1,156 @@
+"""Request-path overhead: the example verify route with the extension against the same route without it.
+
+Each variant is the example app (``example_app.create_app``) under its own gunicorn (2 gthread workers x 4
+threads), with its own SQLite files; every verification is a fresh pre-issued code for a phone whose OTP was
+"sent" (a serial the emulator issued), so with the extension each 200 writes one outbox row and the reporter
+sends one ``ReportConversion`` to the emulator (its own process). Load: ``wrk`` (its own process), fixed
+connections, one pair per request. Variants run in turn, the order rotated each round, the extension's outbox
+drained before the next run starts, so no run pays for another's backlog.
+
+    plain      create_app(conversion=False): the baseline
+    ours       create_app(): the extension, reporter delivering to the emulator as requests arrive
+    degraded   create_app() with OTP_CONVERSION_DEGRADED: the request-path write only, no provider calls
+               (shows what the request path costs apart from the reporter's background work)
+
+    python benchmarks/overhead.py [--seconds 8] [--rounds 3] [--connections 16] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import _apps
+import _harness as h
+
+VARIANTS = {
+    "plain": ("plain", {}),
+    "ours": ("ours", {}),
+    "degraded": ("ours", {"OTP_CONVERSION_DEGRADED": True}),
+    "inline": ("inline", {}),
+}
+
+
+def run(
+    *, seconds: float, rounds: int, connections: int, max_rps: int, variants: list[str], latency: float = 0.0
+) -> dict[str, Any]:
+    per_run = int(seconds * max_rps) + 1000
+    results: dict[str, list[h.WrkResult]] = {v: [] for v in variants}
+    backlog: dict[str, list[int]] = {v: [] for v in variants}
+    cpu: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="otp-bench-") as tmp, h.Emulator(latency) as emulator:
+        configs, servers, pair_files = {}, {}, {}
+        try:
+            for name in variants:
+                kind, extra = VARIANTS[name]
+                configs[name] = h.app_config(emulator.url, Path(tmp) / name, **extra)
+                pairs = _apps.preissue(kind, configs[name], emulator.issue(per_run * rounds + 500))
+                # 500 for the warm-up, then one file a round
+                warm, rest = pairs[:500], pairs[500:]
+                pair_files[name] = [h.write_pairs(Path(tmp) / name / "warm.csv", warm)] + [
+                    h.write_pairs(Path(tmp) / name / f"round{r}.csv", rest[r * per_run : (r + 1) * per_run])
+                    for r in range(rounds)
+                ]
+                servers[name] = h.Server(kind, configs[name], Path(tmp)).start()
+            for name in variants:  # warm up: imports, connections, the reporter's first start
+                h.warm_up(servers[name].url, pair_files[name][0], 400)
+                if configs[name].get("OTP_CONVERSION_DEGRADED") is None and VARIANTS[name][0] == "ours":
+                    h.wait_drained(configs[name], 60)
+            for r in range(rounds):
+                order = variants[r % len(variants) :] + variants[: r % len(variants)]
+                for name in order:
+                    workers = servers[name].worker_pids()
+                    cpu0 = h.cpu_seconds(workers), h.cpu_seconds([emulator.pid])
+                    result = h.wrk_verify(
+                        servers[name].url, pair_files[name][r + 1], seconds=seconds, connections=connections
+                    )
+                    cpu1 = h.cpu_seconds(workers), h.cpu_seconds([emulator.pid])
+                    results[name].append(result)
+                    cpu[name].append(
+                        ((cpu1[0] - cpu0[0]) / result.requests * 1000, (cpu1[1] - cpu0[1]) / result.requests * 1000)
+                    )
+                    if VARIANTS[name][0] == "ours":
+                        backlog[name].append(h.outbox(configs[name])[0])
+                        if not configs[name].get("OTP_CONVERSION_DEGRADED"):
+                            h.wait_drained(configs[name], 120)
+                    print(f"round {r + 1} {name:9s} {_line(result)}", flush=True)
+            counts = emulator.counts()
+        finally:
+            for server in servers.values():
+                server.stop()
+    return summarise(results, backlog, cpu, counts, seconds=seconds, connections=connections, rounds=rounds)
+
+
+def _line(r: h.WrkResult) -> str:
+    return f"{r.rps:7.0f} req/s  p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  non-2xx {r.non2xx}"
+
+
+def summarise(
+    results: dict[str, list[h.WrkResult]],
+    backlog: dict[str, list[int]],
+    cpu: dict[str, list[tuple[float, float]]],
+    counts: dict[str, Any],
+    **setup: Any,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"setup": setup, "variants": {}, "ratios": {}}
+    for name, runs in results.items():
+        out["variants"][name] = {
+            "rps": h.spread([r.rps for r in runs]),
+            "p50_ms": h.spread([r.p50_ms for r in runs]),
+            "p99_ms": h.spread([r.p99_ms for r in runs]),
+            "non2xx": sum(r.non2xx for r in runs),
+            "socket_errors": sum(r.socket_errors for r in runs),
+            # CPU milliseconds per verification during the run: the gunicorn workers, the emulator process
+            "worker_cpu_ms_per_request": h.spread([c[0] for c in cpu[name]]),
+            "emulator_cpu_ms_per_request": h.spread([c[1] for c in cpu[name]]),
+            "runs": [r.as_dict() for r in runs],
+        }
+        if backlog.get(name):
+            out["variants"][name]["outbox_pending_after_run"] = backlog[name]
+    if "plain" in results:
+        base = results["plain"]
+        for name, runs in results.items():
+            if name == "plain":
+                continue
+            # ratio per round (runs of one round are side by side in time), then their spread
+            ratios = [o.rps / b.rps for o, b in zip(runs, base, strict=False)]
+            out["ratios"][name] = h.spread(ratios)
+    out["emulator_calls"] = counts["calls"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per variant, order rotated (default 3)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--max-rps", type=int, default=1500, help="pairs pre-issued per second of a run")
+    parser.add_argument("--variants", default="plain,ours,degraded", help="comma-separated (default all three)")
+    parser.add_argument("--json", help="write the figures as JSON to this path")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    figures = run(
+        seconds=args.seconds,
+        rounds=args.rounds,
+        connections=args.connections,
+        max_rps=args.max_rps,
+        variants=args.variants.split(","),
+    )
+    figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+    for name, v in figures["variants"].items():
+        print(f"{name:9s} req/s {v['rps']['median']:7.0f} (min {v['rps']['min']:.0f}, max {v['rps']['max']:.0f})"
+              f"  p50 {v['p50_ms']['median']:.1f} ms  p99 {v['p99_ms']['median']:.1f} ms"
+              f"  CPU/request: workers {v['worker_cpu_ms_per_request']['median']:.2f} ms,"
+              f" emulator {v['emulator_cpu_ms_per_request']['median']:.2f} ms")
+    for name, ratio in figures["ratios"].items():
+        print(f"throughput ratio {name}/plain: {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
+    h.write_json(args.json, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
