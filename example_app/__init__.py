@@ -5,33 +5,36 @@ variables (``app.config.from_prefixed_env()``), e.g. ``FLASK_OTP_CONVERSION_PROV
 chosen provider's credentials, the package's emulator runs on a loopback port inside the process and the real
 provider client (signing included) talks to it; with credentials, the real cloud is used.
 
-Routes (every error is JSON; ``/otp/verify`` errors also carry ``"verified": false``):
+Routes (every error is JSON ``{"error": "..."}``; ``/otp/verify`` errors also carry ``"verified": false``)::
 
-=========================  ======  ===========================================================================
-route                      status  when
-=========================  ======  ===========================================================================
-``POST /otp/send``         202     code issued and sent: ``{"sent": true, "phone", "expires_in", "resend_after"}``
-                           400     not a JSON object; ``phone`` missing, not a string, or not plausible E.164
-                           415     not ``Content-Type: application/json``
-                           413     body over ``MAX_CONTENT_LENGTH``
-                           429     a code was sent to the phone within ``EXAMPLE_OTP_RESEND_INTERVAL``
-                                   (``Retry-After`` header, ``retry_after`` field)
-                           502     the provider refused the send (503 + ``Retry-After`` when it throttled)
-``POST /otp/verify``       200     ``{"verified": true}``; with the extension this marks the OTP converted
-                           400     bad input as above, ``code`` not a string of 6 digits, the code expired,
-                                   or no code pending (never sent, or already used)
-                           401     wrong code (counts as an attempt)
-                           429     ``EXAMPLE_OTP_MAX_ATTEMPTS`` wrong guesses: request a new code
-``GET /sandbox/last-code``  200    ``?phone=``: ``{"phone", "code"}`` the emulator captured; 404 when not in
-                                   sandbox mode or nothing was sent; 400 bad phone
-``GET /``                  200     a page to try it all, with the statistics from the extension's endpoint
-=========================  ======  ===========================================================================
+    POST /otp/send {"phone": "+8613711112222"}
+        202  issued and sent: {"sent": true, "phone": <E.164>, "expires_in": 300, "resend_after": 60}
+        400  not a JSON object; phone missing, not a string, or not a plausible E.164 number
+        413  body over MAX_CONTENT_LENGTH
+        415  not Content-Type: application/json
+        429  a code went to this phone less than EXAMPLE_OTP_RESEND_INTERVAL ago (Retry-After, "retry_after")
+        502  the provider refused the send ("provider_error": its code); 503 + Retry-After if it throttled
+    POST /otp/verify {"phone": ..., "code": "123456"}
+        200  {"verified": true}; with the extension, this answer marks the OTP converted
+        400  bad input as above, code not a string of 6 ASCII digits, the code expired, or no code pending
+             (never sent, or already used)
+        401  wrong code (counts as an attempt)
+        429  EXAMPLE_OTP_MAX_ATTEMPTS wrong guesses were made: request a new code
+    GET /sandbox/last-code?phone=...
+        200  {"phone", "code"}: what the emulator captured; 404 outside sandbox mode or nothing sent; 400 bad phone
+    GET /
+        200  a page to try it all, statistics from the extension's endpoint included
 
 Own config keys (all optional): ``EXAMPLE_OTP_DB`` (SQLite file of the codes, default
 ``<instance>/example_otp.db``; share it between workers), ``EXAMPLE_OTP_TTL`` (300 s),
 ``EXAMPLE_OTP_MAX_ATTEMPTS`` (5), ``EXAMPLE_OTP_RESEND_INTERVAL`` (60 s), ``EXAMPLE_OTP_CLOCK`` (a callable
 returning UNIX seconds, for tests), ``SECRET_KEY`` (HMAC key of the stored codes; default a random key kept in
-the codes file), ``MAX_CONTENT_LENGTH`` (4096 bytes).
+the codes file), ``MAX_CONTENT_LENGTH`` (4096 bytes). The extension's keys are its own (``OTP_CONVERSION_*``);
+the provider defaults to ``tencent``. In sandbox mode without ``OTP_CONVERSION_STATS_TOKEN``, a random token is
+generated and shown on the page (a configured token never is). The sandbox emulator lives in the process: run
+one process with it; several workers need credentials or an endpoint of their own.
+
+``shutdown(app)`` stops what ``create_app`` started (it also happens at interpreter exit).
 """
 
 from __future__ import annotations

@@ -93,6 +93,7 @@ class CodeStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._closed = False
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
         setup = sqlite3.connect(path, timeout=30)
@@ -176,6 +177,7 @@ class CodeStore:
     def close(self) -> None:
         """Close every thread's connection (call at shutdown; the store is unusable afterwards)."""
         with self._lock:
+            self._closed = True
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
@@ -187,6 +189,8 @@ class CodeStore:
 
     def _connection(self) -> sqlite3.Connection:
         """One connection per thread and process (a SQLite connection must not cross a fork)."""
+        if self._closed:
+            raise RuntimeError("the code store is closed")
         pid = os.getpid()
         cached: tuple[int, sqlite3.Connection] | None = getattr(self._local, "connection", None)
         if cached is not None and cached[0] == pid:

@@ -194,6 +194,14 @@ def test_http_errors_are_json(make_example_app: ExampleAppFactory, method: str, 
     assert "error" in response.get_json()
 
 
+def test_unexpected_failure_is_a_json_500_without_details(make_example_app: ExampleAppFactory) -> None:
+    app = make_example_app()
+    state_of(app).codes.close()  # the code store is gone: every send fails inside the view
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = send(app.test_client())
+    assert (response.status_code, response.get_json()) == (500, {"error": "internal server error"})
+
+
 def test_verified_otp_is_reported_to_the_emulator(make_example_app: ExampleAppFactory) -> None:
     app = make_example_app()
     code = sent_code(app)
