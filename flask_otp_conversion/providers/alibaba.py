@@ -28,8 +28,9 @@ from pydantic import BaseModel, ValidationError
 
 from ._http import (
     USER_AGENT,
+    HTTPSender,
+    host_header,
     json_object,
-    new_http_client,
     retry_after_ms_header,
     safe_text,
     transport_error,
@@ -192,7 +193,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class AlibabaProvider(Provider):
-    """Alibaba Cloud SMS. One keep-alive ``httpx.Client`` for dysmsapi and cams; never retries.
+    """Alibaba Cloud SMS over keep-alive httpx transports (``HTTPSender``) for dysmsapi and cams; never retries.
 
     ``clock`` (UNIX seconds), ``nonce`` and ``transport`` are seams for tests that pin the signing inputs or
     route the connection elsewhere; production uses real time, a fresh uuid4 per request and plain httpx.
@@ -217,7 +218,7 @@ class AlibabaProvider(Provider):
         self._clock = clock
         self._nonce = nonce
         self._user_agent = user_agent
-        self._http = new_http_client(timeout=timeout, origins=[self._dysms, self._cams], transport=transport)
+        self._http = HTTPSender(timeout=timeout, transport=transport)
 
     def __repr__(self) -> str:
         return (
@@ -377,9 +378,13 @@ class AlibabaProvider(Provider):
             self._settings.access_key_secret.get_secret_value(),
         )
 
-    def _build(self, endpoint: str, action: str, version: str, params: dict[str, str]) -> httpx.Request:
-        """The signed request: canonical query on the URL, empty body, ACS3 headers or v1 query fields."""
+    def _build(
+        self, endpoint: str, action: str, version: str, params: dict[str, str]
+    ) -> tuple[httpx.URL, list[tuple[str, str]]]:
+        """The signed request (URL and headers): canonical query on the URL, empty body, ACS3 headers or v1
+        query fields."""
         key_id, secret = self._secrets()
+        host = host_header(httpx.URL(endpoint))  # exactly the Host we send, ":port" when not the default
         timestamp = acs_timestamp(datetime.fromtimestamp(self._clock(), tz=timezone.utc))
         nonce = self._nonce()
         if self._settings.signature == "v1":
@@ -396,37 +401,18 @@ class AlibabaProvider(Provider):
             }
             v1 = v1_sign(access_key_secret=secret, method="POST", params=signed)
             query = f"{v1.canonicalized_query_string}&Signature={percent_encode(v1.signature)}"
-            return self._http.build_request(
-                "POST",
-                f"{endpoint}?{query}",
-                headers={"accept": "application/json", "user-agent": self._user_agent},
-            )
+            headers = [("host", host), ("accept", "application/json"), ("user-agent", self._user_agent)]
+            return httpx.URL(f"{endpoint}?{query}"), headers
         query = canonical_query(params)
-        request = self._http.build_request(
-            "POST",
-            f"{endpoint}?{query}" if query else endpoint,
-            headers={
-                "x-acs-action": action,
-                "x-acs-version": version,
-                "x-acs-date": timestamp,
-                "x-acs-signature-nonce": nonce,
-                "x-acs-content-sha256": EMPTY_SHA256,
-                "accept": "application/json",
-                "user-agent": self._user_agent,
-            },
-        )
         signed_headers = {
-            name: request.headers[name]
-            for name in (
-                "host",  # what httpx sends, ":port" included when not the default
-                "x-acs-action",
-                "x-acs-version",
-                "x-acs-date",
-                "x-acs-signature-nonce",
-                "x-acs-content-sha256",
-                "accept",
-                "user-agent",
-            )
+            "host": host,
+            "x-acs-action": action,
+            "x-acs-version": version,
+            "x-acs-date": timestamp,
+            "x-acs-signature-nonce": nonce,
+            "x-acs-content-sha256": EMPTY_SHA256,
+            "accept": "application/json",
+            "user-agent": self._user_agent,
         }
         signature = acs3_sign(
             access_key_id=key_id,
@@ -435,8 +421,8 @@ class AlibabaProvider(Provider):
             query=params,
             headers=signed_headers,
         )
-        request.headers["Authorization"] = signature.authorization
-        return request
+        url = httpx.URL(f"{endpoint}?{query}" if query else endpoint)
+        return url, [*signed_headers.items(), ("Authorization", signature.authorization)]
 
     def _call(
         self,
@@ -448,9 +434,9 @@ class AlibabaProvider(Provider):
         code_field: Literal["Code", "ResponseCode"],
         operation: Operation,
     ) -> _M:
-        request = self._build(endpoint, action, version, params.wire_params())
+        url, headers = self._build(endpoint, action, version, params.wire_params())
         try:
-            response = self._http.send(request)
+            response = self._http.send(url, headers)
         except httpx.TransportError as exc:
             raise transport_error(exc, provider="alibaba", action=action, secrets=self._secrets()) from None
         data = self._checked(action, response, code_field, operation)

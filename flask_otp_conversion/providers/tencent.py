@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ._http import USER_AGENT, json_object, new_http_client, safe_text, transport_error
+from ._http import USER_AGENT, HTTPSender, host_header, json_object, safe_text, transport_error
 from .base import (
     DEFAULT_TIMEOUT,
     AuthError,
@@ -177,7 +177,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class TencentProvider(Provider):
-    """Tencent Cloud SMS. One keep-alive ``httpx.Client``; never retries (the reporter does).
+    """Tencent Cloud SMS over one keep-alive httpx transport (``HTTPSender``); never retries (the reporter does).
 
     ``clock`` (UNIX seconds) and ``transport`` are seams for tests that pin the signing time or route the
     connection elsewhere; production uses ``time.time`` and a plain ``httpx.HTTPTransport``.
@@ -199,7 +199,9 @@ class TencentProvider(Provider):
         self._endpoint = settings.endpoint.rstrip("/") + "/"
         self._clock = clock
         self._user_agent = user_agent
-        self._http = new_http_client(timeout=timeout, origins=[self._endpoint], transport=transport)
+        self._url = httpx.URL(self._endpoint)
+        self._host = host_header(self._url)
+        self._http = HTTPSender(timeout=timeout, transport=transport)
 
     def __repr__(self) -> str:
         return (
@@ -356,33 +358,29 @@ class TencentProvider(Provider):
         # Python's json.dumps defaults, as the SDK: ASCII-only bytes, ", " and ": " separators.
         body = json.dumps(params.model_dump(by_alias=True, exclude_none=True)).encode("ascii")
         timestamp = int(self._clock())
-        request = self._http.build_request(
-            "POST",
-            self._endpoint,
-            content=body,
-            headers={
-                "Content-Type": CONTENT_TYPE,
-                "X-TC-Action": action,
-                "X-TC-Version": API_VERSION,
-                "X-TC-Timestamp": str(timestamp),
-                "X-TC-Region": region,
-                "X-TC-Language": "en-US",
-                "X-TC-RequestClient": self._user_agent,
-                "User-Agent": self._user_agent,
-            },
-        )
         secret_id, secret_key = self._secrets()
         signature = tc3_sign(
             secret_id=secret_id,
             secret_key=secret_key,
-            host=request.headers["Host"],  # what httpx sends, ":port" included when not the default
-            content_type=request.headers["Content-Type"],
+            host=self._host,  # exactly the Host we send, ":port" included when not the default
+            content_type=CONTENT_TYPE,
             body=body,
             timestamp=timestamp,
         )
-        request.headers["Authorization"] = signature.authorization
+        headers = [
+            ("Host", self._host),
+            ("Content-Type", CONTENT_TYPE),
+            ("X-TC-Action", action),
+            ("X-TC-Version", API_VERSION),
+            ("X-TC-Timestamp", str(timestamp)),
+            ("X-TC-Region", region),
+            ("X-TC-Language", "en-US"),
+            ("X-TC-RequestClient", self._user_agent),
+            ("User-Agent", self._user_agent),
+            ("Authorization", signature.authorization),
+        ]
         try:
-            response = self._http.send(request)
+            response = self._http.send(self._url, headers, body)
         except httpx.TransportError as exc:
             raise transport_error(exc, provider="tencent", action=action, secrets=self._secrets()) from None
         payload = self._payload(action, response)

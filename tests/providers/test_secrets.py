@@ -131,19 +131,8 @@ def test_debug_logs_of_every_library_hold_no_secret_and_no_phone(
     caplog: pytest.LogCaptureFixture, signature: str
 ) -> None:
     logged = _traffic(caplog, signature)
-    assert "HTTP Request: POST" in logged  # httpx did log each request...
-    assert_clean(logged)  # ...but not the query that carries numbers and (v1) the key id
-
-
-def test_httpx_logs_of_other_hosts_are_left_alone(caplog: pytest.LogCaptureFixture) -> None:
-    with (
-        alibaba("http://127.0.0.1:9"),
-        recording_server(Reply(body=b"{}")) as server,
-        httpx.Client() as client,
-        caplog.at_level(logging.INFO, logger="httpx"),
-    ):
-        client.post(f"{server.url}/?keep=me")
-    assert any("keep=me" in record.getMessage() for record in caplog.records)
+    assert "answered HTTP 200" in logged and "send_request_headers" in logged  # ours and httpcore's lines...
+    assert_clean(logged)  # ...and none carries the query with the numbers and (v1) the key id
 
 
 def test_an_access_key_secret_is_never_sent() -> None:
