@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest docs clean
+.PHONY: run test lint typecheck pytest docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
 test: lint typecheck docs pytest
+
+# Every benchmark in benchmarks/, results in benchmarks/RESULTS.md (~8 minutes on 2 cores). Needs wrk (load),
+# nginx (drain.py's fixed-answer server) and the Tencent SDK (drain.py's comparison; not a project dependency).
+bench: $(STAMP)
+	{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null || (apt-get install -y wrk nginx-light || sudo apt-get install -y wrk nginx-light)
+	$(BIN)/python -c 'import tencentcloud.sms' 2>/dev/null || $(BIN)/python -m pip install --quiet tencentcloud-sdk-python-sms
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache instance

@@ -14,7 +14,7 @@ process, switched at run time through ``benchmarks/_emulator.py``:
 VmRSS of each gunicorn worker (/proc/<pid>/status) is sampled every 0.5 s from the start of the outage to the
 end of the drain; growth is the peak minus the first sample.
 
-    python benchmarks/outage.py [--verifications 20000] [--normal-seconds 10] [--json PATH]
+    python benchmarks/outage.py [--verifications 10000] [--normal-seconds 10] [--json PATH]
     python benchmarks/outage.py --verifications 100000        # the issue's full size (~6 min more)
 """
 
@@ -59,7 +59,7 @@ def run(*, verifications: int, normal_seconds: float, connections: int, drain_ti
                 for fault, path in zip(("500", "hang 60"), phase_files, strict=False):
                     emulator.command(f"fault {fault}")
                     # count-bound: each request a fresh pair, wrk stops once all are answered
-                    budget = half / max(base.rps, 50) * 2 + 10
+                    budget = half / max(base.rps, 50) * 1.3 + 5
                     result = h.wrk_verify(server.url, path, seconds=budget, connections=connections, limit=half)
                     phases[fault.split()[0]] = result
                     print(f"{fault.split()[0]:8s} {result.requests:7d} verifications  p50 {result.p50_ms:6.1f} ms"
@@ -112,7 +112,7 @@ def run(*, verifications: int, normal_seconds: float, connections: int, drain_ti
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--verifications", type=int, default=20_000, help="verifications during the outage")
+    parser.add_argument("--verifications", type=int, default=10_000, help="verifications during the outage")
     parser.add_argument("--normal-seconds", type=float, default=10.0, help="seconds of the healthy baseline run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="give up on the drain after this")
