@@ -295,9 +295,12 @@ def main() -> int:
             config = app_config(server.url, instance / "outbox.db", keys=FAKE_KEYS, cap=cap, concurrency=None)
             result = drain(config, instance, processes, args.rows, timeout=900)
             result["rate_cap"] = "documented 1,000/s" if cap is None else "lifted"
-            print(f"  ours, {processes} process(es), cap {result['rate_cap']}: "
-                  f"{result['reports_per_s']:8,.0f} reports/s  ({result['delivered']:,} in {result['seconds']} s, {result['cpu_ms_per_report']} ms CPU/report,"
-                  f" {result['pending']} left)", flush=True)
+            print(
+                f"  ours, {processes} process(es), cap {result['rate_cap']}: {result['reports_per_s']:8,.0f} reports/s"
+                f"  ({result['delivered']:,} in {result['seconds']} s, {result['cpu_ms_per_report']} ms CPU/report,"
+                f" {result['pending']} left)",
+                flush=True,
+            )
             return result
 
         def sdk(server: FixedServer, count: int) -> dict[str, Any] | None:
