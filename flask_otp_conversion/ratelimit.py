@@ -2,11 +2,13 @@
 
 The budget is one token bucket in the store (``Store.take_tokens``), shared by every process that delivers.
 A process does not go to the store for each token: it takes a small *grant* (what ``GRANT_TTL`` seconds of
-the rate is worth) and spends it locally; tokens of a grant expire ``GRANT_TTL`` after it was granted, so
-no process can sit on tokens and spend them in a clump later.
+the rate is worth) and spends it locally. A token is good for ``GRANT_TTL`` seconds after its grant: the
+bucket will not hand out an older one, and a request that could not start in time (a worker thread
+scheduled late on a busy machine) forfeits its token and takes a fresh one (``Token.fresh``). So no
+process can sit on tokens and spend them in a clump later.
 
 The arithmetic: the store's bucket hands out at most ``burst + rate * T`` tokens in any interval of length
-``T``. A token is spent at most ``GRANT_TTL`` after its grant, and the provider counts *arrivals*, which can
+``T``. A request starts at most ``GRANT_TTL`` after its token's grant, and the provider counts *arrivals*, which can
 trail the spend by scheduling and network jitter (``JITTER_ALLOWANCE``). Arrivals in any one second
 therefore come from grants in a window of ``1 + GRANT_TTL + JITTER_ALLOWANCE`` seconds, and
 ``SharedTokenBucket.for_cap`` chooses ``rate`` and ``burst`` so that this window holds at most ``cap``.
@@ -20,6 +22,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: Share of the cap kept as burst by ``for_cap``; the sustained rate is lowered by the same amount.
 DEFAULT_HEADROOM = 0.02
@@ -31,6 +34,13 @@ GRANT_TTL = 0.02
 
 #: ``take(want, rate, burst) -> (granted, wait)``: one atomic draw from the shared bucket (the store's).
 Take = Callable[[int, float, float], "tuple[int, float]"]
+
+
+@dataclass(frozen=True)
+class Token:
+    """The right to start one request, good until ``expires_at`` (the bucket's clock)."""
+
+    expires_at: float
 
 
 def bucket_for_cap(cap: float, *, headroom: float = DEFAULT_HEADROOM) -> tuple[float, float]:
@@ -91,8 +101,8 @@ class SharedTokenBucket:
         rate, burst = bucket_for_cap(cap)
         return cls(take, rate, burst, clock=clock, sleep=sleep)
 
-    def acquire(self, timeout: float | None = None) -> bool:
-        """Take a token, waiting for the shared budget; False (nothing taken) if none came within ``timeout``."""
+    def acquire(self, timeout: float | None = None) -> Token | None:
+        """Take a token, waiting for the shared budget; None (nothing taken) if none came within ``timeout``."""
         deadline = None if timeout is None else self._clock() + timeout
         while True:
             with self._lock:
@@ -101,16 +111,20 @@ class SharedTokenBucket:
                     self._left = 0  # an old grant is not spent late: that would clump arrivals
                 if self._left > 0:
                     self._left -= 1
-                    return True
+                    return Token(self._granted_at + self._grant_ttl)
                 granted, wait = self._take(self._grant_size, self.rate, self.burst)
                 if granted > 0:
                     self._left = granted - 1
                     self._granted_at = now
-                    return True
+                    return Token(now + self._grant_ttl)
             remaining = math.inf if deadline is None else deadline - self._clock()
             if remaining <= 0:
-                return False
+                return None
             self._sleep(min(max(wait, 0.001), remaining))
+
+    def fresh(self, token: Token) -> bool:
+        """Whether a request may still start on ``token``."""
+        return self._clock() <= token.expires_at
 
     def __repr__(self) -> str:
         return f"<SharedTokenBucket rate={self.rate:g}/s burst={self.burst:g}>"

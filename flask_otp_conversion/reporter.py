@@ -73,7 +73,7 @@ from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from .config import Settings
 from .phone import mask_phone
 from .providers.base import ConversionReport, ErrorKind, Provider, ProviderError, ThrottledError
-from .ratelimit import SharedTokenBucket
+from .ratelimit import SharedTokenBucket, Token
 from .signals import (
     breaker_closed,
     breaker_opened,
@@ -592,13 +592,14 @@ class Reporter:
                 return reason
         submitted = False
         try:
-            reason = self._wait_for_token(cutoff, stop, deadline)
+            token = self._wait_for_token(cutoff, stop, deadline)
+            reason = token if isinstance(token, str) else None
             if reason is None and not self._breaker.allow():
                 reason = "circuit breaker open"
-            if reason is None:
+            if isinstance(token, Token) and reason is None:
                 workers = self._workers
                 assert workers is not None
-                workers.submit(lambda: self._deliver(item))
+                workers.submit(lambda: self._deliver(item, token, cutoff))
                 submitted = True
             return reason
         finally:
@@ -607,7 +608,7 @@ class Reporter:
 
     def _wait_for_token(
         self, cutoff: float, stop: threading.Event | None, deadline: float | None
-    ) -> str | None:
+    ) -> Token | str:
         """Sit out a throttling pause, then take a rate-limit token; or return why not."""
         assert self._bucket is not None
         while True:
@@ -617,8 +618,8 @@ class Reporter:
             pause = self._pause_until - time.monotonic()
             if pause > 0:
                 time.sleep(min(pause, TICK))
-            elif self._bucket.acquire(timeout=TICK):
-                return self._why_not_now(cutoff, stop, deadline)
+            elif (token := self._bucket.acquire(timeout=TICK)) is not None:
+                return self._why_not_now(cutoff, stop, deadline) or token
 
     def _why_not_now(self, cutoff: float, stop: threading.Event | None, deadline: float | None) -> str | None:
         self._flush_acks_if_due()
@@ -635,7 +636,7 @@ class Reporter:
 
     # Workers ------------------------------------------------------------------------------------------
 
-    def _deliver(self, item: OutboxItem) -> None:
+    def _deliver(self, item: OutboxItem, token: Token, cutoff: float) -> None:
         """Runs in a worker: one provider call and its bookkeeping. Never raises."""
         started: float | None = None
         try:
@@ -643,6 +644,14 @@ class Reporter:
                 message_id=item.message_id, phone=item.phone, verified_at=item.verified_at
             )
             provider = self._worker_provider()
+            bucket = self._bucket
+            assert bucket is not None
+            # A worker that starts late (a busy machine) must not send on an old token: its request could
+            # bunch up with later ones above the cap. It forfeits the token (only ever lowering the rate).
+            late = not bucket.fresh(token)
+            if late and bucket.acquire(timeout=max(0.0, cutoff - time.monotonic())) is None:
+                self._release([item], "no rate-limit token before the lease cutoff")
+                return
             started = time.monotonic()
             try:
                 provider.report_conversion(report)

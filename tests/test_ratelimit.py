@@ -102,10 +102,21 @@ def test_an_unspent_grant_expires_instead_of_being_spent_late(store: MemoryStore
     assert len(draws) == 2
 
 
+def test_a_token_is_fresh_for_the_grant_ttl_after_its_grant(store: MemoryStore, t: FakeTime) -> None:
+    b = SharedTokenBucket(taker(store, t), 1000, 20, clock=t.clock, sleep=t.sleep)
+    first = b.acquire()
+    t.now += GRANT_TTL / 2
+    second = b.acquire()  # from the same grant: no fresher than the first
+    assert first is not None and second is not None
+    assert b.fresh(first) and b.fresh(second)
+    t.now += GRANT_TTL
+    assert not b.fresh(first) and not b.fresh(second)
+
+
 def test_acquire_gives_up_after_the_timeout_without_taking(store: MemoryStore, t: FakeTime) -> None:
     b = bucket(store, t, rate=2)
     assert b.acquire()
-    assert not b.acquire(timeout=0.2)
+    assert b.acquire(timeout=0.2) is None
     assert t.now == pytest.approx(0.2)
     assert b.acquire(timeout=1.0)
     assert t.now == pytest.approx(0.5)
@@ -134,7 +145,7 @@ def test_concurrent_threads_never_share_a_token() -> None:
 
     def run() -> None:
         start.wait()
-        taken.append(sum(b.acquire(timeout=0) for _ in range(10)))
+        taken.append(sum(b.acquire(timeout=0) is not None for _ in range(10)))
 
     threads = [threading.Thread(target=run) for _ in range(10)]
     for th in threads:

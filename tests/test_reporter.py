@@ -433,6 +433,26 @@ def test_processes_sharing_a_store_share_one_rate_budget(env: Env) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_workers_that_start_after_their_token_expired_still_deliver_everything(env: Env) -> None:
+    settings = load_settings(env.config(report_concurrency=2), instance_path=str(env.tmp_path))
+    inner = make_provider_factory(settings)
+    late: list[float] = []
+
+    def slow_factory() -> Provider:  # each worker's first request starts well after its token's grant
+        time.sleep(0.1)
+        late.append(time.monotonic())
+        return inner()
+
+    store = env.store()
+    reporter = Reporter(store=store, provider_factory=slow_factory, settings=settings, sender=env, logger=LOGGER)
+    env.reporters.append(reporter)
+    ids = env.seed(store, 6)
+    assert reporter.flush(20) == 0
+    assert len(late) == 3  # the reporter's own client and one per worker
+    assert set(env.delivered()) == set(ids)
+
+
+@pytest.mark.timeout(60)
 def test_throttling_answers_are_retried_without_opening_the_breaker(
     env: Env, received: dict[str, list[dict[str, Any]]]
 ) -> None:
