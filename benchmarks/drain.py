@@ -38,6 +38,8 @@ from typing import Any
 
 from fixed_server import FixedServer
 
+from flask_otp_conversion.config import Settings
+
 HERE = Path(__file__).resolve().parent
 BATCH = 200  # SendSms takes at most 200 numbers a call
 #: "Lifted" rate cap for the capacity runs: far above anything one machine sends.
@@ -273,13 +275,19 @@ def main() -> int:
     parser.add_argument("--sdk-rows", type=int, default=2_000, help="SDK loop reports with no latency (default 2000)")
     parser.add_argument("--sdk-rows-latency", type=int, default=200, help="SDK loop reports with latency (default 200)")
     parser.add_argument("--emulator-rows", type=int, default=3_000, help="reports for the emulator run (default 3000)")
+    parser.add_argument("--concurrency", type=int, help="OTP_CONVERSION_REPORT_CONCURRENCY (default: the extension's)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker)
 
-    figures: dict[str, Any] = {"rows": args.rows, "processes": args.processes, "latency_s": args.latency}
+    figures: dict[str, Any] = {
+        "rows": args.rows,
+        "processes": args.processes,
+        "latency_s": args.latency,
+        "report_concurrency": args.concurrency or Settings.model_fields["report_concurrency"].default,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         template = workdir / "template"
@@ -292,7 +300,9 @@ def main() -> int:
             instance = workdir / name
             instance.mkdir()
             copy_db(template / "outbox.db", instance / "outbox.db")
-            config = app_config(server.url, instance / "outbox.db", keys=FAKE_KEYS, cap=cap, concurrency=None)
+            config = app_config(
+                server.url, instance / "outbox.db", keys=FAKE_KEYS, cap=cap, concurrency=args.concurrency
+            )
             result = drain(config, instance, processes, args.rows, timeout=900)
             result["rate_cap"] = "documented 1,000/s" if cap is None else "lifted"
             print(
