@@ -153,9 +153,13 @@ def _store_url(url: str | None, instance_path: str) -> str:
         if path and not os.path.isabs(path.split("?", 1)[0]) and path != ":memory:":
             return "sqlite:///" + os.path.join(instance_path, path)
         return url
-    if url == "memory://" or url.startswith(("redis://", "rediss://")):
+    if url == "memory://":
         return url
+    scheme = url.split("://", 1)[0] if "://" in url else "(none)"
+    if scheme.lower() in ("redis", "rediss"):
+        raise ConfigurationError(
+            f"{PREFIX}STORE_URL: the Redis store is not available in this version; use 'sqlite:///path' or 'memory://'"
+        )
     raise ConfigurationError(
-        f"{PREFIX}STORE_URL: unsupported store URL scheme in {url.split('://', 1)[0]!r}; "
-        "use 'sqlite:///path', 'memory://' or 'redis://'"
+        f"{PREFIX}STORE_URL: unsupported store URL scheme {scheme!r}; use 'sqlite:///path' or 'memory://'"
     )

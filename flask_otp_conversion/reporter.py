@@ -38,7 +38,7 @@ Failures
 
 Degradation
     The store flag ``"degraded"`` (``"1"`` or absent) is shared by every process and re-read at most once a
-    second. ``OTP_CONVERSION_DEGRADED=True`` sets it whenever a process first starts delivering, so the
+    second. ``OTP_CONVERSION_DEGRADED=True`` sets it whenever a process first delivers or asks, so the
     config acts as a deploy-time kill switch; ``False`` leaves the flag alone, so a run-time
     ``degrade on`` survives restarts. While degraded no provider call is made and rows accumulate.
 
@@ -329,6 +329,7 @@ class Reporter:
 
     @property
     def degraded(self) -> bool:
+        self._apply_configured_degraded()  # OTP_CONVERSION_DEGRADED holds before the first delivery too
         return self._is_degraded()
 
     @property

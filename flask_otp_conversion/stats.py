@@ -247,6 +247,14 @@ class StatsService:
         }
         # Hour-rounded key: repeated default requests within an hour share one cached provider answer.
         key = (int(window.begin.timestamp()) // _HOUR * _HOUR, int(window.end.timestamp()) // _HOUR * _HOUR)
+        reporter = self._state.reporter
+        if reporter is not None and reporter.degraded:  # the operator stopped every provider call, these too
+            out["provider_error"] = DEGRADED_ERROR
+            with self._lock:
+                last = self._last_good.get(key)
+            if last is not None:
+                out["provider"], out["stale"] = last, True
+            return out
         try:
             out["provider"] = self._cached(key)
         except _FetchFailed as exc:
@@ -313,6 +321,9 @@ class StatsService:
             provider, self._provider = self._provider, None
         if provider is not None and self._pid == os.getpid():
             provider.close()
+
+
+DEGRADED_ERROR = "degraded: provider calls are switched off (flask otp-conversion degrade off)"
 
 
 def _service() -> StatsService:

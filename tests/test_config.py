@@ -66,6 +66,12 @@ def test_unsupported_store_scheme_does_not_echo_the_url() -> None:
     assert "hunter2" not in str(info.value)
 
 
+def test_a_redis_store_url_fails_init_with_a_clear_error_and_no_password() -> None:
+    with pytest.raises(ConfigurationError, match="Redis store is not available") as info:
+        load(OTP_CONVERSION_STORE_URL="redis://user:hunter2@cache:6379/0")
+    assert "hunter2" not in str(info.value)
+
+
 def test_secret_values_never_appear_in_errors_or_repr() -> None:
     with pytest.raises(ConfigurationError) as info:
         load(OTP_CONVERSION_TENCENT_SECRET_KEY=["s3cr3t-value"])

@@ -256,6 +256,30 @@ def test_repeated_requests_hit_the_cache(make_app: AppFactory, provider_emulator
     assert len(provider_emulator_server.emulator.calls(action="SendStatusStatistics")) == 1
 
 
+def test_degraded_mode_makes_no_provider_statistics_calls(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app = stats_app(make_app, provider_emulator_server, OTP_CONVERSION_DEGRADED=True)
+    body = get(app.test_client()).get_json()
+    assert provider_emulator_server.emulator.calls() == []
+    assert body["provider"] is None
+    assert body["provider_error"].startswith("degraded")
+
+
+def test_degraded_mode_serves_the_last_provider_figures_as_stale(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app = stats_app(make_app, provider_emulator_server, OTP_CONVERSION_STATS_CACHE_TTL=0)
+    client = app.test_client()
+    fresh = get(client).get_json()
+    calls = len(provider_emulator_server.emulator.calls())
+    with app.app_context():
+        OTPConversion().degrade(True)
+    body = get(client).get_json()
+    assert len(provider_emulator_server.emulator.calls()) == calls
+    assert body["stale"] is True and body["provider"] == fresh["provider"]
+
+
 @pytest.mark.timeout(60)
 def test_fifty_concurrent_requests_make_one_provider_call(
     make_app: AppFactory, provider_emulator_server: EmulatorServer
