@@ -30,9 +30,9 @@ PYTHON = sys.executable
 
 #: gunicorn as every benchmark serves the apps: one worker per core, threads so that a request blocked on I/O
 #: (SQLite, or the inline provider call) does not hold a whole process, and HTTP keep-alive (sync workers close
-#: every connection, which would make wrk measure TCP handshakes).
-WORKERS = 2
-THREADS = 4
+#: every connection, which would make wrk measure TCP handshakes). BENCH_WORKERS / BENCH_THREADS override them.
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 
 
 def free_port() -> int:
@@ -407,7 +407,9 @@ def machine() -> dict[str, str]:
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()
     import gunicorn
 
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     return {
+        "loadavg": load,
         "cpu": cpu,
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
