@@ -9,15 +9,18 @@ drained before the next run starts, so no run pays for another's backlog.
 
     plain      create_app(conversion=False): the baseline
     ours       create_app(): the extension, reporter delivering to the emulator as requests arrive
+    ours-nginx create_app(), reporter delivering to nginx answering a fixed success (benchmarks/fixed_server.py):
+               the extension's own cost without the emulator's CPU on the same cores
     degraded   create_app() with OTP_CONVERSION_DEGRADED: the request-path write only, no provider calls
                (shows what the request path costs apart from the reporter's background work)
 
-    python benchmarks/overhead.py [--seconds 8] [--rounds 3] [--connections 16] [--json PATH]
+    python benchmarks/overhead.py [--seconds 8] [--rounds 3] [--connections 16] [--variants ...] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -27,12 +30,19 @@ from typing import Any
 import _apps
 import _harness as h
 
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plain": ("plain", {}),
     "ours": ("ours", {}),
     "degraded": ("ours", {"OTP_CONVERSION_DEGRADED": True}),
     "inline": ("inline", {}),
+    # the reporter's provider is nginx answering a fixed success (benchmarks/fixed_server.py): what remains is
+    # the extension's own cost, without the emulator's CPU on the same cores (a real provider is elsewhere)
+    "ours-nginx": ("ours", {"_provider": "nginx"}),
 }
+
+
+def _delivers(config: dict[str, Any]) -> bool:
+    return "OTP_CONVERSION_STORE_URL" in config and not config.get("OTP_CONVERSION_DEGRADED")
 
 
 def run(
@@ -42,12 +52,21 @@ def run(
     results: dict[str, list[h.WrkResult]] = {v: [] for v in variants}
     backlog: dict[str, list[int]] = {v: [] for v in variants}
     cpu: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
-    with tempfile.TemporaryDirectory(prefix="otp-bench-") as tmp, h.Emulator(latency) as emulator:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="otp-bench-"))
+        emulator = stack.enter_context(h.Emulator(latency))
+        nginx = None
+        if any(VARIANTS[name][1].get("_provider") == "nginx" for name in variants):
+            from fixed_server import FixedServer
+
+            nginx = stack.enter_context(FixedServer())
         configs, servers, pair_files = {}, {}, {}
         try:
             for name in variants:
                 kind, extra = VARIANTS[name]
-                configs[name] = h.app_config(emulator.url, Path(tmp) / name, **extra)
+                extra = dict(extra)
+                provider_url = nginx.url if extra.pop("_provider", None) == "nginx" and nginx else emulator.url
+                configs[name] = h.app_config(provider_url, Path(tmp) / name, **extra)
                 pairs = _apps.preissue(kind, configs[name], emulator.issue(per_run * rounds + 500))
                 # 500 for the warm-up, then one file a round
                 warm, rest = pairs[:500], pairs[500:]
@@ -58,7 +77,7 @@ def run(
                 servers[name] = h.Server(kind, configs[name], Path(tmp)).start()
             for name in variants:  # warm up: imports, connections, the reporter's first start
                 h.warm_up(servers[name].url, pair_files[name][0], 400)
-                if configs[name].get("OTP_CONVERSION_DEGRADED") is None and VARIANTS[name][0] == "ours":
+                if VARIANTS[name][0] == "ours" and _delivers(configs[name]):
                     h.wait_drained(configs[name], 60)
             for r in range(rounds):
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
@@ -75,7 +94,7 @@ def run(
                     )
                     if VARIANTS[name][0] == "ours":
                         backlog[name].append(h.outbox(configs[name])[0])
-                        if not configs[name].get("OTP_CONVERSION_DEGRADED"):
+                        if _delivers(configs[name]):
                             h.wait_drained(configs[name], 120)
                     print(f"round {r + 1} {name:9s} {_line(result)}", flush=True)
             counts = emulator.counts()
@@ -129,7 +148,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs per variant, order rotated (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--max-rps", type=int, default=1500, help="pairs pre-issued per second of a run")
-    parser.add_argument("--variants", default="plain,ours,degraded", help="comma-separated (default all three)")
+    parser.add_argument(
+        "--variants", default="plain,ours,ours-nginx,degraded", help="comma-separated (default: these four)"
+    )
     parser.add_argument("--json", help="write the figures as JSON to this path")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -179,8 +179,10 @@ def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
         lines.append(f"- throughput ratio {name} / plain: **{r['median']:.3f}** (rounds {r['min']:.3f} to "
                      f"{r['max']:.3f}, spread ±{r['spread_pct']:.1f} %)")
     lines += ["", "`plain`: `create_app(conversion=False)`. `ours`: `create_app()`, reporter delivering to the "
-              "emulator. `degraded`: `create_app()` with `OTP_CONVERSION_DEGRADED`, so only the request-path write "
-              "happens (no provider calls): it separates the request path's cost from the reporter's.", ""]
+              "emulator. `ours-nginx`: the same, the reporter delivering to nginx answering a fixed success "
+              "(`benchmarks/fixed_server.py`), so the emulator's CPU is off the cores. `degraded`: `create_app()` "
+              "with `OTP_CONVERSION_DEGRADED`, so only the request-path write happens (no provider calls): it "
+              "separates the request path's cost from the reporter's.", ""]
     return lines
 
 
@@ -291,7 +293,7 @@ def main() -> int:
     parser.add_argument("--outage-verifications", type=int, default=10_000, help="default 10000; issue: 100000")
     parser.add_argument("--drain-rows", type=int, default=20_000, help="drain.py --rows (default 20000)")
     parser.add_argument("--drain-sdk-rows", type=int, default=2_000, help="drain.py --sdk-rows (default 2000)")
-    parser.add_argument("--stats-seconds", type=float, default=15.0, help="stats load seconds (default 15)")
+    parser.add_argument("--stats-seconds", type=float, default=10.0, help="stats load seconds (default 10)")
     parser.add_argument("--only", help="comma-separated subset: overhead,inline,outage,drain,stats_load")
     parser.add_argument("--output", default=str(RESULTS), help="where to write the results")
     args = parser.parse_args()
