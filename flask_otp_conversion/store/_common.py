@@ -67,11 +67,11 @@ def check_positive(value: object, name: str) -> float:
     return result
 
 
-def check_limit(value: object) -> int:
+def check_count(value: object, name: str = "limit", minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"limit must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError("limit must be >= 0")
+        raise ValueError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}")
     return value
 
 
@@ -81,14 +81,6 @@ def check_rate(rate: object, burst: object) -> tuple[float, float]:
     if burst_value < 1:
         raise ValueError("burst must be >= 1")
     return rate_value, burst_value
-
-
-def check_want(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"want must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError("want must be >= 1")
-    return value
 
 
 def draw_tokens(

@@ -17,8 +17,8 @@ from ._common import (
     DEAD,
     PENDING,
     REPORTED,
+    check_count,
     check_flag_value,
-    check_limit,
     check_message_id,
     check_name,
     check_phone,
@@ -27,7 +27,6 @@ from ._common import (
     check_rate,
     check_text,
     check_time,
-    check_want,
     counter_expired,
     draw_tokens,
     hour_of,
@@ -177,7 +176,7 @@ class MemoryStore(Store):
 
     def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
         provider = check_provider(provider)
-        limit = check_limit(limit)
+        limit = check_count(limit)
         lease = check_positive(lease_seconds, "lease_seconds")
         at = check_time(now, "now")
         token = uuid.uuid4().hex
@@ -233,7 +232,7 @@ class MemoryStore(Store):
         return True
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        count = check_limit(limit)
+        count = check_count(limit)
         with self._lock:
             dead = sorted(
                 (row for row in self._outbox.values() if row.state == DEAD),
@@ -352,7 +351,7 @@ class MemoryStore(Store):
 
     def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
         key = check_name(name, "bucket name")
-        count = check_want(want)
+        count = check_count(want, "want", minimum=1)
         rate_value, burst_value = check_rate(rate, burst)
         at = check_time(now, "now")
         with self._lock:

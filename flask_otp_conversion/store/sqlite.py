@@ -37,8 +37,8 @@ from typing import Any
 from ..phone import calling_code
 from ._common import (
     HOUR,
+    check_count,
     check_flag_value,
-    check_limit,
     check_message_id,
     check_name,
     check_phone,
@@ -47,7 +47,6 @@ from ._common import (
     check_rate,
     check_text,
     check_time,
-    check_want,
     draw_tokens,
     hour_of,
 )
@@ -380,7 +379,7 @@ class SQLiteStore(Store):
 
     def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
         provider = check_provider(provider)
-        limit = check_limit(limit)
+        limit = check_count(limit)
         lease = check_positive(lease_seconds, "lease_seconds")
         at = check_time(now, "now")
         if limit == 0:
@@ -443,7 +442,7 @@ class SQLiteStore(Store):
         return bool(changed)
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        count = check_limit(limit)
+        count = check_count(limit)
         rows = (
             self._connection()
             .execute(
@@ -556,7 +555,7 @@ class SQLiteStore(Store):
 
     def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
         key = check_name(name, "bucket name")
-        count = check_want(want)
+        count = check_count(want, "want", minimum=1)
         rate_value, burst_value = check_rate(rate, burst)
         at = check_time(now, "now")
         with self._write() as conn:
