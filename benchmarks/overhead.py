@@ -52,6 +52,7 @@ def run(
     results: dict[str, list[h.WrkResult]] = {v: [] for v in variants}
     backlog: dict[str, list[int]] = {v: [] for v in variants}
     cpu: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    shares: dict[str, list[float]] = {v: [] for v in variants}
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="otp-bench-"))
         emulator = stack.enter_context(h.Emulator(latency))
@@ -83,11 +84,15 @@ def run(
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 for name in order:
                     workers = servers[name].worker_pids()
+                    split0 = [h.cpu_seconds([pid]) for pid in workers]
                     cpu0 = h.cpu_seconds(workers), h.cpu_seconds([emulator.pid])
                     result = h.wrk_verify(
                         servers[name].url, pair_files[name][r + 1], seconds=seconds, connections=connections
                     )
                     cpu1 = h.cpu_seconds(workers), h.cpu_seconds([emulator.pid])
+                    split = [h.cpu_seconds([pid]) - before for pid, before in zip(workers, split0, strict=True)]
+                    # the busier worker's share of the workers' CPU: ~0.5 when the connections are spread evenly
+                    shares[name].append(max(split) / sum(split) if sum(split) else 0.0)
                     results[name].append(result)
                     cpu[name].append(
                         ((cpu1[0] - cpu0[0]) / result.requests * 1000, (cpu1[1] - cpu0[1]) / result.requests * 1000)
@@ -101,7 +106,7 @@ def run(
         finally:
             for server in servers.values():
                 server.stop()
-    return summarise(results, backlog, cpu, counts, seconds=seconds, connections=connections, rounds=rounds)
+    return summarise(results, backlog, cpu, shares, counts, seconds=seconds, connections=connections, rounds=rounds)
 
 
 def _line(r: h.WrkResult) -> str:
@@ -112,6 +117,7 @@ def summarise(
     results: dict[str, list[h.WrkResult]],
     backlog: dict[str, list[int]],
     cpu: dict[str, list[tuple[float, float]]],
+    shares: dict[str, list[float]],
     counts: dict[str, Any],
     **setup: Any,
 ) -> dict[str, Any]:
@@ -126,6 +132,7 @@ def summarise(
             # CPU milliseconds per verification during the run: the gunicorn workers, the emulator process
             "worker_cpu_ms_per_request": h.spread([c[0] for c in cpu[name]]),
             "emulator_cpu_ms_per_request": h.spread([c[1] for c in cpu[name]]),
+            "busier_worker_cpu_share": [round(x, 2) for x in shares[name]],
             "runs": [r.as_dict() for r in runs],
         }
         if backlog.get(name):

@@ -161,10 +161,13 @@ def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
     lines += [
         f"{s['rounds']} rounds of {s['seconds']:g} s per variant, `wrk -c{s['connections']}`, variant order rotated "
         "each round; the extension's outbox drained between runs. Median (min to max over rounds). CPU per request: "
-        "CPU time of the gunicorn workers / of the emulator process during the run, over the requests served.",
+        "CPU time of the gunicorn workers / of the emulator process during the run, over the requests served. "
+        "Busier worker's share: per round, the larger of the two workers' CPU over both (0.5 = load spread "
+        "evenly; near 1.0 = one worker got the connections).",
         "",
-        "| variant | req/s | p50 ms | p99 ms | workers CPU ms/req | emulator CPU ms/req | outbox pending after run |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | req/s | p50 ms | p99 ms | workers CPU ms/req | emulator CPU ms/req | outbox pending after run "
+        "| busier worker's CPU share |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, v in f["variants"].items():
         lines.append(
@@ -172,7 +175,8 @@ def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
             f"| {v['p50_ms']['median']:.1f} ({v['p50_ms']['min']:.1f} to {v['p50_ms']['max']:.1f}) "
             f"| {v['p99_ms']['median']:.1f} ({v['p99_ms']['min']:.1f} to {v['p99_ms']['max']:.1f}) "
             f"| {v['worker_cpu_ms_per_request']['median']:.2f} | {v['emulator_cpu_ms_per_request']['median']:.2f} "
-            f"| {', '.join(str(n) for n in v.get('outbox_pending_after_run', [])) or '-'} |"
+            f"| {', '.join(str(n) for n in v.get('outbox_pending_after_run', [])) or '-'} "
+            f"| {', '.join(f'{x:.2f}' for x in v.get('busier_worker_cpu_share', []))} |"
         )
     lines.append("")
     for name, r in f["ratios"].items():
