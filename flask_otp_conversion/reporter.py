@@ -4,7 +4,10 @@ Shape
     One daemon *drain thread* per process claims due outbox rows in small batches (``store.claim`` with a
     row lease), takes a rate-limit token and a free worker for each, and hands it to a pool of
     ``OTP_CONVERSION_REPORT_CONCURRENCY`` daemon *worker threads* that make the provider call and record the
-    outcome. Successes are acked in batches. The pool is our own daemon threads, not a
+    outcome. Successes are acked in batches, and a claim that empties the outbox is followed by a short
+    pause, so a steady trickle of verifications costs a few store writes a second, not two per report: the
+    verify requests' own writes would queue behind them (SQLite has one writer). The pool is our own daemon
+    threads, not a
     ``ThreadPoolExecutor``: the standard executor joins its workers and refuses new work *before* ``atexit``
     handlers run, which would make the exit-time flush impossible and let a hung request block shutdown.
 
@@ -105,6 +108,9 @@ ACK_BATCH = 100
 ACK_MAX_DELAY = 0.25
 #: Poll intervals of the drain thread: outbox empty, after an unexpected error.
 IDLE_POLL = 0.2
+#: Pause after a claim that took everything due: rows arriving in a trickle then go out a batch per claim
+#: instead of costing a store write transaction each (writes that the verify requests would queue behind).
+CLAIM_PAUSE = 0.1
 PRUNE_EVERY = 3600.0  # seconds between retention prunes (by whichever process takes the prune lease)
 ERROR_PAUSE = 2.0
 #: Granularity of the waits inside a batch (stop and degradation are checked this often).
@@ -469,10 +475,10 @@ class Reporter:
         wait = self._blocked_for()
         if wait > 0:
             return min(wait, DEGRADED_RECHECK)
-        if self._claim_and_dispatch(stop=stop, deadline=None):
-            return 0.0
-        self._flush_acks()
-        return IDLE_POLL
+        claimed, limit = self._claim_and_dispatch(stop=stop, deadline=None)
+        if claimed >= limit:
+            return 0.0  # a backlog: claim the next batch at once
+        return CLAIM_PAUSE if claimed else IDLE_POLL
 
     def _prune_if_due(self) -> None:
         """Drop records past ``OTP_CONVERSION_RETENTION``: one process an hour, whichever takes the lease."""
@@ -499,7 +505,7 @@ class Reporter:
                     break
                 self._sleep_until(deadline, wait)
                 continue
-            if self._claim_and_dispatch(stop=None, deadline=deadline):
+            if self._claim_and_dispatch(stop=None, deadline=deadline)[0]:
                 continue
             # Nothing due now: let our own requests finish, since their outcome may make rows due again.
             self._wait_idle(deadline)
@@ -530,11 +536,13 @@ class Reporter:
             wait = max(wait, TICK)  # the probe is out
         return wait
 
-    def _claim_and_dispatch(self, *, stop: threading.Event | None, deadline: float | None) -> int:
-        """Claim what the free workers and one second of rate budget can take, and send it."""
+    def _claim_and_dispatch(self, *, stop: threading.Event | None, deadline: float | None) -> tuple[int, int]:
+        """Claim what the free workers and one second of rate budget can take, and send it.
+
+        Returns (rows claimed, the most the claim could have taken)."""
         free = self._free_slots(TICK)
         if free == 0:
-            return 0
+            return 0, 0
         limit = 1 if self._breaker.state != CLOSED else self._claim_limit()
         claimed_at = time.monotonic()
         items = self._store.claim(
@@ -542,7 +550,7 @@ class Reporter:
         )
         if items:
             self._dispatch(items, cutoff=claimed_at + BATCH_WINDOW, stop=stop, deadline=deadline)
-        return len(items)
+        return len(items), limit
 
     def _claim_limit(self) -> int:
         """Rows the next ``CLAIM_WINDOW`` seconds can send, given the cap and the observed latency."""
@@ -678,9 +686,9 @@ class Reporter:
         finally:
             if started is not None:
                 self._latency += LATENCY_WEIGHT * (time.monotonic() - started - self._latency)
-            idle = self._free_slot()
+            self._free_slot()
             try:
-                self._flush_acks_if_due(idle=idle)
+                self._flush_acks_if_due()
             except Exception as exc:
                 self._note_error(exc)
                 self._logger.error("could not ack delivered reports: %s", describe_error(exc))
@@ -759,11 +767,12 @@ class Reporter:
 
     # Acks ---------------------------------------------------------------------------------------------
 
-    def _flush_acks_if_due(self, *, idle: bool = False) -> None:
+    def _flush_acks_if_due(self) -> None:
+        """Acks go in batches (one store write for up to ACK_BATCH rows, at most ACK_MAX_DELAY late)."""
         with self._ack_lock:
             if not self._acks:
                 return
-            due = idle or len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
+            due = len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
         if due:
             self._flush_acks()
 
@@ -806,12 +815,10 @@ class Reporter:
             self._inflight += 1
             return True
 
-    def _free_slot(self) -> bool:
-        """Returns True when nothing is in flight any more."""
+    def _free_slot(self) -> None:
         with self._slots:
             self._inflight -= 1
             self._slots.notify_all()
-            return self._inflight == 0
 
     def _wait_idle(self, deadline: float) -> None:
         with self._slots:

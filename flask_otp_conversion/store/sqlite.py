@@ -6,9 +6,10 @@ Concurrency
     up to ``busy_timeout``) instead of failing when a read transaction tries to upgrade.
 
 Claims and leases
-    ``claim`` selects the due rows and stamps them with a fresh uuid4 token and ``lease_until`` inside one
-    ``BEGIN IMMEDIATE`` transaction (each update re-checks that the row is still due), so two processes
-    never lease the same row. ``ack``, ``retry`` and ``dead_letter`` change a row only while it still carries
+    ``claim`` stamps the due rows with a fresh uuid4 token and ``lease_until`` in one ``UPDATE`` inside one
+    ``BEGIN IMMEDIATE`` transaction, so two processes never lease the same row, then reads them back by
+    token. Writes that touch many rows are one statement each, never a statement per row: between two
+    statements the thread may wait for the GIL while holding the write lock that every request queues on. ``ack``, ``retry`` and ``dead_letter`` change a row only while it still carries
     the caller's token: a worker that stalled past its lease finds the row re-claimed under a new token and
     changes nothing. A token that expired but was not re-claimed still counts, since the report did go out.
 
@@ -101,10 +102,13 @@ _SCHEMA_V1 = (
     "CREATE TABLE IF NOT EXISTS leases"
     " (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
 )
-#: Version 2: the shared rate-limit buckets.
+#: Version 2: the shared rate-limit buckets, and claimed rows found by their lease token.
 _SCHEMA_V2 = (
     "CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS outbox_lease ON outbox (lease_token) WHERE lease_token IS NOT NULL",
 )
+#: Rows one ack statement takes (two parameters each, well under SQLite's variable limit).
+ACK_CHUNK = 400
 
 _BUMP = """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
     VALUES (?, ?, ?, ?, ?, ?)
@@ -385,22 +389,22 @@ class SQLiteStore(Store):
         if limit == 0:
             return []
         token = uuid.uuid4().hex
-        leased: list[OutboxItem] = []
+        # One statement under the write lock, however many rows: a statement per row would let the lock be
+        # held across a GIL hand-off per row, and every verify request in every process waits for that lock.
         with self._write() as conn:
-            rows = conn.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT ?",  # noqa: S608
-                (provider, at, at, limit),
-            ).fetchall()
-            for row in rows:
-                # Under the write lock nothing can have changed since the select; the guard costs nothing
-                # and keeps "lease only what is still due" true whatever the isolation.
-                changed = conn.execute(
-                    f"UPDATE outbox SET lease_token = ?, lease_until = ? WHERE id = ? AND {_DUE}",  # noqa: S608
-                    (token, at + lease, row[0], provider, at, at),
-                ).rowcount
-                if changed:
-                    leased.append(_item(row, token))
-        return leased
+            leased = conn.execute(
+                "UPDATE outbox SET lease_token = ?, lease_until = ? WHERE id IN"  # noqa: S608
+                f" (SELECT id FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT ?)",
+                (token, at + lease, provider, at, at, limit),
+            ).rowcount
+        if not leased:
+            return []
+        # Read back outside the lock: nobody else can change rows under our unexpired lease.
+        rows = self._connection().execute(
+            f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY next_attempt_at, id",  # noqa: S608
+            (token,),
+        ).fetchall()
+        return [_item(row, token) for row in rows]
 
     def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
         """Rows still carrying the item's token become reported (see "Claims and leases" above)."""
@@ -408,12 +412,16 @@ class SQLiteStore(Store):
         if not items:
             return 0
         done = 0
-        with self._write() as conn:
-            for item in items:
+        with self._write() as conn:  # a statement per ACK_CHUNK rows, not per row (see claim)
+            for start in range(0, len(items), ACK_CHUNK):
+                chunk = items[start : start + ACK_CHUNK]
+                ids = [item.id for item in chunk]
+                pairs = [value for item in chunk for value in (item.id, item.lease_token)]
                 done += conn.execute(
-                    "UPDATE outbox SET state = 'reported', done_at = ?, lease_token = NULL,"
-                    " lease_until = NULL WHERE id = ? AND lease_token = ? AND state = 'pending'",
-                    (at, item.id, item.lease_token),
+                    "UPDATE outbox SET state = 'reported', done_at = ?, lease_token = NULL, lease_until = NULL"  # noqa: S608
+                    f" WHERE id IN ({', '.join('?' * len(ids))}) AND state = 'pending'"
+                    f" AND (id, lease_token) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+                    (at, *ids, *pairs),
                 ).rowcount
         return done
 
