@@ -1,9 +1,12 @@
-"""``flask otp-conversion ...``: operate the outbox from a shell (degrade, flush, dead letters, prune)."""
+"""``flask otp-conversion ...``: operate the outbox from a shell (degrade, flush, dead letters, prune), and
+run the reporter as a delivery process of its own (deliver)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +61,32 @@ def flush_command(timeout: float) -> None:
         if reporter.last_error:
             click.echo(f"last error: {reporter.last_error}", err=True)
         sys.exit(1)
+
+
+@otp_conversion_cli.command("deliver")
+def deliver_command() -> None:
+    """Deliver reports from this process until SIGTERM or Ctrl-C, then flush within the shutdown timeout.
+
+    For apps whose web workers run with OTP_CONVERSION_REPORTER_AUTOSTART=false: the provider calls then
+    cost the request-serving processes neither CPU nor GIL time. Run one or more (they share the rate cap).
+    """
+    _, store, reporter = _parts()
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        reporter.ensure_running()
+        click.echo("delivering conversion reports (SIGTERM or Ctrl-C stops)")
+        while not stopping.wait(1.0):
+            reporter.ensure_running()  # restarts the thread should it ever die
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        reporter.stop()
+    click.echo(f"stopped; pending: {store.outbox_stats(now=time.time()).pending}")
 
 
 @otp_conversion_cli.command("dead-letters")

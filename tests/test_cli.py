@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from flask_otp_conversion.testing import EmulatorServer
-from tests.conftest import AppFactory
+from tests.conftest import TENCENT_KEYS, AppFactory
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PHONE = "+8613711112222"
 
@@ -63,3 +71,42 @@ def test_prune_keeps_pending_reports(make_app: AppFactory) -> None:
     result = app.test_cli_runner().invoke(args=["otp-conversion", "prune"])
     assert result.exit_code == 0 and "pruned" in result.output
     assert app.extensions["otp_conversion"].store.outbox_stats(now=time.time()).pending == 1
+
+
+@pytest.mark.timeout(60)
+def test_deliver_runs_the_reporter_in_its_own_process_until_sigterm(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "shared.db"
+    app, _ = make_app(
+        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url, OTP_CONVERSION_STORE_URL=f"sqlite:///{db}"
+    )
+    serials = [provider_emulator_server.emulator.issue_message_id("tencent", PHONE[:-1] + str(n)) for n in range(3)]
+    for n, serial in enumerate(serials):
+        app.extensions["otp_conversion"].record_sent(PHONE[:-1] + str(n), serial)
+        app.extensions["otp_conversion"].record_verified(PHONE[:-1] + str(n), serial)
+    env = {
+        **os.environ,
+        **{f"FLASK_{key}": value for key, value in TENCENT_KEYS.items()},
+        "FLASK_OTP_CONVERSION_TENCENT_ENDPOINT": provider_emulator_server.url,
+        "FLASK_OTP_CONVERSION_STORE_URL": f"sqlite:///{db}",
+        "FLASK_OTP_CONVERSION_REPORTER_AUTOSTART": "false",
+        "FLASK_OTP_CONVERSION_STATS_TOKEN": "unused",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "tests.gunicorn_app", "otp-conversion", "deliver"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(provider_emulator_server.emulator.calls(action="ReportConversion", ok=True)) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "deliver did not report"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, output
+    assert "stopped; pending: 0" in output

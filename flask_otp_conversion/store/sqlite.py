@@ -9,7 +9,8 @@ Claims and leases
     ``claim`` stamps the due rows with a fresh uuid4 token and ``lease_until`` in one ``UPDATE`` inside one
     ``BEGIN IMMEDIATE`` transaction, so two processes never lease the same row, then reads them back by
     token. Writes that touch many rows are one statement each, never a statement per row: between two
-    statements the thread may wait for the GIL while holding the write lock that every request queues on. ``ack``, ``retry`` and ``dead_letter`` change a row only while it still carries
+    statements the thread may wait for the GIL while holding the write lock that every request queues on.
+    ``ack``, ``retry`` and ``dead_letter`` change a row only while it still carries
     the caller's token: a worker that stalled past its lease finds the row re-claimed under a new token and
     changes nothing. A token that expired but was not re-claimed still counts, since the report did go out.
 
