@@ -13,6 +13,9 @@ drained before the next run starts, so no run pays for another's backlog.
                the extension's own cost without the emulator's CPU on the same cores
     degraded   create_app() with OTP_CONVERSION_DEGRADED: the request-path write only, no provider calls
                (shows what the request path costs apart from the reporter's background work)
+    ours-sidecar create_app() with OTP_CONVERSION_REPORTER_AUTOSTART=false, and `flask otp-conversion deliver`
+               as a process of its own delivering to nginx: the workers keep their GIL for requests (its CPU is
+               counted with the workers')
 
     python benchmarks/overhead.py [--seconds 8] [--rounds 3] [--connections 16] [--variants ...] [--json PATH]
 """
@@ -21,6 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +44,17 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # the reporter's provider is nginx answering a fixed success (benchmarks/fixed_server.py): what remains is
     # the extension's own cost, without the emulator's CPU on the same cores (a real provider is elsewhere)
     "ours-nginx": ("ours", {"_provider": "nginx"}),
+    # delivery moved out of the web workers: `flask otp-conversion deliver` in a process of its own
+    "ours-sidecar": ("ours", {"_provider": "nginx", "_sidecar": True, "OTP_CONVERSION_REPORTER_AUTOSTART": False}),
 }
+
+
+def start_sidecar(config: dict[str, Any], workdir: Path) -> subprocess.Popen[bytes]:
+    """``flask otp-conversion deliver`` for the app ``_apps:ours()`` with ``config``."""
+    env = dict(os.environ, BENCH_APP_CONFIG=json.dumps(config), PYTHONPATH=f"{h.BENCH}:{h.ROOT}")
+    log = (workdir / "deliver.log").open("wb")
+    cmd = [h.PYTHON, "-m", "flask", "--app", "_apps:ours()", "otp-conversion", "deliver"]
+    return subprocess.Popen(cmd, cwd=h.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _delivers(config: dict[str, Any]) -> bool:
@@ -62,11 +78,13 @@ def run(
 
             nginx = stack.enter_context(FixedServer())
         configs, servers, pair_files = {}, {}, {}
+        sidecars: dict[str, subprocess.Popen[bytes]] = {}
         try:
             for name in variants:
                 kind, extra = VARIANTS[name]
                 extra = dict(extra)
                 provider_url = nginx.url if extra.pop("_provider", None) == "nginx" and nginx else emulator.url
+                sidecar = extra.pop("_sidecar", False)
                 configs[name] = h.app_config(provider_url, Path(tmp) / name, **extra)
                 pairs = _apps.preissue(kind, configs[name], emulator.issue(per_run * rounds + 500))
                 # 500 for the warm-up, then one file a round
@@ -76,6 +94,8 @@ def run(
                     for r in range(rounds)
                 ]
                 servers[name] = h.Server(kind, configs[name], Path(tmp)).start()
+                if sidecar:
+                    sidecars[name] = start_sidecar(configs[name], Path(tmp) / name)
             for name in variants:  # warm up: imports, connections, the reporter's first start
                 h.warm_up(servers[name].url, pair_files[name][0], 400)
                 if VARIANTS[name][0] == "ours" and _delivers(configs[name]):
@@ -84,12 +104,13 @@ def run(
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 for name in order:
                     workers = servers[name].worker_pids()
+                    costs = workers + ([sidecars[name].pid] if name in sidecars else [])
                     split0 = [h.cpu_seconds([pid]) for pid in workers]
-                    cpu0 = h.cpu_seconds(workers), h.cpu_seconds([emulator.pid])
+                    cpu0 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
                     result = h.wrk_verify(
                         servers[name].url, pair_files[name][r + 1], seconds=seconds, connections=connections
                     )
-                    cpu1 = h.cpu_seconds(workers), h.cpu_seconds([emulator.pid])
+                    cpu1 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
                     split = [h.cpu_seconds([pid]) - before for pid, before in zip(workers, split0, strict=True)]
                     # the busier worker's share of the workers' CPU: ~0.5 when the connections are spread evenly
                     shares[name].append(max(split) / sum(split) if sum(split) else 0.0)
@@ -106,6 +127,9 @@ def run(
         finally:
             for server in servers.values():
                 server.stop()
+            for proc in sidecars.values():
+                proc.terminate()
+                proc.wait(timeout=30)
     return summarise(results, backlog, cpu, shares, counts, seconds=seconds, connections=connections, rounds=rounds)
 
 
