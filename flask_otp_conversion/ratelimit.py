@@ -2,17 +2,17 @@
 
 The budget is one token bucket in the store (``Store.take_tokens``), shared by every process that delivers.
 A process does not go to the store for each token: it takes a small *grant* (what ``GRANT_TTL`` seconds of
-the rate is worth) and spends it locally. A token is good for ``GRANT_TTL`` seconds after its grant: the
-bucket will not hand out an older one, and a request that could not start in time (a worker thread
-scheduled late on a busy machine) forfeits its token and takes a fresh one (``Token.fresh``). So no
-process can sit on tokens and spend them in a clump later.
+the rate is worth, and no more than the caller expects to spend) and hands its tokens out locally, for
+``GRANT_TTL`` seconds after the grant. A request must start within ``START_WINDOW`` of its token's grant: one
+that could not (a worker thread scheduled late on a busy machine) forfeits its token and takes a fresh one
+(``SharedTokenBucket.fresh``). So no process can sit on tokens and spend them in a clump later.
 
 The arithmetic: the store's bucket hands out at most ``burst + rate * T`` tokens in any interval of length
-``T``. A request starts at most ``GRANT_TTL`` after its token's grant, and the provider counts *arrivals*, which can
-trail the spend by scheduling and network jitter (``JITTER_ALLOWANCE``). Arrivals in any one second
-therefore come from grants in a window of ``1 + GRANT_TTL + JITTER_ALLOWANCE`` seconds, and
+``T``. A request starts at most ``START_WINDOW`` after its token's grant, and the provider counts *arrivals*,
+which can trail the start by scheduling and network jitter (``JITTER_ALLOWANCE``). Arrivals in any one
+second therefore come from grants in a window of ``1 + START_WINDOW + JITTER_ALLOWANCE`` seconds, and
 ``SharedTokenBucket.for_cap`` chooses ``rate`` and ``burst`` so that this window holds at most ``cap``.
-The price is a sustained rate about 12% under the cap; the reward is that no second, however the processes
+The price is a sustained rate about 14% under the cap; the reward is that no second, however the processes
 and threads are scheduled, ever shows the provider more than its cap.
 """
 
@@ -29,8 +29,10 @@ DEFAULT_HEADROOM = 0.02
 #: Seconds by which dispatch-to-arrival jitter may squeeze requests together; ``for_cap`` pays for it in rate.
 #: Chosen from a failing run with three processes and the emulator on 2 cores (arrival gaps 0.07-0.12 s at 9/s).
 JITTER_ALLOWANCE = 0.1
-#: Seconds a grant of tokens stays spendable: short, so that a grant is small and arrivals stay spread.
+#: Seconds after a grant during which its tokens are handed out: short, so grants are small and arrivals spread.
 GRANT_TTL = 0.02
+#: Seconds after its token's grant by which a request must start (hand-out, then a worker picking it up).
+START_WINDOW = 2 * GRANT_TTL
 
 #: ``take(want, rate, burst) -> (granted, wait)``: one atomic draw from the shared bucket (the store's).
 Take = Callable[[int, float, float], "tuple[int, float]"]
@@ -44,7 +46,7 @@ class Token:
 
 
 def bucket_for_cap(cap: float, *, headroom: float = DEFAULT_HEADROOM) -> tuple[float, float]:
-    """``(rate, burst)`` such that any window of ``1 + GRANT_TTL + JITTER_ALLOWANCE`` s sees at most ``cap``.
+    """``(rate, burst)`` such that any window of ``1 + START_WINDOW + JITTER_ALLOWANCE`` s sees at most ``cap``.
 
     With ``burst + rate * S <= cap`` for that stretch ``S``, a window of ``T >= S`` seconds sees at most
     ``burst + rate * T <= cap * T``. Below 2/s there is no room for both, so the rate is half of that with
@@ -52,7 +54,7 @@ def bucket_for_cap(cap: float, *, headroom: float = DEFAULT_HEADROOM) -> tuple[f
     """
     if not cap > 0 or math.isinf(cap):
         raise ValueError("cap must be a positive finite number of requests per second")
-    stretch = 1.0 + GRANT_TTL + JITTER_ALLOWANCE
+    stretch = 1.0 + START_WINDOW + JITTER_ALLOWANCE
     burst = max(1.0, math.floor(cap * headroom))
     rate = (cap - burst) / stretch if cap - burst >= cap / 2 else cap / (2 * stretch)
     return rate, burst
@@ -82,6 +84,7 @@ class SharedTokenBucket:
         self.burst = float(burst)
         self._take = take
         self._grant_ttl = grant_ttl
+        self._start_window = 2 * grant_ttl
         self._grant_size = max(1, min(int(self.burst), math.ceil(self.rate * grant_ttl)))
         self._clock = clock
         self._sleep = sleep
@@ -101,8 +104,12 @@ class SharedTokenBucket:
         rate, burst = bucket_for_cap(cap)
         return cls(take, rate, burst, clock=clock, sleep=sleep)
 
-    def acquire(self, timeout: float | None = None) -> Token | None:
-        """Take a token, waiting for the shared budget; None (nothing taken) if none came within ``timeout``."""
+    def acquire(self, timeout: float | None = None, *, upcoming: int = 1) -> Token | None:
+        """Take a token, waiting for the shared budget; None (nothing taken) if none came within ``timeout``.
+
+        ``upcoming``: how many tokens the caller expects to spend now, this one included. A grant is never
+        larger, since tokens left unspent when their grant expires are budget lost to every process.
+        """
         deadline = None if timeout is None else self._clock() + timeout
         while True:
             with self._lock:
@@ -111,12 +118,13 @@ class SharedTokenBucket:
                     self._left = 0  # an old grant is not spent late: that would clump arrivals
                 if self._left > 0:
                     self._left -= 1
-                    return Token(self._granted_at + self._grant_ttl)
-                granted, wait = self._take(self._grant_size, self.rate, self.burst)
+                    return Token(self._granted_at + self._start_window)
+                want = max(1, min(self._grant_size, upcoming))
+                granted, wait = self._take(want, self.rate, self.burst)
                 if granted > 0:
                     self._left = granted - 1
                     self._granted_at = now
-                    return Token(now + self._grant_ttl)
+                    return Token(now + self._start_window)
             remaining = math.inf if deadline is None else deadline - self._clock()
             if remaining <= 0:
                 return None

@@ -76,7 +76,7 @@ from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from .config import Settings
 from .phone import mask_phone
 from .providers.base import ConversionReport, ErrorKind, Provider, ProviderError, ThrottledError
-from .ratelimit import SharedTokenBucket, Token
+from .ratelimit import GRANT_TTL, SharedTokenBucket, Token
 from .signals import (
     breaker_closed,
     breaker_opened,
@@ -578,7 +578,9 @@ class Reporter:
                         item, f"expired: not reported within {self._settings.max_report_age:g} s"
                     )
                     continue
-                reason = self._send_when_allowed(item, cutoff=cutoff, stop=stop, deadline=deadline)
+                reason = self._send_when_allowed(
+                    item, cutoff=cutoff, stop=stop, deadline=deadline, upcoming=len(items) - index
+                )
                 if reason is not None:
                     self._release(items[index:], reason)
                     return
@@ -593,15 +595,25 @@ class Reporter:
         cutoff: float,
         stop: threading.Event | None,
         deadline: float | None,
+        upcoming: int = 1,
     ) -> str | None:
-        """Wait for a worker and a token, then submit; or return why the row cannot be sent now."""
+        """Wait for a worker and a token, then submit; or return why the row cannot be sent now.
+
+        ``upcoming``: rows of this claim still to send, this one included (sizes the rate-limit grant)."""
         while not self._take_slot(TICK):
             reason = self._why_not_now(cutoff, stop, deadline)
             if reason is not None:
                 return reason
         submitted = False
         try:
-            token = self._wait_for_token(cutoff, stop, deadline)
+            # Tokens this thread can spend before a grant expires: the free workers (ours is taken already)
+            # and those that the observed latency frees meanwhile. A bigger grant wastes budget, a smaller
+            # one costs a store write per few reports.
+            with self._slots:
+                free = self._concurrency - self._inflight + 1
+            freed = math.ceil(self._concurrency * GRANT_TTL / max(self._latency, 1e-3))
+            spendable = min(upcoming, free + freed)
+            token = self._wait_for_token(cutoff, stop, deadline, spendable)
             reason = token if isinstance(token, str) else None
             if reason is None and not self._breaker.allow():
                 reason = "circuit breaker open"
@@ -616,7 +628,7 @@ class Reporter:
                 self._free_slot()
 
     def _wait_for_token(
-        self, cutoff: float, stop: threading.Event | None, deadline: float | None
+        self, cutoff: float, stop: threading.Event | None, deadline: float | None, upcoming: int = 1
     ) -> Token | str:
         """Sit out a throttling pause, then take a rate-limit token; or return why not."""
         assert self._bucket is not None
@@ -627,7 +639,7 @@ class Reporter:
             pause = self._pause_until - time.monotonic()
             if pause > 0:
                 time.sleep(min(pause, TICK))
-            elif (token := self._bucket.acquire(timeout=TICK)) is not None:
+            elif (token := self._bucket.acquire(timeout=TICK, upcoming=upcoming)) is not None:
                 return self._why_not_now(cutoff, stop, deadline) or token
 
     def _why_not_now(self, cutoff: float, stop: threading.Event | None, deadline: float | None) -> str | None:

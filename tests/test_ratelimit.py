@@ -9,6 +9,7 @@ import pytest
 from flask_otp_conversion.ratelimit import (
     GRANT_TTL,
     JITTER_ALLOWANCE,
+    START_WINDOW,
     SharedTokenBucket,
     Take,
     bucket_for_cap,
@@ -89,27 +90,38 @@ def test_waits_for_the_shared_budget_once_the_burst_is_spent(store: MemoryStore,
 def test_draws_from_the_store_in_grants_not_per_token(store: MemoryStore, t: FakeTime) -> None:
     draws: list[int] = []
     b = SharedTokenBucket(taker(store, t, draws), 1000, 20, clock=t.clock, sleep=t.sleep)
-    grant_times(t, [b], 20)
+    for left in range(20, 0, -1):
+        assert b.acquire(upcoming=left)
     assert draws == [20]  # 1000/s * GRANT_TTL = 20 tokens in one draw
+
+
+def test_a_grant_is_never_larger_than_the_caller_can_spend(store: MemoryStore, t: FakeTime) -> None:
+    draws: list[int] = []
+    b = SharedTokenBucket(taker(store, t, draws), 1000, 20, clock=t.clock, sleep=t.sleep)
+    assert b.acquire(upcoming=3)
+    assert draws == [3]
 
 
 def test_an_unspent_grant_expires_instead_of_being_spent_late(store: MemoryStore, t: FakeTime) -> None:
     draws: list[int] = []
     b = SharedTokenBucket(taker(store, t, draws), 1000, 20, clock=t.clock, sleep=t.sleep)
+    assert b.acquire(upcoming=5)
+    t.now += GRANT_TTL * 1.5
     assert b.acquire()
-    t.now += GRANT_TTL * 2
-    assert b.acquire()
-    assert len(draws) == 2
+    assert draws == [5, 1]
 
 
-def test_a_token_is_fresh_for_the_grant_ttl_after_its_grant(store: MemoryStore, t: FakeTime) -> None:
+def test_a_request_may_start_on_a_token_until_the_start_window_after_its_grant(
+    store: MemoryStore, t: FakeTime
+) -> None:
     b = SharedTokenBucket(taker(store, t), 1000, 20, clock=t.clock, sleep=t.sleep)
-    first = b.acquire()
+    first = b.acquire(upcoming=2)
     t.now += GRANT_TTL / 2
     second = b.acquire()  # from the same grant: no fresher than the first
     assert first is not None and second is not None
+    t.now = START_WINDOW
     assert b.fresh(first) and b.fresh(second)
-    t.now += GRANT_TTL
+    t.now = START_WINDOW + 0.001
     assert not b.fresh(first) and not b.fresh(second)
 
 
@@ -167,8 +179,8 @@ def test_for_cap_never_exceeds_the_cap_in_any_window_of_a_second_plus_jitter(
 
 def test_for_cap_keeps_most_of_the_cap_as_sustained_rate() -> None:
     rate, burst = bucket_for_cap(1000)
-    assert burst + rate * (1 + GRANT_TTL + JITTER_ALLOWANCE) == pytest.approx(1000)
-    assert rate >= 870
+    assert burst + rate * (1 + START_WINDOW + JITTER_ALLOWANCE) == pytest.approx(1000)
+    assert rate >= 850
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (float("inf"), 1), (1, 0.5)])
