@@ -270,6 +270,9 @@ def emulator_run(rows: int, workdir: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000, help="outbox rows per drain run (default 20000)")
+    parser.add_argument(
+        "--side-rows", type=int, default=8_000, help="rows for the one-process and default-cap runs (default 8000)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="draining processes (default 2, the cores here)")
     parser.add_argument("--latency", type=float, default=0.05, help="provider round trip for the realistic runs")
     parser.add_argument("--sdk-rows", type=int, default=2_000, help="SDK loop reports with no latency (default 2000)")
@@ -290,20 +293,25 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        template = workdir / "template"
-        pairs = [(f"+86137{n:08d}", f"5000:{n:032d}") for n in range(args.rows)]
-        seconds = fill(app_config("http://127.0.0.1:9", template / "outbox.db", keys=FAKE_KEYS, cap=None,
-                                  concurrency=None), template, pairs)
-        print(f"outbox filled once: {args.rows:,} sends + verifications in {seconds:.1f} s (copied for each run)")
+        templates: dict[int, Path] = {}
+        for rows in sorted({args.rows, args.side_rows}):
+            templates[rows] = workdir / f"template-{rows}"
+            pairs = [(f"+86137{n:08d}", f"5000:{n:032d}") for n in range(rows)]
+            config = app_config("http://127.0.0.1:9", templates[rows] / "outbox.db", keys=FAKE_KEYS, cap=None,
+                                concurrency=None)
+            seconds = fill(config, templates[rows], pairs)
+            print(f"outbox filled once: {rows:,} sends + verifications in {seconds:.1f} s (copied for each run)")
 
-        def ours(server: FixedServer, name: str, *, processes: int, cap: float | None) -> dict[str, Any]:
+        def ours(
+            server: FixedServer, name: str, *, processes: int, cap: float | None, rows: int = args.rows
+        ) -> dict[str, Any]:
             instance = workdir / name
             instance.mkdir()
-            copy_db(template / "outbox.db", instance / "outbox.db")
+            copy_db(templates[rows] / "outbox.db", instance / "outbox.db")
             config = app_config(
                 server.url, instance / "outbox.db", keys=FAKE_KEYS, cap=cap, concurrency=args.concurrency
             )
-            result = drain(config, instance, processes, args.rows, timeout=900)
+            result = drain(config, instance, processes, rows, timeout=900)
             result["rate_cap"] = "documented 1,000/s" if cap is None else "lifted"
             print(
                 f"  ours, {processes} process(es), cap {result['rate_cap']}: {result['reports_per_s']:8,.0f} reports/s"
@@ -330,14 +338,14 @@ def main() -> int:
             print("no added latency:")
             figures["no_latency"] = {
                 "ours": ours(server, "fast-p", processes=args.processes, cap=NO_CAP),
-                "ours_one_process": ours(server, "fast-1", processes=1, cap=NO_CAP),
+                "ours_one_process": ours(server, "fast-1", processes=1, cap=NO_CAP, rows=args.side_rows),
                 "sdk": sdk(server, args.sdk_rows),
             }
         with FixedServer(latency=args.latency) as server:
             print(f"{args.latency * 1000:g} ms provider latency:")
             figures["latency"] = {
                 "ours": ours(server, "slow-p", processes=args.processes, cap=NO_CAP),
-                "ours_default_cap": ours(server, "slow-cap", processes=args.processes, cap=None),
+                "ours_default_cap": ours(server, "slow-cap", processes=args.processes, cap=None, rows=args.side_rows),
                 "sdk": sdk(server, args.sdk_rows_latency),
             }
         print(f"emulator (signatures checked), {args.emulator_rows:,} reports, default config, 1 process:")
