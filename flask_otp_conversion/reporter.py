@@ -505,7 +505,8 @@ class Reporter:
                     break
                 self._sleep_until(deadline, wait)
                 continue
-            if self._claim_and_dispatch(stop=None, deadline=deadline)[0]:
+            claimed, limit = self._claim_and_dispatch(stop=None, deadline=deadline)
+            if claimed or limit == 0:  # sent some, or every worker is busy: claim again when one frees
                 continue
             # Nothing due now: let our own requests finish, since their outcome may make rows due again.
             self._wait_idle(deadline)
