@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ssl
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 from provider_factories import tencent
 from wire_server import Reply, recording_server
 
+from flask_otp_conversion.providers import RetryableError
 from flask_otp_conversion.providers.base import ConversionReport
 
 OK = Reply(body=b'{"Response": {"ReportConversionStatus": {"Code": "ok"}, "RequestId": "r"}}')
@@ -40,3 +47,42 @@ def test_requests_reuse_one_kept_alive_connection() -> None:
         for _ in range(3):
             provider.report_conversion(REPORT)
         assert len({r.client_port for r in server.requests}) == 1
+
+
+@pytest.fixture
+def self_signed_server(tmp_path: Path) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 with a certificate no CA signed: what a man in the middle would offer."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(OK.body)))
+            self.end_headers()
+            self.wfile.write(OK.body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Ok)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_certificate_no_ca_signed_is_refused(self_signed_server: str) -> None:
+    with tencent(self_signed_server) as provider, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
+        provider.report_conversion(REPORT)
