@@ -75,11 +75,20 @@ def environment_proxy(url: httpx.URL) -> str | None:
     return proxies.get(url.scheme) or proxies.get("all")
 
 
+_ssl_lock = threading.Lock()
+
+
 @functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
 def default_ssl_context() -> ssl.SSLContext:
     """One verifying TLS context (CA bundle, ``SSL_CERT_FILE`` honoured) for every transport in the process:
-    building one costs ~60 ms of CPU, and each reporter worker thread has transports of its own."""
-    return httpx.create_ssl_context()
+    building one costs ~60 ms of CPU, and each reporter worker thread has transports of its own. The lock
+    keeps 32 workers starting together from each building one (``functools.cache`` alone does not)."""
+    with _ssl_lock:
+        return _ssl_context()
 
 
 class HTTPSender:
