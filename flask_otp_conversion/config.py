@@ -33,7 +33,7 @@ class Settings(BaseModel):
     stats_cache_ttl: float = Field(default=60.0, ge=0)
     #: Start the background reporter on the first request (False: only the CLI and ``flush()`` deliver).
     reporter_autostart: bool = True
-    report_concurrency: int = Field(default=32, ge=1, le=512)
+    report_concurrency: int = Field(default=64, ge=1, le=512)
     #: Per-action rate caps in requests/s overriding the provider's documented ones.
     rate_limits: dict[str, float] = Field(default_factory=dict)
     max_report_age: float = Field(default=86400.0, gt=0)
