@@ -7,10 +7,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
-
-from flask_otp_conversion.config import load_settings
-from flask_otp_conversion.providers import Provider, SentMessage, provider_class
+from flask_otp_conversion.config import load_settings, make_provider
+from flask_otp_conversion.providers import Provider, SentMessage
 
 ProviderFactory = Callable[[], Provider]
 
@@ -19,10 +17,7 @@ def provider_factory(config: Mapping[str, Any], instance_path: str) -> ProviderF
     """Build clients from the ``OTP_CONVERSION_*`` keys without the extension (the ``conversion=False`` app),
     validated by the same settings models and with the same timeouts the extension's reporter uses."""
     settings = load_settings({**config, "OTP_CONVERSION_ENABLED": True}, instance_path=instance_path)
-    assert settings.provider is not None
-    cls = provider_class(settings.provider)
-    timeout = httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout)
-    return lambda: cls.from_settings(settings.provider_settings, timeout=timeout)
+    return lambda: make_provider(settings)
 
 
 class SmsSender:

@@ -6,9 +6,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .providers import available_providers, provider_class
+from .providers import Provider, available_providers, provider_class
 
 PREFIX = "OTP_CONVERSION_"
 
@@ -163,3 +164,12 @@ def _store_url(url: str | None, instance_path: str) -> str:
     raise ConfigurationError(
         f"{PREFIX}STORE_URL: unsupported store URL scheme {scheme!r}; use 'sqlite:///path' or 'memory://'"
     )
+
+
+def make_provider(settings: Settings) -> Provider:
+    """A fresh client of the configured provider with the configured timeouts. One per process (and per
+    reporter worker thread): an HTTP connection pool must not cross a fork."""
+    if settings.provider is None:
+        raise ConfigurationError(f"{PREFIX}PROVIDER is not set")
+    timeout = httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout)
+    return provider_class(settings.provider).from_settings(settings.provider_settings, timeout=timeout)

@@ -10,12 +10,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
 from flask import Flask, current_app
 
-from .config import Settings, load_settings
+from .config import Settings, load_settings, make_provider
 from .phone import mask_phone, normalize_phone
-from .providers import Provider, provider_class
+from .providers import Provider
 from .reporter import Reporter
 from .signals import otp_sent, otp_verified
 from .stats import StatsService, make_blueprint
@@ -67,14 +66,7 @@ class ConversionState:
 
     def make_provider(self) -> Provider:
         """A fresh client (one per process: the reporter calls this again after a fork)."""
-        assert self.settings.provider is not None
-        timeout = httpx.Timeout(
-            self.settings.http_read_timeout,
-            connect=self.settings.http_connect_timeout,
-        )
-        return provider_class(self.settings.provider).from_settings(
-            self.settings.provider_settings, timeout=timeout
-        )
+        return make_provider(self.settings)
 
     # Recording ---------------------------------------------------------------------------------------
 

@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from flask_otp_conversion import signals
-from flask_otp_conversion.config import Settings, load_settings
-from flask_otp_conversion.providers import Provider, provider_class
+from flask_otp_conversion.config import Settings, load_settings, make_provider
+from flask_otp_conversion.providers import Provider
 from flask_otp_conversion.reporter import Reporter, backoff_delay, redact
 from flask_otp_conversion.store import Store, open_store
 from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
@@ -82,12 +81,7 @@ def base_config(
 
 
 def make_provider_factory(settings: Settings) -> Callable[[], Provider]:
-    def factory() -> Provider:
-        assert settings.provider is not None
-        timeout = httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout)
-        return provider_class(settings.provider).from_settings(settings.provider_settings, timeout=timeout)
-
-    return factory
+    return lambda: make_provider(settings)
 
 
 class Env:
@@ -234,9 +228,7 @@ def max_per_second(times: list[float]) -> int:
 CHILD = textwrap.dedent(
     """
     import atexit, json, logging, sys, time
-    import httpx
-    from flask_otp_conversion.config import load_settings
-    from flask_otp_conversion.providers import provider_class
+    from flask_otp_conversion.config import load_settings, make_provider
     from flask_otp_conversion.reporter import Reporter
     from flask_otp_conversion.store import open_store
 
@@ -246,8 +238,7 @@ CHILD = textwrap.dedent(
     store = open_store(job["config"]["OTP_CONVERSION_STORE_URL"])
 
     def factory():
-        timeout = httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout)
-        return provider_class(settings.provider).from_settings(settings.provider_settings, timeout=timeout)
+        return make_provider(settings)
 
     reporter = Reporter(store=store, provider_factory=factory, settings=settings, sender=None,
                         logger=logging.getLogger("child"))
