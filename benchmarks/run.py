@@ -41,15 +41,12 @@ def run_script(name: str, args: list[str], workdir: Path) -> tuple[dict[str, Any
 
 
 def run_drain(rows: int, sdk_rows: int, workdir: Path) -> tuple[dict[str, Any] | None, str, float, str]:
-    """benchmarks/drain.py (the reporter drain rate); with --json when it has the option, else its stdout."""
+    """benchmarks/drain.py (the reporter drain rate), its figures read from its --json file."""
     script = h.BENCH / "drain.py"
     args = ["--rows", str(rows), "--sdk-rows", str(sdk_rows)]
     shown = " ".join(["python", "benchmarks/drain.py", *args])
-    if not script.exists():
-        return None, "not run: benchmarks/drain.py is missing", 0.0, shown
-    helptext = subprocess.run([h.PYTHON, str(script), "--help"], cwd=h.ROOT, capture_output=True, text=True).stdout
     out = workdir / "drain.json"
-    cmd = [h.PYTHON, str(script), *args] + (["--json", str(out)] if "--json" in helptext else [])
+    cmd = [h.PYTHON, str(script), *args, "--json", str(out)]
     print(f"\n== {shown}", flush=True)
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=h.ROOT, capture_output=True, text=True)
@@ -57,10 +54,7 @@ def run_drain(rows: int, sdk_rows: int, workdir: Path) -> tuple[dict[str, Any] |
     print(done.stdout, end="", flush=True)
     if done.returncode != 0:
         return None, f"not run: drain.py exited {done.returncode}: {done.stderr[-500:]}", seconds, shown
-    if out.exists():
-        return json.loads(out.read_text()), done.stdout, seconds, shown
-    # an older drain.py without --json: keep its own words, claim no figure from them
-    return {"output_only": True}, done.stdout, seconds, shown
+    return json.loads(out.read_text()), done.stdout, seconds, shown
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -134,9 +128,7 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
                      f"{ou['pending_at_recovery']:,} reports in {_fmt(drained)} s, {ou['pending_left']} left, "
                      f"{ou['dead_letters']} dead", _verdict(drained is not None and ou["pending_left"] == 0)])
     dr = (results.get("drain") or {}).get("figures")
-    if dr and dr.get("output_only"):
-        rows.append(["4. drain rate (issue 4)", ">= 1,000/s and >= 3x the SDK loop", "see section 4", "n/a"])
-    elif dr:
+    if dr:
         rate, ratio = dr.get("ours_reports_per_s"), dr.get("ratio")
         versus = f"{ratio:.1f}x the SDK loop" if ratio is not None else "SDK loop not run"
         if dr.get("ours_no_latency_reports_per_s") is not None:
@@ -256,8 +248,6 @@ def _drain_section(entry: dict[str, Any] | None) -> list[str]:
     if not entry or not entry["figures"]:
         reason = (entry or {}).get("output", "not run")
         return [*lines, f"Not run: {reason.strip().splitlines()[-1] if reason.strip() else 'no output'}", ""]
-    if entry["figures"].get("output_only"):
-        return [*lines, "drain.py has no --json: its own output.", "", "```", entry["output"].strip(), "```", ""]
     f = entry["figures"]
     latency_ms = f["latency_s"] * 1000
     lines += [
