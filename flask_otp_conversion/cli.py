@@ -53,7 +53,8 @@ def degrade_command(mode: str) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds.")
 def flush_command(timeout: float) -> None:
     """Deliver every pending report now; exit status 1 if any is left."""
-    _, store, reporter = _parts()
+    state, store, reporter = _parts()
+    state.apply_spool()
     left = reporter.flush(timeout)
     stats = store.outbox_stats(now=time.time())
     click.echo(f"pending: {left}, dead letters: {stats.dead}")
@@ -63,6 +64,10 @@ def flush_command(timeout: float) -> None:
         sys.exit(1)
 
 
+#: Seconds between the delivery process's passes over the web workers' verification spools.
+SPOOL_INTERVAL = 0.1
+
+
 @otp_conversion_cli.command("deliver")
 def deliver_command() -> None:
     """Deliver reports from this process until SIGTERM or Ctrl-C, then flush within the shutdown timeout.
@@ -70,7 +75,7 @@ def deliver_command() -> None:
     For apps whose web workers run with OTP_CONVERSION_REPORTER_AUTOSTART=false: the provider calls then
     cost the request-serving processes neither CPU nor GIL time. Run one or more (they share the rate cap).
     """
-    _, store, reporter = _parts()
+    state, store, reporter = _parts()
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -80,11 +85,13 @@ def deliver_command() -> None:
     try:
         reporter.ensure_running()
         click.echo("delivering conversion reports (SIGTERM or Ctrl-C stops)")
-        while not stopping.wait(1.0):
+        while not stopping.wait(SPOOL_INTERVAL):
             reporter.ensure_running()  # restarts the thread should it ever die
+            state.apply_spool()  # what the web workers spooled (they only append when they do not deliver)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        state.apply_spool()
         reporter.stop()
     click.echo(f"stopped; pending: {store.outbox_stats(now=time.time()).pending}")
 

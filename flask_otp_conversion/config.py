@@ -28,6 +28,8 @@ class Settings(BaseModel):
     store_url: str | None = None
     degraded: bool = False
     match_window: float = Field(default=900.0, gt=0)
+    #: Verifications from the verify route and signal go to a file beside the SQLite store first.
+    spool: bool = True
     retention: float = Field(default=7.0, gt=0, description="days")
     url_prefix: str = Field(default="/otp-conversion", pattern=r"^/[A-Za-z0-9_\-./]*$")
     stats_token: SecretStr | None = None

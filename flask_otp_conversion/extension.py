@@ -18,8 +18,9 @@ from .providers import Provider
 from .reporter import Reporter
 from .signals import otp_sent, otp_verified
 from .stats import StatsService, make_blueprint
-from .store import Store, open_store
-from .store.base import MAX_MESSAGE_ID_LENGTH, VerifyOutcome
+from .store import SQLiteStore, Store, open_store
+from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
+from .store.spool import Spool
 from .verify import FieldSource, make_verify_route
 
 EXTENSION_KEY = "otp_conversion"
@@ -51,11 +52,24 @@ class ConversionState:
         self.settings = settings
         self.logger = logger
         self.store: Store | None = None
+        self.spool: Spool | None = None
         self.reporter: Reporter | None = None
         self.stats: StatsService | None = None
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
+        if settings.spool and isinstance(self.store, SQLiteStore):
+            assert settings.provider is not None
+            self.spool = Spool(
+                self.store,
+                self.store.path + "-spool",
+                provider=settings.provider,
+                match_window=settings.match_window,
+                logger=logger,
+                on_outcome=lambda item, outcome: self._note_outcome(item.phone, outcome),
+                # Without autostart the web workers only append: `flask otp-conversion deliver` applies.
+                autostart=settings.reporter_autostart,
+            )
         self.reporter = Reporter(
             store=self.store,
             provider_factory=self.make_provider,
@@ -88,19 +102,44 @@ class ConversionState:
     ) -> VerifyOutcome | None:
         if self.store is None:
             return None
-        e164 = normalize_phone(phone)
+        item = self._verification(phone, message_id, verified_at)
         outcome = self.store.record_verified(
-            phone=e164,
-            message_id=_message_id(message_id, required=False),
+            phone=item.phone,
+            message_id=item.message_id,
             provider=self._provider_name(None),
-            verified_at=_timestamp(verified_at, "verified_at"),
+            verified_at=item.verified_at,
             match_window=self.settings.match_window,
         )
-        if outcome.message_id is None:
-            self.logger.info(
-                "verification for %s matched no sent OTP; counted, nothing to report", mask_phone(e164)
-            )
+        self._note_outcome(item.phone, outcome)
         return outcome
+
+    def spool_verified(self, phone: object, message_id: object = None, verified_at: object = None) -> None:
+        """``record_verified`` for the request path: one append to the spool, applied to the store by a
+        background thread. Falls back to the store at once if there is no spool or the file refuses."""
+        if self.spool is None:
+            self.record_verified(phone, message_id, verified_at)
+            return
+        item = self._verification(phone, message_id, verified_at)
+        try:
+            self.spool.append(item)
+        except OSError as exc:
+            self.logger.error("otp-conversion spool refused a verification (%s); writing it to the store", exc)
+            self.record_verified(item.phone, item.message_id, item.verified_at)
+
+    def _verification(self, phone: object, message_id: object, verified_at: object) -> Verification:
+        return Verification(
+            normalize_phone(phone),
+            _message_id(message_id, required=False),
+            _timestamp(verified_at, "verified_at"),
+        )
+
+    def _note_outcome(self, phone: str, outcome: VerifyOutcome) -> None:
+        if outcome.message_id is None:
+            self.logger.info("verification for %s matched no sent OTP; counted, nothing to report", mask_phone(phone))
+
+    def apply_spool(self) -> int:
+        """Apply every verification spooled so far, by any process of the app; returns how many."""
+        return 0 if self.spool is None else self.spool.apply_pending(everyone=True)
 
     def _provider_name(self, provider: object) -> str:
         if provider is None:
@@ -122,7 +161,7 @@ class ConversionState:
 
     def on_otp_verified(self, sender: object, **kwargs: Any) -> None:
         try:
-            self.record_verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
+            self.spool_verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
         except Exception as exc:
             self._log_dropped("otp-verified", kwargs.get("phone"), exc)
 
@@ -138,6 +177,11 @@ class ConversionState:
             self.stats.close()
         if self.reporter is not None:
             self.reporter.stop(self.settings.shutdown_timeout)
+        if self.spool is not None:
+            try:
+                self.spool.close(self.settings.shutdown_timeout)
+            except Exception as exc:  # what is left is applied by the next process that sweeps the folder
+                self.logger.error("otp-conversion spool not emptied at shutdown: %s: %s", type(exc).__name__, exc)
         if self.store is not None:
             self.store.close()
 
@@ -169,6 +213,8 @@ class OTPConversion:
         otp_verified.connect(state.on_otp_verified, sender=app)
         if settings.reporter_autostart and state.reporter is not None:
             app.before_request(state.reporter.ensure_running)
+        if settings.reporter_autostart and state.spool is not None:
+            app.before_request(state.spool.start)
         atexit.register(_shutdown_at_exit, weakref.ref(state))
         state.stats = StatsService(state, auth=lambda: self._stats_auth)
         app.register_blueprint(make_blueprint(settings.url_prefix))
@@ -212,9 +258,10 @@ class OTPConversion:
         reporter.set_degraded(on)
 
     def flush(self, timeout: float = 10.0) -> int:
-        """Deliver every report due now; returns how many are still pending."""
-        reporter = self._state().reporter
-        return 0 if reporter is None else reporter.flush(timeout)
+        """Apply spooled verifications, then deliver every report due now; returns how many are still pending."""
+        state = self._state()
+        state.apply_spool()
+        return 0 if state.reporter is None else state.reporter.flush(timeout)
 
     def stats_auth(self, func: Callable[[], bool]) -> Callable[[], bool]:
         """Register a callable deciding, inside the request, whether the stats endpoint may answer."""

@@ -16,7 +16,10 @@ PHONE = "+8613711112222"
 
 
 def store_of(app: Flask) -> Store:
-    store: Store = app.extensions["otp_conversion"].store
+    """The app's store, with what its spool holds applied (the spool's thread would within ~50 ms)."""
+    state = app.extensions["otp_conversion"]
+    state.apply_spool()
+    store: Store = state.store
     return store
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..phone import normalize_phone
-from .base import MAX_ERROR_LENGTH, MAX_MESSAGE_ID_LENGTH, MAX_PROVIDER_LENGTH
+from .base import MAX_ERROR_LENGTH, MAX_MESSAGE_ID_LENGTH, MAX_PROVIDER_LENGTH, Verification
 
 #: Outbox row states.
 PENDING = "pending"
@@ -38,6 +38,12 @@ def check_message_id(value: object) -> str:
     if len(value) > MAX_MESSAGE_ID_LENGTH:
         raise ValueError(f"message_id is too long ({len(value)} characters, at most {MAX_MESSAGE_ID_LENGTH})")
     return value
+
+
+def check_verification(item: Verification) -> Verification:
+    """A verification's phone (E.164), optional message id and time, checked as one."""
+    message_id = None if item.message_id is None else check_message_id(item.message_id)
+    return Verification(check_phone(item.phone), message_id, check_time(item.verified_at, "verified_at"))
 
 
 def check_provider(value: object) -> str:

@@ -31,6 +31,15 @@ class VerifyOutcome:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """One verification as the spool keeps it until the store applies it (phone in E.164)."""
+
+    phone: str
+    message_id: str | None
+    verified_at: float
+
+
+@dataclass(frozen=True)
 class OutboxItem:
     """A claimed outbox row. ``lease_token`` proves the claim when acking, retrying or dead-lettering."""
 
@@ -113,6 +122,30 @@ class Store(ABC):
         verified is not enqueued again. No match: counts an unmatched verification under ``provider`` and
         enqueues nothing.
         """
+
+    @abstractmethod
+    def apply_verifications(
+        self,
+        items: Sequence[Verification],
+        *,
+        provider: str,
+        match_window: float,
+        checkpoint: tuple[str, int, int],
+    ) -> list[VerifyOutcome] | None:
+        """``record_verified`` for each item in order, and the spool's position moved, in one transaction.
+
+        ``checkpoint`` is (spool name, position before the items, position after them). If the stored position
+        is not the first (another process applied these lines already), nothing changes and the result is
+        None. So a spool replayed after a crash, or read by two processes at once, never applies a line twice
+        and never skips one."""
+
+    @abstractmethod
+    def spool_position(self, name: str) -> int:
+        """How far the spool ``name`` has been applied (bytes; 0 for a spool never seen)."""
+
+    @abstractmethod
+    def forget_spool(self, name: str) -> None:
+        """Drop the position of a spool whose file is gone."""
 
     @abstractmethod
     def counts(self, *, since: float, until: float) -> list[CountRow]:

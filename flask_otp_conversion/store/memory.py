@@ -27,11 +27,12 @@ from ._common import (
     check_rate,
     check_text,
     check_time,
+    check_verification,
     counter_expired,
     draw_tokens,
     hour_of,
 )
-from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, VerifyOutcome
+from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, Verification, VerifyOutcome
 
 
 @dataclass
@@ -89,6 +90,7 @@ class MemoryStore(Store):
         self._flags: dict[str, str] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._budgets: dict[str, tuple[float, float]] = {}
+        self._spools: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return "MemoryStore()"
@@ -123,42 +125,70 @@ class MemoryStore(Store):
         match_window: float,
     ) -> VerifyOutcome:
         """Same matching rule as :meth:`SQLiteStore.record_verified`."""
-        phone = check_phone(phone)
-        if message_id is not None:
-            message_id = check_message_id(message_id)
+        item = check_verification(Verification(phone, message_id, verified_at))
         provider = check_provider(provider)
-        verified = check_time(verified_at, "verified_at")
         window = check_positive(match_window, "match_window")
         with self._lock:
-            message: _Message | None
-            if message_id is not None:
-                message = self._messages.get((provider, message_id))
-                if message is not None and message.phone != phone:
-                    message = None
-            else:
-                in_window = [
-                    m for m in self._by_phone.get(phone, ()) if verified - window <= m.sent_at <= verified
-                ]
-                message = max(in_window, key=lambda m: (m.sent_at, m.seq), default=None)
-            if message is None:
-                self._bump(hour_of(verified), provider, calling_code(phone), 2)
-                return VerifyOutcome(message_id=None, enqueued=False)
-            if message.verified_at is not None:
-                return VerifyOutcome(message_id=message.message_id, enqueued=False, already_verified=True)
-            message.verified_at = verified
-            self._last_row_id += 1  # never reused, like SQLite's AUTOINCREMENT: replay takes ids
-            row_id = self._last_row_id
-            self._outbox[row_id] = _Row(
-                id=row_id,
-                message_id=message.message_id,
-                phone=phone,
-                provider=message.provider,
-                sent_at=message.sent_at,
-                verified_at=verified,
-                created_at=verified,
-                next_attempt_at=verified,
-            )
-            self._bump(hour_of(message.sent_at), message.provider, calling_code(phone), 1)
+            return self._verify(item, provider, window)
+
+    def apply_verifications(
+        self,
+        items: Sequence[Verification],
+        *,
+        provider: str,
+        match_window: float,
+        checkpoint: tuple[str, int, int],
+    ) -> list[VerifyOutcome] | None:
+        checked = [check_verification(item) for item in items]
+        provider = check_provider(provider)
+        window = check_positive(match_window, "match_window")
+        name = check_name(checkpoint[0], "spool name")
+        start, end = check_count(checkpoint[1], "spool position"), check_count(checkpoint[2], "spool position")
+        with self._lock:
+            if self._spools.get(name, 0) != start:
+                return None
+            self._spools[name] = end
+            return [self._verify(item, provider, window) for item in checked]
+
+    def spool_position(self, name: str) -> int:
+        key = check_name(name, "spool name")
+        with self._lock:
+            return self._spools.get(key, 0)
+
+    def forget_spool(self, name: str) -> None:
+        key = check_name(name, "spool name")
+        with self._lock:
+            self._spools.pop(key, None)
+
+    def _verify(self, item: Verification, provider: str, window: float) -> VerifyOutcome:
+        phone, message_id, verified = item.phone, item.message_id, item.verified_at
+        message: _Message | None
+        if message_id is not None:
+            message = self._messages.get((provider, message_id))
+            if message is not None and message.phone != phone:
+                message = None
+        else:
+            in_window = [m for m in self._by_phone.get(phone, ()) if verified - window <= m.sent_at <= verified]
+            message = max(in_window, key=lambda m: (m.sent_at, m.seq), default=None)
+        if message is None:
+            self._bump(hour_of(verified), provider, calling_code(phone), 2)
+            return VerifyOutcome(message_id=None, enqueued=False)
+        if message.verified_at is not None:
+            return VerifyOutcome(message_id=message.message_id, enqueued=False, already_verified=True)
+        message.verified_at = verified
+        self._last_row_id += 1  # never reused, like SQLite's AUTOINCREMENT: replay takes ids
+        row_id = self._last_row_id
+        self._outbox[row_id] = _Row(
+            id=row_id,
+            message_id=message.message_id,
+            phone=phone,
+            provider=message.provider,
+            sent_at=message.sent_at,
+            verified_at=verified,
+            created_at=verified,
+            next_attempt_at=verified,
+        )
+        self._bump(hour_of(message.sent_at), message.provider, calling_code(phone), 1)
         return VerifyOutcome(message_id=message.message_id, enqueued=True)
 
     def counts(self, *, since: float, until: float) -> list[CountRow]:

@@ -49,12 +49,13 @@ from ._common import (
     check_rate,
     check_text,
     check_time,
+    check_verification,
     draw_tokens,
     hour_of,
 )
-from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, VerifyOutcome
+from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, Verification, VerifyOutcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = ("normal", "full")
 #: Rows deleted per transaction when pruning, so a large prune never holds the write lock for long.
 PRUNE_BATCH = 2000
@@ -100,14 +101,15 @@ _SCHEMA_V1 = (
         PRIMARY KEY (hour, provider, calling_code)
     )""",
     "CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS leases"
-    " (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
 )
 #: Version 2: the shared rate-limit buckets, and claimed rows found by their lease token.
 _SCHEMA_V2 = (
     "CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS outbox_lease ON outbox (lease_token) WHERE lease_token IS NOT NULL",
 )
+#: Version 3: how far each verification spool (``store/spool.py``) has been applied.
+_SCHEMA_V3 = ("CREATE TABLE IF NOT EXISTS spools (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",)
 #: Rows one ack statement takes (two parameters each, well under SQLite's variable limit).
 ACK_CHUNK = 400
 
@@ -119,10 +121,7 @@ _BUMP = """INSERT INTO counters (hour, provider, calling_code, requested, verifi
         unmatched = unmatched + excluded.unmatched"""
 
 #: A claimable row (parameters: provider, now, now).
-_DUE = (
-    "state = 'pending' AND provider = ? AND next_attempt_at <= ?"
-    " AND (lease_until IS NULL OR lease_until <= ?)"
-)
+_DUE = "state = 'pending' AND provider = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
 _ITEM_COLUMNS = "id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, last_error"
 
 #: Connections inherited from a parent process. Kept referenced for the life of the child so that they are
@@ -144,9 +143,7 @@ class _ProcessState:
 class SQLiteStore(Store):
     """A :class:`Store` in one SQLite file (created, with its parent folders, if missing)."""
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, synchronous: str = "normal", busy_timeout: float = 5.0
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal", busy_timeout: float = 5.0) -> None:
         self._path = os.fspath(path)
         if not self._path or self._path == ":memory:":
             raise ValueError("SQLiteStore needs a file path (use MemoryStore for an in-memory store)")
@@ -172,9 +169,7 @@ class SQLiteStore(Store):
     # Connections --------------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
@@ -214,6 +209,9 @@ class SQLiteStore(Store):
                     conn.execute(statement)
             if version < 2:
                 for statement in _SCHEMA_V2:
+                    conn.execute(statement)
+            if version < 3:
+                for statement in _SCHEMA_V3:
                     conn.execute(statement)
             # Later versions migrate here, step by step, in this same transaction.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -332,42 +330,45 @@ class SQLiteStore(Store):
         """See :meth:`Store.record_verified`. Without ``message_id`` the *most recent* send in the window
         is the candidate: if it is already verified this is a repeat verification, and an older unverified
         send is not taken instead (its code was superseded by the newer one)."""
-        phone = check_phone(phone)
-        if message_id is not None:
-            message_id = check_message_id(message_id)
+        item = check_verification(Verification(phone, message_id, verified_at))
         provider = check_provider(provider)
-        verified = check_time(verified_at, "verified_at")
         window = check_positive(match_window, "match_window")
         with self._write() as conn:
-            if message_id is not None:
-                row = conn.execute(
-                    "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
-                    " WHERE provider = ? AND message_id = ?",
-                    (provider, message_id),
-                ).fetchone()
-                if row is not None and row[3] != phone:
-                    row = None  # someone else's message: never report a conversion for the wrong number
-            else:
-                row = conn.execute(
-                    "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
-                    " WHERE phone = ? AND sent_at >= ? AND sent_at <= ?"
-                    " ORDER BY sent_at DESC, id DESC LIMIT 1",
-                    (phone, verified - window, verified),
-                ).fetchone()
-            if row is None:
-                conn.execute(_BUMP, (hour_of(verified), provider, calling_code(phone), 0, 0, 1))
-                return VerifyOutcome(message_id=None, enqueued=False)
-            row_id, row_provider, row_message_id, _, sent, already = row
-            if already is not None:
-                return VerifyOutcome(message_id=row_message_id, enqueued=False, already_verified=True)
-            conn.execute("UPDATE messages SET verified_at = ? WHERE id = ?", (verified, row_id))
+            return _verify(conn, item, provider, window)
+
+    def apply_verifications(
+        self,
+        items: Sequence[Verification],
+        *,
+        provider: str,
+        match_window: float,
+        checkpoint: tuple[str, int, int],
+    ) -> list[VerifyOutcome] | None:
+        checked = [check_verification(item) for item in items]
+        provider = check_provider(provider)
+        window = check_positive(match_window, "match_window")
+        name = check_name(checkpoint[0], "spool name")
+        start, end = check_count(checkpoint[1], "spool position"), check_count(checkpoint[2], "spool position")
+        with self._write() as conn:
+            row = conn.execute("SELECT position FROM spools WHERE name = ?", (name,)).fetchone()
+            if (0 if row is None else row[0]) != start:
+                return None
             conn.execute(
-                "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
-                " attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-                (row_message_id, phone, row_provider, sent, verified, verified, verified),
+                "INSERT INTO spools (name, position) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, end),
             )
-            conn.execute(_BUMP, (hour_of(sent), row_provider, calling_code(phone), 0, 1, 0))
-        return VerifyOutcome(message_id=row_message_id, enqueued=True)
+            return [_verify(conn, item, provider, window) for item in checked]
+
+    def spool_position(self, name: str) -> int:
+        key = check_name(name, "spool name")
+        row = self._connection().execute("SELECT position FROM spools WHERE name = ?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def forget_spool(self, name: str) -> None:
+        key = check_name(name, "spool name")
+        with self._write() as conn:
+            conn.execute("DELETE FROM spools WHERE name = ?", (key,))
 
     def counts(self, *, since: float, until: float) -> list[CountRow]:
         start = check_time(since, "since")
@@ -401,10 +402,14 @@ class SQLiteStore(Store):
         if not leased:
             return []
         # Read back outside the lock: nobody else can change rows under our unexpired lease.
-        rows = self._connection().execute(
-            f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY next_attempt_at, id",  # noqa: S608
-            (token,),
-        ).fetchall()
+        rows = (
+            self._connection()
+            .execute(
+                f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY next_attempt_at, id",  # noqa: S608
+                (token,),
+            )
+            .fetchall()
+        )
         return [_item(row, token) for row in rows]
 
     def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
@@ -489,9 +494,7 @@ class SQLiteStore(Store):
             ).fetchone()
             dead = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
             reported = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'reported'").fetchone()[0]
-        return OutboxStats(
-            pending=pending, in_flight=in_flight, dead=dead, reported=reported, oldest_pending_at=oldest
-        )
+        return OutboxStats(pending=pending, in_flight=in_flight, dead=dead, reported=reported, oldest_pending_at=oldest)
 
     # Housekeeping and switches ----------------------------------------------------------------------
 
@@ -509,8 +512,7 @@ class SQLiteStore(Store):
                 (cutoff,),
             ),
             (  # only whole hours before the cutoff (see _common.counter_expired)
-                "DELETE FROM counters WHERE rowid IN"
-                " (SELECT rowid FROM counters WHERE hour + ? <= ? LIMIT ?)",
+                "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE hour + ? <= ? LIMIT ?)",
                 (HOUR, cutoff),
             ),
         )
@@ -578,6 +580,40 @@ class SQLiteStore(Store):
                 (key, tokens, updated),
             )
         return granted, wait
+
+
+def _verify(conn: sqlite3.Connection, item: Verification, provider: str, window: float) -> VerifyOutcome:
+    """The body of ``record_verified``, inside the caller's write transaction."""
+    phone, message_id, verified = item.phone, item.message_id, item.verified_at
+    if message_id is not None:
+        row = conn.execute(
+            "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
+            " WHERE provider = ? AND message_id = ?",
+            (provider, message_id),
+        ).fetchone()
+        if row is not None and row[3] != phone:
+            row = None  # someone else's message: never report a conversion for the wrong number
+    else:
+        row = conn.execute(
+            "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
+            " WHERE phone = ? AND sent_at >= ? AND sent_at <= ?"
+            " ORDER BY sent_at DESC, id DESC LIMIT 1",
+            (phone, verified - window, verified),
+        ).fetchone()
+    if row is None:
+        conn.execute(_BUMP, (hour_of(verified), provider, calling_code(phone), 0, 0, 1))
+        return VerifyOutcome(message_id=None, enqueued=False)
+    row_id, row_provider, row_message_id, _, sent, already = row
+    if already is not None:
+        return VerifyOutcome(message_id=row_message_id, enqueued=False, already_verified=True)
+    conn.execute("UPDATE messages SET verified_at = ? WHERE id = ?", (verified, row_id))
+    conn.execute(
+        "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
+        " attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+        (row_message_id, phone, row_provider, sent, verified, verified, verified),
+    )
+    conn.execute(_BUMP, (hour_of(sent), row_provider, calling_code(phone), 0, 1, 0))
+    return VerifyOutcome(message_id=row_message_id, enqueued=True)
 
 
 def _item(row: Sequence[Any], token: str) -> OutboxItem:

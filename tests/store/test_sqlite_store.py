@@ -43,11 +43,11 @@ def test_data_survives_closing_and_reopening_the_file(tmp_path: Path) -> None:
     second.close()
 
 
-def test_a_new_file_is_created_with_its_folders_in_wal_mode_at_schema_version_2(tmp_path: Path) -> None:
+def test_a_new_file_is_created_with_its_folders_in_wal_mode_at_schema_version_3(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "s.db"
     SQLiteStore(path).close()
     assert pragma(path, "journal_mode") == "wal"
-    assert pragma(path, "user_version") == 2
+    assert pragma(path, "user_version") == 3
 
 
 def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
@@ -57,22 +57,42 @@ def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     old.close()
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE budgets")
+    conn.execute("DROP TABLE spools")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     store = SQLiteStore(path)
     assert store.take_tokens("rate:x", want=1, rate=1.0, burst=1.0, now=HOUR0) == (1, 0.0)
+    assert store.spool_position("s") == 0
     assert not send(store, CN, "m1", HOUR0)  # the message recorded before the migration is still there
     store.close()
-    assert pragma(path, "user_version") == 2
+    assert pragma(path, "user_version") == 3
+
+
+def test_a_version_2_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    old = SQLiteStore(path)
+    send(old, CN, "m1", HOUR0)
+    old.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE spools")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    store.apply_verifications([], provider="tencent", match_window=600.0, checkpoint=("s", 0, 10))
+    assert store.spool_position("s") == 10
+    assert not send(store, CN, "m1", HOUR0)
+    store.close()
+    assert pragma(path, "user_version") == 3
 
 
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute("PRAGMA user_version = 4")
     conn.close()
-    with pytest.raises(RuntimeError, match="schema version 3 is newer"):
+    with pytest.raises(RuntimeError, match="schema version 4 is newer"):
         SQLiteStore(path)
 
 
