@@ -453,13 +453,16 @@ def app_config(emulator_url: str, workdir: Path, **extra: Any) -> dict[str, Any]
 
 
 def outbox(config: dict[str, Any]) -> tuple[int, int]:
-    """(pending, dead) in the app's outbox, read from its SQLite file."""
-    from flask_otp_conversion.store import open_store
+    """(pending, dead) in the app's outbox, read from its SQLite file; pending counts the verifications still
+    in the spool (not yet applied to the store) too."""
+    from flask_otp_conversion.store import SQLiteStore, open_store
+    from flask_otp_conversion.store.spool import folder_for, unapplied
 
     store = open_store(config["OTP_CONVERSION_STORE_URL"])
     try:
         stats = store.outbox_stats(now=time.time())
-        return stats.pending, stats.dead
+        spooled = unapplied(store, folder_for(store.path)) if isinstance(store, SQLiteStore) else 0
+        return stats.pending + spooled, stats.dead
     finally:
         store.close()
 

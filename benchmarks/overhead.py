@@ -53,7 +53,7 @@ def start_sidecar(config: dict[str, Any], workdir: Path) -> subprocess.Popen[byt
     """``flask otp-conversion deliver`` for the app ``_apps:ours()`` with ``config``."""
     env = dict(os.environ, BENCH_APP_CONFIG=json.dumps(config), PYTHONPATH=f"{h.BENCH}:{h.ROOT}")
     log = (workdir / "deliver.log").open("wb")
-    cmd = [h.PYTHON, "-m", "flask", "--app", "_apps:ours()", "otp-conversion", "deliver"]
+    cmd = [h.PYTHON, "-m", "flask", "--app", "_apps:ours()", "otp-conversion", "deliver", "--nice", "10"]
     return subprocess.Popen(cmd, cwd=h.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -4,6 +4,7 @@ run the reporter as a delivery process of its own (deliver)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import sys
 import threading
@@ -69,12 +70,24 @@ SPOOL_INTERVAL = 0.1
 
 
 @otp_conversion_cli.command("deliver")
-def deliver_command() -> None:
-    """Deliver reports from this process until SIGTERM or Ctrl-C, then flush within the shutdown timeout.
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=0,
+    show_default=True,
+    help="Lower this process's CPU priority by this much, so that on a busy host the web workers go first.",
+)
+def deliver_command(nice: int) -> None:
+    """Apply the web workers' spooled verifications and deliver reports from this process until SIGTERM or
+    Ctrl-C, then flush within the shutdown timeout.
 
-    For apps whose web workers run with OTP_CONVERSION_REPORTER_AUTOSTART=false: the provider calls then
-    cost the request-serving processes neither CPU nor GIL time. Run one or more (they share the rate cap).
+    For apps whose web workers run with OTP_CONVERSION_REPORTER_AUTOSTART=false: the workers then only append
+    each verification to their spool, and the store writes and provider calls cost them neither CPU nor GIL
+    time. Run one or more (they share the rate cap). With --nice, a host saturated by requests lets the backlog
+    wait; it goes out when the load falls.
     """
+    if nice:
+        os.nice(nice)
     state, store, reporter = _parts()
     stopping = threading.Event()
 

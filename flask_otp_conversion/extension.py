@@ -20,7 +20,7 @@ from .signals import otp_sent, otp_verified
 from .stats import StatsService, make_blueprint
 from .store import SQLiteStore, Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
-from .store.spool import Spool
+from .store.spool import Spool, folder_for
 from .verify import FieldSource, make_verify_route
 
 EXTENSION_KEY = "otp_conversion"
@@ -62,7 +62,7 @@ class ConversionState:
             assert settings.provider is not None
             self.spool = Spool(
                 self.store,
-                self.store.path + "-spool",
+                folder_for(self.store.path),
                 provider=settings.provider,
                 match_window=settings.match_window,
                 logger=logger,

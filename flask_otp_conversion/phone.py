@@ -66,6 +66,8 @@ def normalize_phone(raw: object) -> str:
     """
     if not isinstance(raw, str):
         raise ValueError(f"phone must be a string, not {type(raw).__name__}")
+    if _E164.fullmatch(raw):  # already normalised: the common case, and the store checks every record
+        return raw
     if len(raw) > MAX_INPUT_LENGTH:
         raise ValueError(f"phone is too long ({len(raw)} characters, at most {MAX_INPUT_LENGTH})")
     phone = _SEPARATORS.sub("", raw.strip())

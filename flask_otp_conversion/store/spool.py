@@ -69,7 +69,7 @@ class _Segment:
 
 
 def encode(item: Verification) -> bytes:
-    return (json.dumps([item.phone, item.message_id, item.verified_at], separators=(",", ":")) + "\n").encode()
+    return (json.dumps([item.phone, item.message_id, item.verified_at]) + "\n").encode()  # default args: the fast path
 
 
 def decode(line: bytes) -> Verification:
@@ -79,6 +79,16 @@ def decode(line: bytes) -> Verification:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"unreadable spool line ({type(exc).__name__})") from None
     return check_verification(Verification(phone, message_id, verified_at))
+
+
+def decode_block(block: bytes) -> list[Verification] | None:
+    """Whole lines in one parse (the common case: every line good), unchecked: the store checks them. None if
+    any line is not a well-formed record, so the caller goes line by line."""
+    try:
+        records = json.loads(b"[" + block.rstrip(b"\n").replace(b"\n", b",") + b"]")
+        return [Verification(phone, message_id, verified_at) for phone, message_id, verified_at in records]
+    except (ValueError, TypeError):
+        return None
 
 
 class Spool:
@@ -232,19 +242,28 @@ class Spool:
         """Apply ``block`` (whole lines, starting at byte ``position``) in batches; returns (applied, the
         position after it)."""
         applied = 0
-        start = position
-        batch: list[Verification] = []
-        for line in block.splitlines(keepends=True):
-            try:
-                batch.append(decode(line))
-            except ValueError as exc:
-                self._logger.error("otp-conversion spool %s: skipped the line at byte %d: %s", name, position, exc)
-            position += len(line)
-            if len(batch) >= APPLY_BATCH:
-                applied += self._apply_batch(name, batch, start, position)
-                batch, start = [], position
-        if position != start:
-            applied += self._apply_batch(name, batch, start, position)
+        lines = block.splitlines(keepends=True)
+        for first in range(0, len(lines), APPLY_BATCH):
+            chunk = lines[first : first + APPLY_BATCH]
+            end = position + sum(map(len, chunk))
+            items = decode_block(b"".join(chunk))
+            if items is not None:
+                try:
+                    applied += self._apply_batch(name, items, position, end)
+                    position = end
+                    continue
+                except ValueError:  # a well-formed record the store refuses: find it line by line
+                    pass
+            good: list[Verification] = []
+            at = position
+            for line in chunk:
+                try:
+                    good.append(decode(line))
+                except ValueError as exc:
+                    self._logger.error("otp-conversion spool %s: skipped the line at byte %d: %s", name, at, exc)
+                at += len(line)
+            applied += self._apply_batch(name, good, position, end)
+            position = end
         return applied, position
 
     def _apply_batch(self, name: str, batch: Sequence[Verification], start: int, end: int) -> int:
@@ -363,6 +382,27 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.close(segment.fd)
         self._init_process_state()
+
+
+def folder_for(store_path: str) -> str:
+    """The spool folder of a SQLite store file: beside it, like SQLite's own ``-wal`` and ``-shm``."""
+    return store_path + "-spool"
+
+
+def unapplied(store: Store, directory: str) -> int:
+    """Verifications spooled in ``directory`` and not yet applied to ``store`` (for monitoring; reads the
+    files, so not for the request path)."""
+    count = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            stem, ext = os.path.splitext(entry.name)
+            if ext != SUFFIX:
+                continue
+            with contextlib.suppress(FileNotFoundError), open(entry.path, "rb") as file:
+                file.seek(store.spool_position(stem))
+                while chunk := file.read(READ_CHUNK):
+                    count += chunk.count(b"\n")
+    return count
 
 
 #: Seconds after which a segment left under its temporary name is deleted.

@@ -28,6 +28,7 @@ Schema
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -175,6 +176,8 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             self._use_wal(conn)
             self._ensure_schema(conn)
+            for statement in _BATCH_TABLE:
+                conn.execute(statement)
         except BaseException:
             conn.close()
             raise
@@ -334,7 +337,7 @@ class SQLiteStore(Store):
         provider = check_provider(provider)
         window = check_positive(match_window, "match_window")
         with self._write() as conn:
-            return _verify(conn, item, provider, window)
+            return _verify_batch(conn, [item], provider, window)[0]
 
     def apply_verifications(
         self,
@@ -358,7 +361,7 @@ class SQLiteStore(Store):
                 " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (name, end),
             )
-            return [_verify(conn, item, provider, window) for item in checked]
+            return _verify_batch(conn, checked, provider, window)
 
     def spool_position(self, name: str) -> int:
         key = check_name(name, "spool name")
@@ -582,39 +585,86 @@ class SQLiteStore(Store):
         return granted, wait
 
 
-def _verify(conn: sqlite3.Connection, item: Verification, provider: str, window: float) -> VerifyOutcome:
-    """The body of ``record_verified``, inside the caller's write transaction."""
-    phone, message_id, verified = item.phone, item.message_id, item.verified_at
-    if message_id is not None:
-        row = conn.execute(
-            "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
-            " WHERE provider = ? AND message_id = ?",
-            (provider, message_id),
-        ).fetchone()
-        if row is not None and row[3] != phone:
-            row = None  # someone else's message: never report a conversion for the wrong number
-    else:
-        row = conn.execute(
-            "SELECT id, provider, message_id, phone, sent_at, verified_at FROM messages"
-            " WHERE phone = ? AND sent_at >= ? AND sent_at <= ?"
-            " ORDER BY sent_at DESC, id DESC LIMIT 1",
-            (phone, verified - window, verified),
-        ).fetchone()
-    if row is None:
-        conn.execute(_BUMP, (hour_of(verified), provider, calling_code(phone), 0, 0, 1))
-        return VerifyOutcome(message_id=None, enqueued=False)
-    row_id, row_provider, row_message_id, _, sent, already = row
-    if already is not None:
-        return VerifyOutcome(message_id=row_message_id, enqueued=False, already_verified=True)
-    conn.execute("UPDATE messages SET verified_at = ? WHERE id = ?", (verified, row_id))
-    conn.execute(
-        "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
-        " attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-        (row_message_id, phone, row_provider, sent, verified, verified, verified),
-    )
-    conn.execute(_BUMP, (hour_of(sent), row_provider, calling_code(phone), 0, 1, 0))
-    return VerifyOutcome(message_id=row_message_id, enqueued=True)
+#: The verifications of one ``apply_verifications`` call, matched and applied set-wise: one statement per
+#: step for the whole batch, not a few per verification (each statement lets another thread take the GIL,
+#: and the spool applies in the background of request threads).
+_BATCH_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS verify_batch (seq INTEGER PRIMARY KEY, phone TEXT NOT NULL, message_id TEXT,"
+    " verified_at REAL NOT NULL, verified_hour INTEGER NOT NULL, calling_code TEXT NOT NULL,"
+    " message_row INTEGER, outcome TEXT)",
+    "CREATE INDEX IF NOT EXISTS temp.verify_batch_row ON verify_batch (message_row)",
+)
+_BATCH_STEPS = (
+    # the candidate message: by id (and the same phone), or the most recent send to the phone in the window
+    """UPDATE temp.verify_batch SET message_row = CASE WHEN message_id IS NOT NULL THEN
+        (SELECT id FROM messages m WHERE m.provider = :provider AND m.message_id = verify_batch.message_id
+            AND m.phone = verify_batch.phone)
+      ELSE
+        (SELECT id FROM messages m WHERE m.phone = verify_batch.phone
+            AND m.sent_at >= verify_batch.verified_at - :window AND m.sent_at <= verify_batch.verified_at
+            ORDER BY m.sent_at DESC, m.id DESC LIMIT 1)
+      END""",
+    # the first verification of a message not verified before enqueues; later ones are repeats
+    """UPDATE temp.verify_batch SET outcome = CASE
+        WHEN message_row IS NULL THEN 'unmatched'
+        WHEN (SELECT verified_at FROM messages WHERE id = message_row) IS NULL
+            AND seq = (SELECT MIN(seq) FROM temp.verify_batch b WHERE b.message_row = verify_batch.message_row)
+            THEN 'enqueued'
+        ELSE 'repeat' END""",
+    """UPDATE messages SET verified_at = (SELECT verified_at FROM temp.verify_batch b
+        WHERE b.message_row = messages.id AND b.outcome = 'enqueued')
+      WHERE id IN (SELECT message_row FROM temp.verify_batch WHERE outcome = 'enqueued')""",
+    """INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state, attempts,
+        next_attempt_at)
+      SELECT m.message_id, b.phone, m.provider, m.sent_at, b.verified_at, b.verified_at, 'pending', 0, b.verified_at
+      FROM temp.verify_batch b JOIN messages m ON m.id = b.message_row WHERE b.outcome = 'enqueued' ORDER BY b.seq""",
+    # verified: counted in the hour the message was sent (integer division: exactly ``hour_of``)
+    """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
+      SELECT CAST(m.sent_at AS INTEGER) / 3600 * 3600, m.provider, b.calling_code, 0, COUNT(*), 0
+      FROM temp.verify_batch b JOIN messages m ON m.id = b.message_row WHERE b.outcome = 'enqueued'
+      GROUP BY 1, 2, 3
+      ON CONFLICT (hour, provider, calling_code) DO UPDATE SET verified = verified + excluded.verified""",
+    """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
+      SELECT verified_hour, :provider, calling_code, 0, 0, COUNT(*)
+      FROM temp.verify_batch WHERE outcome = 'unmatched' GROUP BY 1, 3
+      ON CONFLICT (hour, provider, calling_code) DO UPDATE SET unmatched = unmatched + excluded.unmatched""",
+)
 
+
+def _verify_batch(
+    conn: sqlite3.Connection, items: Sequence[Verification], provider: str, window: float
+) -> list[VerifyOutcome]:
+    """``record_verified`` for each item in order, inside the caller's write transaction."""
+    if not items:
+        return []
+    rows = [
+        (i, item.phone, item.message_id, item.verified_at, hour_of(item.verified_at), calling_code(item.phone))
+        for i, item in enumerate(items)
+    ]
+    conn.execute(
+        "INSERT INTO temp.verify_batch (seq, phone, message_id, verified_at, verified_hour, calling_code)"
+        " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+        " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?)",
+        (json.dumps(rows),),
+    )
+    try:
+        params = {"provider": provider, "window": window}
+        for step in _BATCH_STEPS:
+            conn.execute(step, params)
+        found = conn.execute(
+            "SELECT b.outcome, m.message_id FROM temp.verify_batch b LEFT JOIN messages m ON m.id = b.message_row"
+            " ORDER BY b.seq"
+        ).fetchall()
+    finally:
+        conn.execute("DELETE FROM temp.verify_batch")
+    return [
+        VerifyOutcome(
+            message_id=message_id,
+            enqueued=outcome == "enqueued",
+            already_verified=outcome == "repeat",
+        )
+        for outcome, message_id in found
+    ]
 
 def _item(row: Sequence[Any], token: str) -> OutboxItem:
     return OutboxItem(
