@@ -30,6 +30,8 @@ class Settings(BaseModel):
     match_window: float = Field(default=900.0, gt=0)
     #: Verifications from the verify route and signal go to a file beside the SQLite store first.
     spool: bool = True
+    #: Seconds the in-process reporter and spool applier may hold an item back while requests are in flight.
+    yield_to_requests: float = Field(default=30.0, ge=0)
     retention: float = Field(default=7.0, gt=0, description="days")
     url_prefix: str = Field(default="/otp-conversion", pattern=r"^/[A-Za-z0-9_\-./]*$")
     stats_token: SecretStr | None = None

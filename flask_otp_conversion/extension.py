@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
+from .activity import RequestActivity
 from .config import Settings, load_settings, make_provider
 from .phone import mask_phone, normalize_phone
 from .providers import Provider
@@ -53,11 +54,13 @@ class ConversionState:
         self.logger = logger
         self.store: Store | None = None
         self.spool: Spool | None = None
+        self.activity: RequestActivity | None = None
         self.reporter: Reporter | None = None
         self.stats: StatsService | None = None
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
+        self.activity = RequestActivity()
         if settings.spool and isinstance(self.store, SQLiteStore):
             assert settings.provider is not None
             self.spool = Spool(
@@ -69,6 +72,8 @@ class ConversionState:
                 on_outcome=lambda item, outcome: self._note_outcome(item.phone, outcome),
                 # Without autostart the web workers only append: `flask otp-conversion deliver` applies.
                 autostart=settings.reporter_autostart,
+                busy=self.activity.busy,
+                yield_for=settings.yield_to_requests,
             )
         self.reporter = Reporter(
             store=self.store,
@@ -76,6 +81,7 @@ class ConversionState:
             settings=settings,
             sender=app,
             logger=logger,
+            busy=self.activity.busy,
         )
 
     def make_provider(self) -> Provider:
@@ -215,6 +221,8 @@ class OTPConversion:
             app.before_request(state.reporter.ensure_running)
         if settings.reporter_autostart and state.spool is not None:
             app.before_request(state.spool.start)
+        if settings.reporter_autostart and settings.yield_to_requests > 0 and state.activity is not None:
+            state.activity.watch(app)
         atexit.register(_shutdown_at_exit, weakref.ref(state))
         state.stats = StatsService(state, auth=lambda: self._stats_auth)
         app.register_blueprint(make_blueprint(settings.url_prefix))

@@ -108,6 +108,10 @@ ACK_BATCH = 100
 ACK_MAX_DELAY = 0.25
 #: Poll intervals of the drain thread: outbox empty, after an unexpected error.
 IDLE_POLL = 0.2
+#: While requests are in flight (see ``activity.py``): how often the drain thread looks whether they are done,
+#: and how often it claims the reports held back for the whole yield window.
+YIELD_POLL = 0.02
+OVERDUE_CLAIM_EVERY = 1.0
 #: Pause after a claim that took everything due: rows arriving in a trickle then go out a batch per claim
 #: instead of costing a store write transaction each (writes that the verify requests would queue behind).
 CLAIM_PAUSE = 0.1
@@ -202,8 +206,10 @@ class Reporter:
         settings: Settings,
         sender: object,
         logger: logging.Logger,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self._store = store
+        self._busy = busy
         self._provider_factory = provider_factory
         self._settings = settings
         self._sender = sender
@@ -247,6 +253,7 @@ class Reporter:
         self._pause_until = -math.inf
         self._auth_logged = False
         self._pruned_at = -math.inf
+        self._overdue_claim_at = -math.inf
         self._breaker = CircuitBreaker(
             threshold=self._settings.breaker_threshold,
             reset_timeout=self._settings.breaker_reset_timeout,
@@ -475,10 +482,24 @@ class Reporter:
         wait = self._blocked_for()
         if wait > 0:
             return min(wait, DEGRADED_RECHECK)
-        claimed, limit = self._claim_and_dispatch(stop=stop, deadline=None)
+        created_before = None
+        if self._yielding():
+            # Requests are in flight: only reports held back for the whole yield window go now, and the store is
+            # asked for them at most once per OVERDUE_CLAIM_EVERY (a claim is a write every request queues on).
+            now = time.monotonic()
+            if now < self._overdue_claim_at:
+                return YIELD_POLL
+            self._overdue_claim_at = now + OVERDUE_CLAIM_EVERY
+            created_before = time.time() - self._settings.yield_to_requests
+        claimed, limit = self._claim_and_dispatch(stop=stop, deadline=None, created_before=created_before)
         if claimed >= limit:
             return 0.0  # a backlog: claim the next batch at once
+        if created_before is not None:
+            return YIELD_POLL
         return CLAIM_PAUSE if claimed else IDLE_POLL
+
+    def _yielding(self) -> bool:
+        return self._busy is not None and self._settings.yield_to_requests > 0 and self._busy()
 
     def _prune_if_due(self) -> None:
         """Drop records past ``OTP_CONVERSION_RETENTION``: one process an hour, whichever takes the lease."""
@@ -537,8 +558,11 @@ class Reporter:
             wait = max(wait, TICK)  # the probe is out
         return wait
 
-    def _claim_and_dispatch(self, *, stop: threading.Event | None, deadline: float | None) -> tuple[int, int]:
-        """Claim what the free workers and one second of rate budget can take, and send it.
+    def _claim_and_dispatch(
+        self, *, stop: threading.Event | None, deadline: float | None, created_before: float | None = None
+    ) -> tuple[int, int]:
+        """Claim what the free workers and one second of rate budget can take (``created_before``: only rows
+        created by then), and send it.
 
         Returns (rows claimed, the most the claim could have taken)."""
         free = self._free_slots(TICK)
@@ -547,7 +571,11 @@ class Reporter:
         limit = 1 if self._breaker.state != CLOSED else self._claim_limit()
         claimed_at = time.monotonic()
         items = self._store.claim(
-            provider=self._provider_name, limit=limit, lease_seconds=self._lease_seconds, now=time.time()
+            provider=self._provider_name,
+            limit=limit,
+            lease_seconds=self._lease_seconds,
+            now=time.time(),
+            created_before=created_before,
         )
         if items:
             self._dispatch(items, cutoff=claimed_at + BATCH_WINDOW, stop=stop, deadline=deadline)

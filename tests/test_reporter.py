@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -107,7 +108,12 @@ class Env:
         return store
 
     def reporter(
-        self, variant: str | None = None, *, store: Store | None = None, **overrides: Any
+        self,
+        variant: str | None = None,
+        *,
+        store: Store | None = None,
+        busy: Callable[[], bool] | None = None,
+        **overrides: Any,
     ) -> tuple[Reporter, Store]:
         if variant is not None:
             self.variant = variant
@@ -119,6 +125,7 @@ class Env:
             settings=settings,
             sender=self,
             logger=LOGGER,
+            busy=busy,
         )
         self.reporters.append(reporter)
         return reporter, store
@@ -329,6 +336,38 @@ def test_background_thread_reports_every_row_exactly_once(
     assert env.delivered() == Counter({i: 1 for i in ids})
     assert sorted(r["report"].message_id for r in received["conversion-reported"]) == sorted(ids)
     assert reporter.breaker_state == "closed"
+
+
+@pytest.mark.timeout(60)
+def test_while_requests_are_in_flight_fresh_reports_wait_and_go_when_they_end(env: Env) -> None:
+    in_flight = threading.Event()
+    in_flight.set()
+    reporter, store = env.reporter(busy=in_flight.is_set, yield_to_requests=30)
+    ids = env.seed(store, 5)
+    reporter.ensure_running()
+    time.sleep(1.0)
+    assert env.delivered() == Counter()
+    in_flight.clear()
+    assert wait_for(lambda: pending(store) == 0)
+    assert set(env.delivered()) == set(ids)
+
+
+@pytest.mark.timeout(60)
+def test_reports_held_back_for_the_whole_window_go_out_while_requests_continue(env: Env) -> None:
+    reporter, store = env.reporter(busy=lambda: True, yield_to_requests=3)
+    old = env.seed(store, 3, age=10.0)
+    fresh = env.seed(store, 3)
+    reporter.ensure_running()
+    assert wait_for(lambda: set(env.delivered()) == set(old), timeout=2.0)
+    assert wait_for(lambda: set(env.delivered()) == set(old + fresh), timeout=10.0)
+
+
+@pytest.mark.timeout(60)
+def test_flush_does_not_hold_back_for_requests_in_flight(env: Env) -> None:
+    reporter, store = env.reporter(busy=lambda: True, yield_to_requests=30)
+    ids = env.seed(store, 5)
+    assert reporter.flush(20) == 0
+    assert set(env.delivered()) == set(ids)
 
 
 @pytest.mark.timeout(60)

@@ -154,8 +154,17 @@ class Store(ABC):
     # Outbox -------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
-        """Atomically lease up to ``limit`` due rows of ``provider``, oldest first.
+    def claim(
+        self,
+        *,
+        provider: str,
+        limit: int,
+        lease_seconds: float,
+        now: float,
+        created_before: float | None = None,
+    ) -> list[OutboxItem]:
+        """Atomically lease up to ``limit`` due rows of ``provider``, oldest first (with ``created_before``: only
+        rows created at or before it).
 
         Due: pending, ``next_attempt_at <= now``, and no unexpired lease. Two concurrent claims never return
         the same row while its lease holds; a row whose lease expired is claimable again.

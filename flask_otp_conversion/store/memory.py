@@ -6,6 +6,7 @@ gets its own diverging copy, so it is no use under a multi-process server.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import uuid
@@ -204,15 +205,24 @@ class MemoryStore(Store):
 
     # Outbox -------------------------------------------------------------------------------------------
 
-    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
+    def claim(
+        self,
+        *,
+        provider: str,
+        limit: int,
+        lease_seconds: float,
+        now: float,
+        created_before: float | None = None,
+    ) -> list[OutboxItem]:
         provider = check_provider(provider)
         limit = check_count(limit)
         lease = check_positive(lease_seconds, "lease_seconds")
         at = check_time(now, "now")
+        newest = math.inf if created_before is None else check_time(created_before, "created_before")
         token = uuid.uuid4().hex
         with self._lock:
             due = sorted(
-                (row for row in self._outbox.values() if row.due(provider, at)),
+                (row for row in self._outbox.values() if row.due(provider, at) and row.created_at <= newest),
                 key=lambda r: (r.next_attempt_at, r.id),
             )[:limit]
             for row in due:

@@ -105,6 +105,8 @@ class Spool:
         on_outcome: OutcomeHook | None = None,
         autostart: bool = True,
         rotate_bytes: int = ROTATE_BYTES,
+        busy: Callable[[], bool] | None = None,
+        yield_for: float = 0.0,
     ) -> None:
         self._store = store
         self._dir = directory
@@ -114,6 +116,8 @@ class Spool:
         self._on_outcome = on_outcome
         self._autostart = autostart
         self._rotate_bytes = rotate_bytes
+        self._busy = busy
+        self._yield_for = yield_for
         os.makedirs(directory, exist_ok=True)
         self._init_process_state()
         _live_spools.add(self)
@@ -126,6 +130,8 @@ class Spool:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._swept_at = -math.inf
+        #: When the oldest line this process appended and has not applied yet was written (monotonic).
+        self._oldest_unapplied: float | None = None
 
     def __repr__(self) -> str:
         return f"Spool({self._dir!r})"
@@ -149,6 +155,8 @@ class Spool:
                 os.ftruncate(segment.fd, segment.size)
                 raise OSError(f"spool write cut short ({written} of {len(line)} bytes)")
             segment.size += written
+            if self._oldest_unapplied is None:
+                self._oldest_unapplied = time.monotonic()
         if self._thread is None and self._autostart:
             self.start()
 
@@ -186,11 +194,20 @@ class Spool:
     def _run(self) -> None:
         stop = self._stop
         while not stop.wait(APPLY_INTERVAL):
+            if self._holding_back():
+                continue
             try:
                 self.apply_pending()
             except Exception as exc:
                 self._logger.error("otp-conversion spool: %s: %s", type(exc).__name__, exc)
                 stop.wait(1.0)
+
+    def _holding_back(self) -> bool:
+        """Requests are in flight and nothing has waited the whole yield window: leave the CPU to them."""
+        if self._busy is None or self._yield_for <= 0 or not self._busy():
+            return False
+        oldest = self._oldest_unapplied
+        return oldest is None or time.monotonic() - oldest < self._yield_for
 
     def apply_pending(self, *, everyone: bool = False) -> int:
         """Apply what this process spooled and, every few seconds, what stopped processes left. ``everyone``:
@@ -204,6 +221,9 @@ class Spool:
             if segment is not None:
                 count, position = self._apply_file(segment.name, self._path(segment.name))
                 applied += count
+                with self._lock:
+                    if segment.size == position:
+                        self._oldest_unapplied = None
                 self._rotate_if_due(segment, position)
             if everyone or time.monotonic() - self._swept_at >= SWEEP_EVERY:
                 self._swept_at = time.monotonic()

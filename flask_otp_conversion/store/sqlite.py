@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -386,11 +387,20 @@ class SQLiteStore(Store):
 
     # Outbox -------------------------------------------------------------------------------------------
 
-    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
+    def claim(
+        self,
+        *,
+        provider: str,
+        limit: int,
+        lease_seconds: float,
+        now: float,
+        created_before: float | None = None,
+    ) -> list[OutboxItem]:
         provider = check_provider(provider)
         limit = check_count(limit)
         lease = check_positive(lease_seconds, "lease_seconds")
         at = check_time(now, "now")
+        newest = math.inf if created_before is None else check_time(created_before, "created_before")
         if limit == 0:
             return []
         token = uuid.uuid4().hex
@@ -399,8 +409,8 @@ class SQLiteStore(Store):
         with self._write() as conn:
             leased = conn.execute(
                 "UPDATE outbox SET lease_token = ?, lease_until = ? WHERE id IN"  # noqa: S608
-                f" (SELECT id FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT ?)",
-                (token, at + lease, provider, at, at, limit),
+                f" (SELECT id FROM outbox WHERE {_DUE} AND created_at <= ? ORDER BY next_attempt_at, id LIMIT ?)",
+                (token, at + lease, provider, at, at, newest, limit),
             ).rowcount
         if not leased:
             return []

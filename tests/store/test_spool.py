@@ -240,3 +240,34 @@ def test_a_write_the_disk_refuses_leaves_no_torn_line(store: SQLiteStore, tmp_pa
     sizes = sorted(path.stat().st_size for path in segments(tmp_path))
     assert sizes == [line, line * 3]  # the parent's one line; the child's three whole ones, no torn fourth
     assert spool.apply_pending(everyone=True) == 4
+
+
+def test_the_applier_holds_back_while_requests_are_in_flight_then_applies_after_the_window(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    sent(store, 1)
+    in_flight = threading.Event()
+    in_flight.set()
+    spool = make_spool(store, tmp_path, autostart=True, busy=in_flight.is_set, yield_for=30.0)
+    spool.append(Verification(phone(0), None, NOW))
+    time.sleep(0.5)
+    assert pending(store) == 0
+    in_flight.clear()
+    deadline = time.monotonic() + 10
+    while pending(store) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pending(store) == 1
+    spool.close()
+
+
+def test_the_applier_applies_what_waited_the_whole_window_though_requests_continue(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    sent(store, 1)
+    spool = make_spool(store, tmp_path, autostart=True, busy=lambda: True, yield_for=0.3)
+    spool.append(Verification(phone(0), None, NOW))
+    deadline = time.monotonic() + 10
+    while pending(store) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pending(store) == 1
+    spool.close()

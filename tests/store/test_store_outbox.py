@@ -55,6 +55,14 @@ def test_claim_leaves_rows_not_yet_due(store: Store) -> None:
     assert ids(claim(store, HOUR0 + 50)) == ["m1"]
 
 
+def test_claim_with_created_before_leaves_newer_rows(store: Store) -> None:
+    enqueue(store, CN, "old", HOUR0 + 10)
+    enqueue(store, SG, "new", HOUR0 + 40)
+    taken = store.claim(provider="tencent", limit=10, lease_seconds=LEASE, now=HOUR0 + 50, created_before=HOUR0 + 10)
+    assert ids(taken) == ["old"]
+    assert ids(claim(store, HOUR0 + 50)) == ["new"]
+
+
 def test_claim_only_takes_rows_of_the_given_provider(store: Store) -> None:
     enqueue(store, CN, "t1", HOUR0, provider="tencent")
     enqueue(store, SG, "a1", HOUR0, provider="alibaba")

@@ -1,0 +1,57 @@
+"""Requests in flight, as the background threads see them."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask
+
+from flask_otp_conversion.activity import RequestActivity
+
+
+def app_with_activity() -> tuple[Flask, RequestActivity, threading.Event, threading.Event]:
+    app = Flask(__name__)
+    activity = RequestActivity()
+    activity.watch(app)
+    entered, release = threading.Event(), threading.Event()
+
+    @app.get("/slow")
+    def slow() -> Any:
+        entered.set()
+        release.wait(10)
+        return "done"
+
+    @app.get("/boom")
+    def boom() -> Any:
+        raise RuntimeError("boom")
+
+    return app, activity, entered, release
+
+
+def test_a_request_is_in_flight_until_it_ends() -> None:
+    app, activity, entered, release = app_with_activity()
+    thread = threading.Thread(target=lambda: app.test_client().get("/slow"))
+    thread.start()
+    assert entered.wait(10)
+    assert activity.busy()
+    release.set()
+    thread.join(10)
+    assert not activity.busy()
+
+
+def test_a_request_that_raises_is_no_longer_in_flight() -> None:
+    app, activity, _, _ = app_with_activity()
+    assert app.test_client().get("/boom").status_code == 500
+    assert not activity.busy()
+
+
+def test_a_request_answered_by_an_earlier_before_request_is_not_miscounted() -> None:
+    app = Flask(__name__)
+    app.before_request(lambda: ("stopped early", 403))
+    activity = RequestActivity()
+    activity.watch(app)
+    client = app.test_client()
+    assert client.get("/").status_code == 403
+    assert client.get("/").status_code == 403
+    assert repr(activity) == "<RequestActivity in_flight=0>"
