@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from flask import Flask
 
-from flask_otp_conversion.activity import RequestActivity
+from flask_otp_conversion.activity import QUIET_AFTER, RequestActivity
 
 
 def app_with_activity() -> tuple[Flask, RequestActivity, threading.Event, threading.Event]:
@@ -37,12 +38,24 @@ def test_a_request_is_in_flight_until_it_ends() -> None:
     assert activity.busy()
     release.set()
     thread.join(10)
+    time.sleep(QUIET_AFTER * 2)
     assert not activity.busy()
+
+
+def test_the_worker_is_busy_for_a_moment_after_a_request_ends() -> None:
+    app, activity, _, release = app_with_activity()
+    release.set()
+    app.test_client().get("/slow")
+    ended = time.monotonic()
+    busy = activity.busy()
+    if time.monotonic() - ended < QUIET_AFTER:  # a descheduled test thread could miss the moment
+        assert busy
 
 
 def test_a_request_that_raises_is_no_longer_in_flight() -> None:
     app, activity, _, _ = app_with_activity()
     assert app.test_client().get("/boom").status_code == 500
+    time.sleep(QUIET_AFTER * 2)
     assert not activity.busy()
 
 
