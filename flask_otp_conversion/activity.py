@@ -14,38 +14,35 @@ from __future__ import annotations
 
 import threading
 import time
-
-from flask import Flask, g
+from contextvars import ContextVar
 
 #: Seconds without a request in flight before the worker counts as quiet.
 QUIET_AFTER = 0.02
 
 
 class RequestActivity:
-    """Counts the app's requests in flight in this process."""
-
-    _FLAG = "_otp_conversion_in_flight"
+    """Counts the app's requests in flight in this process: ``enter()`` as a request starts (a before_request
+    hook), ``leave()`` as it ends (a teardown_request hook, which runs for every request)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._last_end = -float("inf")
-
-    def watch(self, app: Flask) -> None:
-        app.before_request(self._enter)
-        app.teardown_request(self._leave)
+        # Set in the request's context by enter(): a request answered by an earlier before_request function never
+        # entered, and its teardown must not leave.
+        self._entered: ContextVar[bool] = ContextVar(f"otp_conversion_entered_{id(self):x}", default=False)
 
     def busy(self) -> bool:
         return self._in_flight > 0 or time.monotonic() - self._last_end < QUIET_AFTER
 
-    def _enter(self) -> None:
-        setattr(g, self._FLAG, True)
+    def enter(self) -> None:
+        self._entered.set(True)
         with self._lock:
             self._in_flight += 1
 
-    def _leave(self, exc: BaseException | None) -> None:
-        # Only requests we counted: a before_request function registered earlier may have answered first.
-        if g.pop(self._FLAG, False):
+    def leave(self) -> None:
+        if self._entered.get():
+            self._entered.set(False)
             with self._lock:
                 self._in_flight -= 1
                 self._last_end = time.monotonic()

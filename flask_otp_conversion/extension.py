@@ -178,6 +178,21 @@ class ConversionState:
         else:
             self.logger.error("%s for %s not recorded: %s: %s", signal, who, type(exc).__name__, exc)
 
+    # Per-request hooks (with the reporter autostarted) --------------------------------------------------
+
+    def before_request(self) -> None:
+        """Start this process's background threads on its first request; count the request in flight."""
+        if self.reporter is not None:
+            self.reporter.ensure_running()
+        if self.spool is not None:
+            self.spool.start()
+        if self.activity is not None and self.settings.yield_to_requests > 0:
+            self.activity.enter()
+
+    def teardown_request(self, exc: BaseException | None) -> None:
+        if self.activity is not None:
+            self.activity.leave()
+
     def shutdown(self) -> None:
         if self.stats is not None:
             self.stats.close()
@@ -217,12 +232,10 @@ class OTPConversion:
         # Weak references keep a test suite's many apps collectable; the state holds the bound methods' owner.
         otp_sent.connect(state.on_otp_sent, sender=app)
         otp_verified.connect(state.on_otp_verified, sender=app)
-        if settings.reporter_autostart and state.reporter is not None:
-            app.before_request(state.reporter.ensure_running)
-        if settings.reporter_autostart and state.spool is not None:
-            app.before_request(state.spool.start)
-        if settings.reporter_autostart and settings.yield_to_requests > 0 and state.activity is not None:
-            state.activity.watch(app)
+        if settings.reporter_autostart:
+            # One hook each way: Flask checks every hook for a coroutine function on every request.
+            app.before_request(state.before_request)
+            app.teardown_request(state.teardown_request)
         atexit.register(_shutdown_at_exit, weakref.ref(state))
         state.stats = StatsService(state, auth=lambda: self._stats_auth)
         app.register_blueprint(make_blueprint(settings.url_prefix))

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Response, current_app, request
+from flask import Request, Response, current_app, request
 
 from .signals import otp_verified
 
@@ -20,15 +20,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 FieldSource = str | Callable[[], Any]
 
 
-def _read(source: FieldSource | None) -> Any:
+def _read(req: Request, source: FieldSource | None) -> Any:
     if source is None:
         return None
     if callable(source):
         return source()
-    data = request.get_json(silent=True) if request.is_json else None
+    data = req.get_json(silent=True)  # None unless the body is JSON; parsed once per request, then cached
     if isinstance(data, dict) and source in data:
         return data[source]
-    return request.form.get(source)
+    return req.form.get(source)
 
 
 def make_verify_route(
@@ -39,7 +39,8 @@ def make_verify_route(
         if 200 <= response.status_code < 300:
             # Nothing here may change the view's answer: bad values are logged by the receiver and dropped.
             try:
-                phone_value, id_value = _read(phone), _read(message_id)
+                req = request._get_current_object()  # type: ignore[attr-defined]
+                phone_value, id_value = _read(req, phone), _read(req, message_id)
             except Exception:
                 ext.logger.exception("flask-otp-conversion: could not read the verify request's fields")
             else:

@@ -11,10 +11,17 @@ from flask import Flask
 from flask_otp_conversion.activity import QUIET_AFTER, RequestActivity
 
 
+def watched(app: Flask) -> RequestActivity:
+    """Hooked up the way the extension does it."""
+    activity = RequestActivity()
+    app.before_request(activity.enter)
+    app.teardown_request(lambda exc: activity.leave())
+    return activity
+
+
 def app_with_activity() -> tuple[Flask, RequestActivity, threading.Event, threading.Event]:
     app = Flask(__name__)
-    activity = RequestActivity()
-    activity.watch(app)
+    activity = watched(app)
     entered, release = threading.Event(), threading.Event()
 
     @app.get("/slow")
@@ -62,8 +69,7 @@ def test_a_request_that_raises_is_no_longer_in_flight() -> None:
 def test_a_request_answered_by_an_earlier_before_request_is_not_miscounted() -> None:
     app = Flask(__name__)
     app.before_request(lambda: ("stopped early", 403))
-    activity = RequestActivity()
-    activity.watch(app)
+    activity = watched(app)
     client = app.test_client()
     assert client.get("/").status_code == 403
     assert client.get("/").status_code == 403

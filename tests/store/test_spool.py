@@ -18,7 +18,7 @@ from store_helpers import CN, SG, send
 
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
-from flask_otp_conversion.store.spool import SUFFIX, Spool, encode
+from flask_otp_conversion.store.spool import SUFFIX, Spool, decode, encode
 
 WORKER = Path(__file__).with_name("spool_worker.py")
 LOGGER = logging.getLogger("test_spool")
@@ -271,3 +271,18 @@ def test_the_applier_applies_what_waited_the_whole_window_though_requests_contin
         time.sleep(0.01)
     assert pending(store) == 1
     spool.close()
+
+
+@pytest.mark.parametrize("message_id", [None, "m-1", 'quote " backslash \\ newline \n tab \t', "é中文", "x" * 128])
+def test_a_line_reads_back_as_the_verification_written(message_id: str | None) -> None:
+    item = Verification(CN, message_id, 1_795_460_400.123456)
+    line = encode(item)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert decode(line) == item
+
+
+def test_append_refuses_a_phone_not_in_e164(store: SQLiteStore, tmp_path: Path) -> None:
+    spool = make_spool(store, tmp_path)
+    with pytest.raises(ValueError):
+        spool.append(Verification('+86"]', None, NOW))
+    assert segments(tmp_path) == []
