@@ -2,20 +2,20 @@
 
 Each variant is the example app (``example_app.create_app``) under its own gunicorn (2 gthread workers x 4
 threads), with its own SQLite files; every verification is a fresh pre-issued code for a phone whose OTP was
-"sent" (a serial the emulator issued), so with the extension each 200 writes one outbox row and the reporter
-sends one ``ReportConversion`` to the emulator (its own process). Load: ``wrk`` (its own process), fixed
-connections, one pair per request. Variants run in turn, the order rotated each round, the extension's outbox
-drained before the next run starts, so no run pays for another's backlog.
+"sent" (a serial the emulator issued), so with the extension each 200 spools one verification, which becomes an
+outbox row and one ``ReportConversion`` to the emulator (its own process). Load: ``wrk`` (its own process),
+fixed connections, one pair per request. Variants run in turn, the order rotated each round, and a variant that
+delivers is drained before the next run starts, so no run pays for another's backlog.
 
-    plain      create_app(conversion=False): the baseline
-    ours       create_app(): the extension, reporter delivering to the emulator as requests arrive
-    ours-nginx create_app(), reporter delivering to nginx answering a fixed success (benchmarks/fixed_server.py):
-               the extension's own cost without the emulator's CPU on the same cores
-    degraded   create_app() with OTP_CONVERSION_DEGRADED: the request-path write only, no provider calls
-               (shows what the request path costs apart from the reporter's background work)
-    ours-sidecar create_app() with OTP_CONVERSION_REPORTER_AUTOSTART=false, and `flask otp-conversion deliver`
-               as a process of its own delivering to nginx: the workers keep their GIL for requests (its CPU is
-               counted with the workers')
+    plain          create_app(conversion=False): the baseline
+    ours           create_app(), default config (background work gives way to requests for up to 30 s)
+    ours-sustained the same with OTP_CONVERSION_YIELD_TO_REQUESTS=1: load that outlasts the window
+    append-only    OTP_CONVERSION_REPORTER_AUTOSTART=false, nobody applying: the request path alone
+    disabled       OTP_CONVERSION_ENABLED=false: the decorator alone
+    degraded       OTP_CONVERSION_DEGRADED: spool applied, no provider calls
+    ours-nginx     create_app(), reporter delivering to nginx answering a fixed success (benchmarks/fixed_server.py)
+    ours-sidecar   workers with OTP_CONVERSION_REPORTER_AUTOSTART=false, `flask otp-conversion deliver --nice 19`
+                   applying and delivering to nginx (its CPU is counted with the workers')
 
     python benchmarks/overhead.py [--seconds 8] [--rounds 3] [--connections 16] [--variants ...] [--json PATH]
 """
@@ -44,8 +44,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # the reporter's provider is nginx answering a fixed success (benchmarks/fixed_server.py): what remains is
     # the extension's own cost, without the emulator's CPU on the same cores (a real provider is elsewhere)
     "ours-nginx": ("ours", {"_provider": "nginx"}),
-    # delivery moved out of the web workers: `flask otp-conversion deliver` in a process of its own
+    # delivery moved out of the web workers: `flask otp-conversion deliver --nice 19` in a process of its own
     "ours-sidecar": ("ours", {"_provider": "nginx", "_sidecar": True, "OTP_CONVERSION_REPORTER_AUTOSTART": False}),
+    # load that outlasts the yield window: background work gives way for 1 s only, then runs beside the requests
+    "ours-sustained": ("ours", {"OTP_CONVERSION_YIELD_TO_REQUESTS": 1}),
+    # the request path alone: no background threads in the workers, nobody applies the spools
+    "append-only": ("ours", {"OTP_CONVERSION_REPORTER_AUTOSTART": False}),
+    # the decorator alone: the extension disabled, so the signal has no receiver
+    "disabled": ("ours", {"OTP_CONVERSION_ENABLED": False}),
 }
 
 
@@ -53,12 +59,15 @@ def start_sidecar(config: dict[str, Any], workdir: Path) -> subprocess.Popen[byt
     """``flask otp-conversion deliver`` for the app ``_apps:ours()`` with ``config``."""
     env = dict(os.environ, BENCH_APP_CONFIG=json.dumps(config), PYTHONPATH=f"{h.BENCH}:{h.ROOT}")
     log = (workdir / "deliver.log").open("wb")
-    cmd = [h.PYTHON, "-m", "flask", "--app", "_apps:ours()", "otp-conversion", "deliver", "--nice", "10"]
+    cmd = [h.PYTHON, "-m", "flask", "--app", "_apps:ours()", "otp-conversion", "deliver", "--nice", "19"]
     return subprocess.Popen(cmd, cwd=h.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _delivers(config: dict[str, Any]) -> bool:
-    return "OTP_CONVERSION_STORE_URL" in config and not config.get("OTP_CONVERSION_DEGRADED")
+def _delivers(name: str, config: dict[str, Any]) -> bool:
+    """Whether someone applies the variant's spools and delivers its reports (so a run ends drained)."""
+    if config.get("OTP_CONVERSION_DEGRADED") or config.get("OTP_CONVERSION_ENABLED") is False:
+        return False
+    return bool(config.get("OTP_CONVERSION_REPORTER_AUTOSTART", True) or VARIANTS[name][1].get("_sidecar"))
 
 
 def run(
@@ -98,7 +107,7 @@ def run(
                     sidecars[name] = start_sidecar(configs[name], Path(tmp) / name)
             for name in variants:  # warm up: imports, connections, the reporter's first start
                 h.warm_up(servers[name].url, pair_files[name][0], 400)
-                if VARIANTS[name][0] == "ours" and _delivers(configs[name]):
+                if VARIANTS[name][0] == "ours" and _delivers(name, configs[name]):
                     h.wait_drained(configs[name], 60)
             for r in range(rounds):
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
@@ -120,7 +129,7 @@ def run(
                     )
                     if VARIANTS[name][0] == "ours":
                         backlog[name].append(h.outbox(configs[name])[0])
-                        if _delivers(configs[name]):
+                        if _delivers(name, configs[name]):
                             h.wait_drained(configs[name], 120)
                     print(f"round {r + 1} {name:9s} {_line(result)}", flush=True)
             counts = emulator.counts()
@@ -180,7 +189,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--max-rps", type=int, default=1500, help="pairs pre-issued per second of a run")
     parser.add_argument(
-        "--variants", default="plain,ours,ours-nginx,degraded", help="comma-separated (default: these four)"
+        "--variants",
+        default="plain,ours,ours-sustained,append-only",
+        help=f"comma-separated, of: {', '.join(VARIANTS)} (default: plain,ours,ours-sustained,append-only)",
     )
     parser.add_argument("--json", help="write the figures as JSON to this path")
     args = parser.parse_args()

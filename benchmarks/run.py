@@ -109,7 +109,13 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
     ov = (results.get("overhead") or {}).get("figures")
     if ov and "ours" in ov["ratios"]:
         r = ov["ratios"]["ours"]
-        rows.append(["1. overhead: throughput with / without the extension", ">= 0.97",
+        rows.append(["1. overhead: throughput with / without the extension (default config; a run shorter than "
+                     "the 30 s yield window)", ">= 0.97",
+                     f"{r['median']:.3f} (rounds {r['min']:.3f} to {r['max']:.3f})", _verdict(r["median"] >= 0.97)])
+    if ov and "ours-sustained" in ov["ratios"]:
+        r = ov["ratios"]["ours-sustained"]
+        rows.append(["1. overhead when the load outlasts the yield window (window set to 1 s: reports delivered "
+                     "beside the requests)", ">= 0.97",
                      f"{r['median']:.3f} (rounds {r['min']:.3f} to {r['max']:.3f})", _verdict(r["median"] >= 0.97)])
     il = (results.get("inline") or {}).get("figures")
     if il and ov:
@@ -144,6 +150,26 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+VARIANT_NOTES = {
+    "plain": "`create_app(conversion=False)`: the same app and verify view without the extension.",
+    "ours": "`create_app()`, default config: each verification is appended to the worker's spool; the reporter "
+    "and the spool applier give way while the worker serves requests (`OTP_CONVERSION_YIELD_TO_REQUESTS`, 30 s), "
+    "so a run shorter than that leaves its reports for the quiet moment after it (see the backlog column; drained "
+    "before the next run).",
+    "ours-sustained": "the same with `OTP_CONVERSION_YIELD_TO_REQUESTS = 1`: what load that outlasts the window "
+    "costs, the workers applying the spool and delivering to the emulator beside the requests (the emulator's CPU "
+    "is on the same cores too, which a real provider's is not).",
+    "append-only": "`OTP_CONVERSION_REPORTER_AUTOSTART = False` and nobody applying: the request path alone "
+    "(decorator, signal, validated spool append), no background thread in the workers.",
+    "disabled": "`OTP_CONVERSION_ENABLED = False`: the decorator alone (the signal has no receiver).",
+    "degraded": "`OTP_CONVERSION_DEGRADED`: no provider calls; the spool is applied, reports accumulate.",
+    "ours-nginx": "`create_app()`, the reporter delivering to nginx answering a fixed success "
+    "(`benchmarks/fixed_server.py`), so the emulator's CPU is off the cores.",
+    "ours-sidecar": "workers with `OTP_CONVERSION_REPORTER_AUTOSTART = False`, and `flask otp-conversion deliver "
+    "--nice 19` applying the spools and delivering to nginx (its CPU counted with the workers').",
+}
+
+
 def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
     lines = ["## 1. Overhead: the verify route with and without the extension", ""]
     if not entry or not entry["figures"]:
@@ -174,11 +200,7 @@ def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
     for name, r in f["ratios"].items():
         lines.append(f"- throughput ratio {name} / plain: **{r['median']:.3f}** (rounds {r['min']:.3f} to "
                      f"{r['max']:.3f}, spread ±{r['spread_pct']:.1f} %)")
-    lines += ["", "`plain`: `create_app(conversion=False)`. `ours`: `create_app()`, reporter delivering to the "
-              "emulator. `ours-nginx`: the same, the reporter delivering to nginx answering a fixed success "
-              "(`benchmarks/fixed_server.py`), so the emulator's CPU is off the cores. `degraded`: `create_app()` "
-              "with `OTP_CONVERSION_DEGRADED`, so only the request-path write happens (no provider calls): it "
-              "separates the request path's cost from the reporter's.", ""]
+    lines += ["", *[f"- `{name}`: {VARIANT_NOTES[name]}" for name in f["variants"] if name in VARIANT_NOTES], ""]
     return lines
 
 
@@ -306,8 +328,8 @@ def _stats_section(entry: dict[str, Any] | None) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per overhead/inline run (default 6)")
-    parser.add_argument("--rounds", type=int, default=4, help="overhead rounds (default 4; inline takes 2)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per overhead/inline run (default 4)")
+    parser.add_argument("--rounds", type=int, default=6, help="overhead rounds (default 6; inline takes half)")
     parser.add_argument("--outage-verifications", type=int, default=10_000, help="default 10000; issue: 100000")
     parser.add_argument("--drain-rows", type=int, default=20_000, help="drain.py --rows (default 20000)")
     parser.add_argument("--drain-sdk-rows", type=int, default=2_000, help="drain.py --sdk-rows (default 2000)")
