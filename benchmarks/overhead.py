@@ -77,6 +77,7 @@ def run(
     results: dict[str, list[h.WrkResult]] = {v: [] for v in variants}
     backlog: dict[str, list[int]] = {v: [] for v in variants}
     cpu: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    deferred: dict[str, list[float]] = {v: [] for v in variants}
     shares: dict[str, list[float]] = {v: [] for v in variants}
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="otp-bench-"))
@@ -131,6 +132,8 @@ def run(
                         backlog[name].append(h.outbox(configs[name])[0])
                         if _delivers(name, configs[name]):
                             h.wait_drained(configs[name], 120)
+                            # what the run left for later: applying and delivering its backlog
+                            deferred[name].append((h.cpu_seconds(costs) - cpu1[0]) / result.requests * 1000)
                     print(f"round {r + 1} {name:9s} {_line(result)}", flush=True)
             counts = emulator.counts()
         finally:
@@ -139,7 +142,9 @@ def run(
             for proc in sidecars.values():
                 proc.terminate()
                 proc.wait(timeout=30)
-    return summarise(results, backlog, cpu, shares, counts, seconds=seconds, connections=connections, rounds=rounds)
+    return summarise(
+        results, backlog, cpu, deferred, shares, counts, seconds=seconds, connections=connections, rounds=rounds
+    )
 
 
 def _line(r: h.WrkResult) -> str:
@@ -150,11 +155,12 @@ def summarise(
     results: dict[str, list[h.WrkResult]],
     backlog: dict[str, list[int]],
     cpu: dict[str, list[tuple[float, float]]],
+    deferred: dict[str, list[float]],
     shares: dict[str, list[float]],
     counts: dict[str, Any],
     **setup: Any,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"setup": setup, "variants": {}, "ratios": {}}
+    out: dict[str, Any] = {"setup": setup, "variants": {}, "ratios": {}, "cpu_ratios": {}}
     for name, runs in results.items():
         out["variants"][name] = {
             "rps": h.spread([r.rps for r in runs]),
@@ -165,6 +171,9 @@ def summarise(
             # CPU milliseconds per verification during the run: the gunicorn workers, the emulator process
             "worker_cpu_ms_per_request": h.spread([c[0] for c in cpu[name]]),
             "emulator_cpu_ms_per_request": h.spread([c[1] for c in cpu[name]]),
+            # the workers' CPU after the run, applying and delivering what it left (0 for a variant that does
+            # not deliver in the workers, or delivered everything during the run)
+            "deferred_cpu_ms_per_request": h.spread(deferred[name]) if deferred[name] else None,
             "busier_worker_cpu_share": [round(x, 2) for x in shares[name]],
             "runs": [r.as_dict() for r in runs],
         }
@@ -178,6 +187,10 @@ def summarise(
             # ratio per round (runs of one round are side by side in time), then their spread
             ratios = [o.rps / b.rps for o, b in zip(runs, base, strict=False)]
             out["ratios"][name] = h.spread(ratios)
+            # the same per CPU second the workers got: other work on a shared machine takes CPU from whichever
+            # run it overlaps, which moves req/s by tens of percent but hardly moves CPU per request
+            per_cpu = [b[0] / o[0] for o, b in zip(cpu[name], cpu["plain"], strict=False) if o[0] > 0]
+            out["cpu_ratios"][name] = h.spread(per_cpu)
     out["emulator_calls"] = counts["calls"]
     return out
 
@@ -211,6 +224,9 @@ def main() -> int:
               f" emulator {v['emulator_cpu_ms_per_request']['median']:.2f} ms")
     for name, ratio in figures["ratios"].items():
         print(f"throughput ratio {name}/plain: {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
+    for name, ratio in figures["cpu_ratios"].items():
+        print(f"requests per worker CPU second, {name}/plain: {ratio['median']:.3f}"
+              f" (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
     h.write_json(args.json, figures)
     return 0
 

@@ -7,6 +7,7 @@ and how long an error may be must not differ, so they live here once.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from ..phone import normalize_phone
 from .base import MAX_ERROR_LENGTH, MAX_MESSAGE_ID_LENGTH, MAX_PROVIDER_LENGTH, Verification
@@ -44,6 +45,24 @@ def check_verification(item: Verification) -> Verification:
     """A verification's phone (E.164), optional message id and time, checked as one."""
     message_id = None if item.message_id is None else check_message_id(item.message_id)
     return Verification(check_phone(item.phone), message_id, check_time(item.verified_at, "verified_at"))
+
+
+def check_batch(
+    items: Sequence[Verification], provider: object, match_window: object, checkpoint: tuple[str, int, int]
+) -> tuple[list[Verification], str, float, tuple[str, int, int]]:
+    """The arguments of ``Store.apply_verifications``, checked."""
+    name, start, end = checkpoint
+    checked_point = (
+        check_name(name, "spool name"),
+        check_count(start, "spool position"),
+        check_count(end, "spool position"),
+    )
+    return (
+        [check_verification(item) for item in items],
+        check_provider(provider),
+        check_positive(match_window, "match_window"),
+        checked_point,
+    )
 
 
 def check_provider(value: object) -> str:

@@ -18,6 +18,7 @@ from ._common import (
     DEAD,
     PENDING,
     REPORTED,
+    check_batch,
     check_count,
     check_flag_value,
     check_message_id,
@@ -140,11 +141,7 @@ class MemoryStore(Store):
         match_window: float,
         checkpoint: tuple[str, int, int],
     ) -> list[VerifyOutcome] | None:
-        checked = [check_verification(item) for item in items]
-        provider = check_provider(provider)
-        window = check_positive(match_window, "match_window")
-        name = check_name(checkpoint[0], "spool name")
-        start, end = check_count(checkpoint[1], "spool position"), check_count(checkpoint[2], "spool position")
+        checked, provider, window, (name, start, end) = check_batch(items, provider, match_window, checkpoint)
         with self._lock:
             if self._spools.get(name, 0) != start:
                 return None

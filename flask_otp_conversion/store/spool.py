@@ -210,7 +210,9 @@ class Spool:
         if self._busy is None or self._yield_for <= 0 or not self._busy():
             return False
         oldest = self._oldest_unapplied
-        return oldest is None or time.monotonic() - oldest < self._yield_for
+        if oldest is None:  # nothing of ours waits: only the sweep for stopped processes' files, on its schedule
+            return time.monotonic() - self._swept_at < SWEEP_EVERY
+        return time.monotonic() - oldest < self._yield_for
 
     def apply_pending(self, *, everyone: bool = False) -> int:
         """Apply what this process spooled and, every few seconds, what stopped processes left. ``everyone``:
@@ -221,7 +223,7 @@ class Spool:
         with self._apply_lock:
             applied = 0
             segment = self._segment
-            if segment is not None:
+            if segment is not None and (everyone or self._oldest_unapplied is not None):
                 count, position = self._apply_file(segment.name, self._path(segment.name))
                 applied += count
                 with self._lock:
@@ -240,10 +242,18 @@ class Spool:
         """Apply the complete lines of ``path`` past its stored position; returns (applied, position).
         ``final``: the writer is gone, so a torn last line (a write cut off by the kill, never acknowledged
         to anyone) is skipped."""
-        position = self._store.spool_position(name)
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return 0, 0  # deleted by its owner once fully applied
         applied = 0
         try:
-            with open(path, "rb") as file:
+            with file:
+                position = self._store.spool_position(name)
+                # Read after the position: an owner deletes the file before it forgets the position, so a
+                # forgotten position (0) is never taken for the start of a file that was applied already.
+                if os.fstat(file.fileno()).st_nlink == 0:
+                    return 0, position
                 file.seek(position)
                 rest = b""
                 while chunk := file.read(READ_CHUNK):

@@ -41,6 +41,7 @@ from typing import Any
 from ..phone import calling_code
 from ._common import (
     HOUR,
+    check_batch,
     check_count,
     check_flag_value,
     check_message_id,
@@ -348,11 +349,7 @@ class SQLiteStore(Store):
         match_window: float,
         checkpoint: tuple[str, int, int],
     ) -> list[VerifyOutcome] | None:
-        checked = [check_verification(item) for item in items]
-        provider = check_provider(provider)
-        window = check_positive(match_window, "match_window")
-        name = check_name(checkpoint[0], "spool name")
-        start, end = check_count(checkpoint[1], "spool position"), check_count(checkpoint[2], "spool position")
+        checked, provider, window, (name, start, end) = check_batch(items, provider, match_window, checkpoint)
         with self._write() as conn:
             row = conn.execute("SELECT position FROM spools WHERE name = ?", (name,)).fetchone()
             if (0 if row is None else row[0]) != start:

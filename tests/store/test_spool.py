@@ -162,11 +162,16 @@ def test_a_large_applied_segment_is_replaced_by_a_fresh_one(store: SQLiteStore, 
     assert sum(row.unmatched for row in store.counts(since=0, until=NOW + 3600)) == 41
 
 
-def test_what_a_killed_process_spooled_is_applied_by_the_next_sweep(store: SQLiteStore, tmp_path: Path) -> None:
-    sent(store, 300)
-    proc = spool_in_worker(store, tmp_path, 300)
+def killed_after_spooling(store: SQLiteStore, tmp_path: Path, count: int) -> None:
+    """A process that spooled ``count`` verifications of sent OTPs, then got ``kill -9``."""
+    sent(store, count)
+    proc = spool_in_worker(store, tmp_path, count)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def test_what_a_killed_process_spooled_is_applied_by_the_next_sweep(store: SQLiteStore, tmp_path: Path) -> None:
+    killed_after_spooling(store, tmp_path, 300)
     assert pending(store) == 0 and len(segments(tmp_path)) == 1
     assert make_spool(store, tmp_path).apply_pending() == 300
     assert pending(store) == 300
@@ -174,10 +179,7 @@ def test_what_a_killed_process_spooled_is_applied_by_the_next_sweep(store: SQLit
 
 
 def test_a_torn_last_line_of_a_killed_process_is_dropped(store: SQLiteStore, tmp_path: Path) -> None:
-    sent(store, 5)
-    proc = spool_in_worker(store, tmp_path, 5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed_after_spooling(store, tmp_path, 5)
     with open(segments(tmp_path)[0], "ab") as file:
         file.write(encode(Verification(SG, None, NOW))[:9])  # a write the kill cut off
     assert make_spool(store, tmp_path).apply_pending() == 5
