@@ -182,7 +182,8 @@ def _stats_table(figures: dict[str, Any]) -> list[str]:
     age = rep["oldest_pending_age_seconds"]
     lines += [
         "",
-        f"reporter         pending={rep['pending']} in_flight={rep['in_flight']} dead={rep['dead']} "
+        f"reporter         spooled={rep['spooled']} pending={rep['pending']} in_flight={rep['in_flight']} "
+        f"dead={rep['dead']} "
         f"oldest_pending={'-' if age is None else f'{age:.0f}s'}",
         f"                 breaker={rep['breaker_state']} degraded={'yes' if rep['degraded'] else 'no'} "
         f"last_error={rep['last_error'] or '-'}",

@@ -110,7 +110,7 @@ ACK_MAX_DELAY = 0.25
 IDLE_POLL = 0.2
 #: While requests are in flight (see ``activity.py``): how often the drain thread looks whether they are done,
 #: and how often it claims the reports held back for the whole yield window.
-YIELD_POLL = 0.02
+YIELD_POLL = 0.1
 OVERDUE_CLAIM_EVERY = 1.0
 #: Pause after a claim that took everything due: rows arriving in a trickle then go out a batch per claim
 #: instead of costing a store write transaction each (writes that the verify requests would queue behind).
@@ -477,19 +477,19 @@ class Reporter:
         self._flush_acks_if_due()
         if self._is_degraded():
             return DEGRADED_RECHECK
+        # Requests are in flight: only reports held back for the whole yield window go now, and the store is
+        # asked for them at most once per OVERDUE_CLAIM_EVERY (a claim is a write every request queues on).
+        yielding = self._yielding()
+        if yielding and time.monotonic() < self._overdue_claim_at:
+            return YIELD_POLL
         self._provider_ready()
         self._prune_if_due()
         wait = self._blocked_for()
         if wait > 0:
             return min(wait, DEGRADED_RECHECK)
         created_before = None
-        if self._yielding():
-            # Requests are in flight: only reports held back for the whole yield window go now, and the store is
-            # asked for them at most once per OVERDUE_CLAIM_EVERY (a claim is a write every request queues on).
-            now = time.monotonic()
-            if now < self._overdue_claim_at:
-                return YIELD_POLL
-            self._overdue_claim_at = now + OVERDUE_CLAIM_EVERY
+        if yielding:
+            self._overdue_claim_at = time.monotonic() + OVERDUE_CLAIM_EVERY
             created_before = time.time() - self._settings.yield_to_requests
         claimed, limit = self._claim_and_dispatch(stop=stop, deadline=None, created_before=created_before)
         if claimed >= limit:

@@ -30,6 +30,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from .providers import Provider
 from .providers.tencent import MAX_STATISTICS_SPAN
 from .reporter import describe_error
+from .store.spool import unapplied
 
 if TYPE_CHECKING:
     from .extension import ConversionState
@@ -226,7 +227,9 @@ class StatsService:
         assert store is not None and reporter is not None
         now = time.time()
         outbox = store.outbox_stats(now=now)
+        spool = self._state.spool
         return {
+            "spooled": 0 if spool is None else unapplied(store, spool.directory),
             "pending": outbox.pending,
             "in_flight": outbox.in_flight,
             "dead": outbox.dead,

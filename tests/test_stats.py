@@ -13,7 +13,7 @@ import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-from flask_otp_conversion import OTPConversion
+from flask_otp_conversion import OTPConversion, otp_verified
 from flask_otp_conversion.testing import EmulatorServer, Fault
 from tests.conftest import AppFactory
 
@@ -109,6 +109,18 @@ def test_reporter_section_shows_pending_reports(make_app: AppFactory) -> None:
     reporter = get(app.test_client()).get_json()["reporter"]
     assert reporter["pending"] == 2 and reporter["dead"] == 0
     assert reporter["breaker_state"] == "closed" and reporter["degraded"] is False
+
+
+def test_reporter_section_counts_verifications_not_yet_applied_from_the_spool(make_app: AppFactory) -> None:
+    app = stats_app(make_app, OTP_CONVERSION_STATS_CACHE_TTL=0)
+    with app.app_context():
+        OTPConversion().record_sent(CN, "cn-0")
+    otp_verified.send(app, phone=CN)  # spooled; nothing applies it with the reporter not autostarted
+    assert get(app.test_client()).get_json()["reporter"]["spooled"] == 1
+    with app.app_context():
+        OTPConversion().flush(timeout=0.1)
+    reporter = get(app.test_client()).get_json()["reporter"]
+    assert reporter["spooled"] == 0 and reporter["pending"] == 1
 
 
 # Window ---------------------------------------------------------------------------------------------
