@@ -196,13 +196,13 @@ class ConversionState:
     def shutdown(self) -> None:
         if self.stats is not None:
             self.stats.close()
-        if self.reporter is not None:
-            self.reporter.stop(self.settings.shutdown_timeout)
-        if self.spool is not None:
+        if self.spool is not None:  # first, so that the reporter's last flush can deliver what it applies
             try:
                 self.spool.close(self.settings.shutdown_timeout)
             except Exception as exc:  # what is left is applied by the next process that sweeps the folder
                 self.logger.error("otp-conversion spool not emptied at shutdown: %s: %s", type(exc).__name__, exc)
+        if self.reporter is not None:
+            self.reporter.stop(self.settings.shutdown_timeout)
         if self.store is not None:
             self.store.close()
 

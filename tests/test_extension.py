@@ -262,6 +262,29 @@ def test_verification_reaches_the_provider_through_the_reporter(
     assert [(c.params["SerialNo"], c.ok) for c in calls] == [(sent.message_id, True)]
 
 
+def test_shutdown_applies_the_spool_and_delivers_what_it_held(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    app, conversion = make_app(
+        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url, OTP_CONVERSION_REPORTER_AUTOSTART=True
+    )
+    add_verify_route(app, conversion)
+    with app.app_context():
+        provider = app.extensions["otp_conversion"].make_provider()
+        sent = provider.send_otp(PHONE, "123456")
+        provider.close()
+        otp_sent.send(app, phone=PHONE, message_id=sent.message_id)
+    state = app.extensions["otp_conversion"]
+    state.activity.enter()  # a request in flight all along: the background threads hold everything back
+    assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    time.sleep(0.3)
+    assert emulator.calls(action="ReportConversion") == []
+    state.shutdown()
+    calls = emulator.calls(action="ReportConversion")
+    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(sent.message_id, True)]
+
+
 def test_reporter_starts_lazily_on_first_request(
     make_app: AppFactory, provider_emulator_server: EmulatorServer
 ) -> None:
