@@ -267,7 +267,10 @@ def test_shutdown_applies_the_spool_and_delivers_what_it_held(
 ) -> None:
     emulator = provider_emulator_server.emulator
     app, conversion = make_app(
-        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url, OTP_CONVERSION_REPORTER_AUTOSTART=True
+        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url,
+        OTP_CONVERSION_TENCENT_TEMPLATE_ID="1110",
+        OTP_CONVERSION_TENCENT_SIGN_NAME="Example",
+        OTP_CONVERSION_REPORTER_AUTOSTART=True,
     )
     add_verify_route(app, conversion)
     with app.app_context():
