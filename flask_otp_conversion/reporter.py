@@ -493,6 +493,7 @@ class Reporter:
             created_before = time.time() - self._settings.yield_to_requests
         claimed, limit = self._claim_and_dispatch(stop=stop, deadline=None, created_before=created_before)
         if claimed >= limit:
+            self._overdue_claim_at = -math.inf  # overdue reports too: the next claim does not wait
             return 0.0  # a backlog: claim the next batch at once
         if created_before is not None:
             return YIELD_POLL
