@@ -240,44 +240,47 @@ def test_disabled_extension_records_nothing_and_passes_views_through(make_app: A
     assert app.extensions["otp_conversion"].store is None
 
 
-def test_verification_reaches_the_provider_through_the_reporter(
-    make_app: AppFactory, provider_emulator_server: EmulatorServer
-) -> None:
-    emulator = provider_emulator_server.emulator
-    app, conversion = make_app(
-        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url,
+def emulator_app(make_app: AppFactory, server: EmulatorServer, **config: Any) -> tuple[Flask, OTPConversion]:
+    """An app whose provider is the emulator, able to send (template and sign name set)."""
+    return make_app(
+        OTP_CONVERSION_TENCENT_ENDPOINT=server.url,
         OTP_CONVERSION_TENCENT_TEMPLATE_ID="1110",
         OTP_CONVERSION_TENCENT_SIGN_NAME="Example",
+        **config,
     )
-    add_verify_route(app, conversion)
+
+
+def send_through_emulator(app: Flask) -> str:
+    """Send an OTP to PHONE through the emulator (which only takes reports of messages it sent) and record it."""
     with app.app_context():
         provider = app.extensions["otp_conversion"].make_provider()
         sent = provider.send_otp(PHONE, "123456")
         provider.close()
         otp_sent.send(app, phone=PHONE, message_id=sent.message_id)
+    return sent.message_id
+
+
+def test_verification_reaches_the_provider_through_the_reporter(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    app, conversion = emulator_app(make_app, provider_emulator_server)
+    add_verify_route(app, conversion)
+    serial = send_through_emulator(app)
     assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
     with app.app_context():
         assert conversion.flush(timeout=10) == 0
     calls = emulator.calls(action="ReportConversion")
-    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(sent.message_id, True)]
+    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(serial, True)]
 
 
 def test_shutdown_applies_the_spool_and_delivers_what_it_held(
     make_app: AppFactory, provider_emulator_server: EmulatorServer
 ) -> None:
     emulator = provider_emulator_server.emulator
-    app, conversion = make_app(
-        OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url,
-        OTP_CONVERSION_TENCENT_TEMPLATE_ID="1110",
-        OTP_CONVERSION_TENCENT_SIGN_NAME="Example",
-        OTP_CONVERSION_REPORTER_AUTOSTART=True,
-    )
+    app, conversion = emulator_app(make_app, provider_emulator_server, OTP_CONVERSION_REPORTER_AUTOSTART=True)
     add_verify_route(app, conversion)
-    with app.app_context():
-        provider = app.extensions["otp_conversion"].make_provider()
-        sent = provider.send_otp(PHONE, "123456")
-        provider.close()
-        otp_sent.send(app, phone=PHONE, message_id=sent.message_id)
+    serial = send_through_emulator(app)
     state = app.extensions["otp_conversion"]
     state.activity.enter()  # a request in flight all along: the background threads hold everything back
     assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
@@ -285,7 +288,7 @@ def test_shutdown_applies_the_spool_and_delivers_what_it_held(
     assert emulator.calls(action="ReportConversion") == []
     state.shutdown()
     calls = emulator.calls(action="ReportConversion")
-    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(sent.message_id, True)]
+    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(serial, True)]
 
 
 def test_reporter_starts_lazily_on_first_request(

@@ -49,6 +49,14 @@ def pending(store: SQLiteStore) -> int:
     return store.outbox_stats(now=time.time()).pending
 
 
+def wait_until_pending(store: SQLiteStore, count: int, timeout: float = 10.0) -> int:
+    """Poll until the outbox holds ``count`` pending reports (or the timeout); returns what it holds."""
+    deadline = time.monotonic() + timeout
+    while pending(store) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pending(store)
+
+
 def sent(store: SQLiteStore, count: int) -> None:
     for i in range(count):
         send(store, phone(i), f"m{i}", NOW - 60)
@@ -82,10 +90,7 @@ def test_the_background_thread_applies_without_being_asked(store: SQLiteStore, t
     sent(store, 1)
     spool = make_spool(store, tmp_path, autostart=True)
     spool.append(Verification(phone(0), None, NOW))
-    deadline = time.monotonic() + 10
-    while pending(store) == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert pending(store) == 1
+    assert wait_until_pending(store, 1) == 1
     spool.close()
 
 
@@ -255,10 +260,7 @@ def test_the_applier_holds_back_while_requests_are_in_flight_then_applies_after_
     time.sleep(0.5)
     assert pending(store) == 0
     in_flight.clear()
-    deadline = time.monotonic() + 10
-    while pending(store) == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert pending(store) == 1
+    assert wait_until_pending(store, 1) == 1
     spool.close()
 
 
@@ -268,10 +270,7 @@ def test_the_applier_applies_what_waited_the_whole_window_though_requests_contin
     sent(store, 1)
     spool = make_spool(store, tmp_path, autostart=True, busy=lambda: True, yield_for=0.3)
     spool.append(Verification(phone(0), None, NOW))
-    deadline = time.monotonic() + 10
-    while pending(store) == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert pending(store) == 1
+    assert wait_until_pending(store, 1) == 1
     spool.close()
 
 
