@@ -893,11 +893,17 @@ class Reporter:
         return self._store.outbox_stats(now=time.time()).pending
 
     def _next_retry_hint(self) -> float | None:
-        """The earliest retry this process scheduled that is still ahead (a hint for ``flush``)."""
+        """The earliest retry this process scheduled and ``flush`` has not looked at yet (a hint for it): now
+        for retries that fell due since the last look (a full-jitter backoff can be a few milliseconds, shorter
+        than the look takes), else the earliest still ahead, else None."""
         now = time.time()
         with self._hint_lock:
+            fell_due = False
             while self._retry_hints and self._retry_hints[0] <= now:
                 heapq.heappop(self._retry_hints)
+                fell_due = True
+            if fell_due:
+                return now
             return self._retry_hints[0] if self._retry_hints else None
 
     def _sleep_until(self, deadline: float, seconds: float) -> None:
