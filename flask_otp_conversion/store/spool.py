@@ -149,8 +149,7 @@ class Spool:
         """Write one verification. ``ValueError`` if it is not valid (phone in E.164), ``OSError`` if the file
         cannot take it; nothing of a failed line is left behind."""
         line = encode(check_verification(item))
-        if self._pid != os.getpid():
-            self._after_fork_in_child()
+        self._check_fork()
         with self._lock:
             segment = self._segment or self._open_segment()
             written = os.write(segment.fd, line)
@@ -185,8 +184,7 @@ class Spool:
         thread = self._thread
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             return
-        if self._pid != os.getpid():
-            self._after_fork_in_child()
+        self._check_fork()
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
@@ -218,8 +216,7 @@ class Spool:
         """Apply what this process spooled and, every few seconds, what stopped processes left. ``everyone``:
         the whole folder now, live processes' segments included (for ``flush`` and a delivery process;
         applying a line is exactly-once whoever does it). Returns how many verifications were applied."""
-        if self._pid != os.getpid():
-            self._after_fork_in_child()
+        self._check_fork()
         with self._apply_lock:
             applied = 0
             segment = self._segment
@@ -388,9 +385,8 @@ class Spool:
     def close(self, timeout: float | None = None) -> None:
         """Stop the thread, apply everything, and delete this process's segment. A later ``append`` starts
         a fresh one."""
-        if self._pid != os.getpid():
-            self._after_fork_in_child()
-            return
+        if self._check_fork():
+            return  # a forked child: nothing of its own yet, and the parent's segment stays the parent's
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -406,6 +402,13 @@ class Spool:
                     return  # appended to meanwhile: stays for the thread an append restarts, or a sweeper
                 self._segment = None
             self._retire(segment)
+
+    def _check_fork(self) -> bool:
+        """In a forked child, start over (True); in the process that built the state, nothing (False)."""
+        if self._pid == os.getpid():
+            return False
+        self._after_fork_in_child()
+        return True
 
     def _after_fork_in_child(self) -> None:
         """The parent's segment stays the parent's: close our copy of its descriptor (the lock stays with the
@@ -446,8 +449,7 @@ _live_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
 
 def _reset_spools_in_child() -> None:
     for spool in list(_live_spools):
-        if spool._pid != os.getpid():
-            spool._after_fork_in_child()
+        spool._check_fork()
 
 
 os.register_at_fork(after_in_child=_reset_spools_in_child)
