@@ -50,17 +50,22 @@ def test_a_new_file_is_created_with_its_folders_in_wal_mode_at_schema_version_3(
     assert pragma(path, "user_version") == 3
 
 
-def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
+def file_at_version(path: Path, version: int, later_tables: list[str]) -> None:
+    """A store file holding one send (m1) as an older version wrote it: without the tables it lacked."""
     old = SQLiteStore(path)
     send(old, CN, "m1", HOUR0)
     old.close()
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE budgets")
-    conn.execute("DROP TABLE spools")
-    conn.execute("PRAGMA user_version = 1")
+    for table in later_tables:
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
+
+
+def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    file_at_version(path, 1, ["budgets", "spools"])
     store = SQLiteStore(path)
     assert store.take_tokens("rate:x", want=1, rate=1.0, burst=1.0, now=HOUR0) == (1, 0.0)
     assert store.spool_position("s") == 0
@@ -71,14 +76,7 @@ def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
 
 def test_a_version_2_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    old = SQLiteStore(path)
-    send(old, CN, "m1", HOUR0)
-    old.close()
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE spools")
-    conn.execute("PRAGMA user_version = 2")
-    conn.commit()
-    conn.close()
+    file_at_version(path, 2, ["spools"])
     store = SQLiteStore(path)
     store.apply_verifications([], provider="tencent", match_window=600.0, checkpoint=("s", 0, 10))
     assert store.spool_position("s") == 10
