@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
-from .activity import RequestActivity
+from .activity import CountingMiddleware, RequestActivity
 from .config import Settings, load_settings, make_provider
 from .phone import mask_phone, normalize_phone
 from .providers import Provider
@@ -178,20 +178,15 @@ class ConversionState:
         else:
             self.logger.error("%s for %s not recorded: %s: %s", signal, who, type(exc).__name__, exc)
 
-    # Per-request hooks (with the reporter autostarted) --------------------------------------------------
+    # Per request (with the reporter autostarted) -------------------------------------------------------
 
-    def before_request(self) -> None:
-        """Start this process's background threads on its first request; count the request in flight."""
+    def start_background(self) -> None:
+        """Start this process's background threads on its first request (cheap once they run; a forked
+        worker starts its own)."""
         if self.reporter is not None:
             self.reporter.ensure_running()
         if self.spool is not None:
             self.spool.start()
-        if self.activity is not None and self.settings.yield_to_requests > 0:
-            self.activity.enter()
-
-    def teardown_request(self, exc: BaseException | None) -> None:
-        if self.activity is not None:
-            self.activity.leave()
 
     def shutdown(self) -> None:
         if self.stats is not None:
@@ -233,9 +228,10 @@ class OTPConversion:
         otp_sent.connect(state.on_otp_sent, sender=app)
         otp_verified.connect(state.on_otp_verified, sender=app)
         if settings.reporter_autostart:
-            # One hook each way: Flask checks every hook for a coroutine function on every request.
-            app.before_request(state.before_request)
-            app.teardown_request(state.teardown_request)
+            assert state.activity is not None
+            app.wsgi_app = CountingMiddleware(  # type: ignore[method-assign]
+                app.wsgi_app, state.activity, state.start_background
+            )
         atexit.register(_shutdown_at_exit, weakref.ref(state))
         state.stats = StatsService(state, auth=lambda: self._stats_auth)
         app.register_blueprint(make_blueprint(settings.url_prefix))

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 
-from flask_otp_conversion.activity import QUIET_AFTER, RequestActivity
+from flask_otp_conversion.activity import QUIET_AFTER, CountingMiddleware, RequestActivity
 
 
-def watched(app: Flask) -> RequestActivity:
-    """Hooked up the way the extension does it."""
+def watched(app: Flask, on_request: Callable[[], None] = lambda: None) -> RequestActivity:
+    """Wrapped the way the extension does it."""
     activity = RequestActivity()
-    app.before_request(activity.enter)
-    app.teardown_request(lambda exc: activity.leave())
+    app.wsgi_app = CountingMiddleware(app.wsgi_app, activity, on_request)  # type: ignore[method-assign]
     return activity
 
 
@@ -66,7 +66,7 @@ def test_a_request_that_raises_is_no_longer_in_flight() -> None:
     assert not activity.busy()
 
 
-def test_a_request_answered_by_an_earlier_before_request_is_not_miscounted() -> None:
+def test_a_request_answered_by_a_before_request_function_is_no_longer_in_flight() -> None:
     app = Flask(__name__)
     app.before_request(lambda: ("stopped early", 403))
     activity = watched(app)
@@ -74,3 +74,13 @@ def test_a_request_answered_by_an_earlier_before_request_is_not_miscounted() -> 
     assert client.get("/").status_code == 403
     assert client.get("/").status_code == 403
     assert repr(activity) == "<RequestActivity in_flight=0>"
+
+
+def test_on_request_runs_before_each_request_reaches_the_app() -> None:
+    app = Flask(__name__)
+    events: list[str] = []
+    watched(app, on_request=lambda: events.append("on_request"))
+    app.get("/")(lambda: events.append("view") or "ok")
+    app.test_client().get("/")
+    app.test_client().get("/")
+    assert events == ["on_request", "view", "on_request", "view"]
