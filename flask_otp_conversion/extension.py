@@ -57,6 +57,9 @@ class ConversionState:
         self.activity: RequestActivity | None = None
         self.reporter: Reporter | None = None
         self.stats: StatsService | None = None
+        # (version of otp_verified's receivers, whether on_otp_verified is the only one for this app then)
+        self._receivers_version = 0
+        self._sole_receiver = (-1, False)
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
@@ -171,6 +174,24 @@ class ConversionState:
         except Exception as exc:
             self._log_dropped("otp-verified", kwargs.get("phone"), exc)
 
+    def on_receivers_changed(self, signal: object, **kwargs: Any) -> None:
+        """A receiver was connected to or disconnected from ``otp_verified``: look again at the next verify."""
+        self._receivers_version += 1
+
+    def verified_by_route(self, app: Flask, phone: object, message_id: object, verified_at: float) -> None:
+        """``verify_route``'s 2xx answer: sends ``otp_verified``. While ``on_otp_verified`` is the signal's only
+        receiver for ``app``, calls it directly instead: blinker's dispatch costs ~6-10 µs of every verify
+        request, and there is no one else to dispatch to."""
+        version = self._receivers_version  # read first: a change while we look makes the next call look again
+        seen, sole = self._sole_receiver
+        if seen != version:
+            sole = [receiver == self.on_otp_verified for receiver in otp_verified.receivers_for(app)] == [True]
+            self._sole_receiver = (version, sole)
+        if sole and not otp_verified.is_muted:
+            self.on_otp_verified(app, phone=phone, message_id=message_id, verified_at=verified_at)
+        else:
+            otp_verified.send(app, phone=phone, message_id=message_id, verified_at=verified_at)
+
     def _log_dropped(self, signal: str, phone: object, exc: Exception) -> None:
         who = mask_phone(phone) if isinstance(phone, str) else type(phone).__name__
         if isinstance(exc, ValueError):
@@ -227,6 +248,8 @@ class OTPConversion:
         # Weak references keep a test suite's many apps collectable; the state holds the bound methods' owner.
         otp_sent.connect(state.on_otp_sent, sender=app)
         otp_verified.connect(state.on_otp_verified, sender=app)
+        otp_verified.receiver_connected.connect(state.on_receivers_changed)
+        otp_verified.receiver_disconnected.connect(state.on_receivers_changed)
         if settings.reporter_autostart:
             assert state.activity is not None
             app.wsgi_app = CountingMiddleware(  # type: ignore[method-assign]
@@ -266,6 +289,15 @@ class OTPConversion:
         """Decorate a verify view: a 2xx answer marks the OTP for ``phone`` (a JSON/form field or a callable)
         verified; a non-2xx answer or an exception does not."""
         return make_verify_route(self, phone, message_id)
+
+    def _route_verified(self, app: Flask, phone: object, message_id: object, verified_at: float) -> None:
+        """What ``verify_route`` does on a 2xx answer: ``otp_verified``, sent or (see ``verified_by_route``)
+        delivered straight to this extension."""
+        state: ConversionState | None = app.extensions.get(EXTENSION_KEY)
+        if state is None:  # not initialised on this app: the signal still goes to anyone listening
+            otp_verified.send(app, phone=phone, message_id=message_id, verified_at=verified_at)
+        else:
+            state.verified_by_route(app, phone, message_id, verified_at)
 
     def degrade(self, on: bool = True) -> None:
         """Stop (True) or resume (False) every provider call, in every process sharing the store."""

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Request, Response, current_app, request
 
-from .signals import otp_verified
-
 if TYPE_CHECKING:
     from .extension import OTPConversion
 
@@ -44,12 +42,8 @@ def make_verify_route(
             except Exception:
                 ext.logger.exception("flask-otp-conversion: could not read the verify request's fields")
             else:
-                otp_verified.send(
-                    current_app._get_current_object(),  # type: ignore[attr-defined]
-                    phone=phone_value,
-                    message_id=id_value,
-                    verified_at=time.time(),
-                )
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+                ext._route_verified(app, phone_value, id_value, time.time())
         return response
 
     def decorator(view: F) -> F:

@@ -158,6 +158,54 @@ def test_verify_route_marks_verified_on_2xx(make_app: AppFactory) -> None:
     assert pending(app) == 1
 
 
+def verifications(app: Flask) -> int:
+    """Verifications recorded (none of these tests sends, so every one is unmatched)."""
+    rows = store_of(app).counts(since=0, until=time.time() + 3600)
+    return sum(row.verified + row.unmatched for row in rows)
+
+
+def test_verify_route_sends_otp_verified_to_other_receivers_and_records_once(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion)
+    client = app.test_client()
+    assert client.post("/verify", json={"phone": PHONE}).status_code == 200  # the extension alone listens
+    heard: list[dict[str, Any]] = []
+
+    def listener(sender: Flask, **kwargs: Any) -> None:
+        heard.append(kwargs)
+
+    otp_verified.connect(listener, sender=app)
+    try:
+        assert client.post("/verify", json={"phone": PHONE}).status_code == 200
+    finally:
+        otp_verified.disconnect(listener, sender=app)
+    assert client.post("/verify", json={"phone": PHONE}).status_code == 200
+    assert [h["phone"] for h in heard] == [PHONE]
+    assert verifications(app) == 3
+
+
+def test_verify_route_reaches_receivers_connected_for_any_sender(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion)
+    heard: list[object] = []
+
+    def listener(sender: Flask, **kwargs: Any) -> None:
+        heard.append(sender)
+
+    with otp_verified.connected_to(listener):
+        assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    assert heard == [app]
+    assert verifications(app) == 1
+
+
+def test_verify_route_records_nothing_while_otp_verified_is_muted(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    add_verify_route(app, conversion)
+    with otp_verified.muted():
+        assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    assert verifications(app) == 0
+
+
 @pytest.mark.parametrize("status", [400, 401, 429, 302])
 def test_verify_route_ignores_non_2xx(make_app: AppFactory, status: int) -> None:
     app, conversion = make_app()
