@@ -130,12 +130,13 @@ class ConversionState:
             return
         item = self._verification(phone, message_id, verified_at)
         try:
-            self.spool.append(item)
+            self.spool.append(item, checked=True)
         except OSError as exc:
             self.logger.error("otp-conversion spool refused a verification (%s); writing it to the store", exc)
             self.record_verified(item.phone, item.message_id, item.verified_at)
 
     def _verification(self, phone: object, message_id: object, verified_at: object) -> Verification:
+        """Normalised and checked: what this returns passes the store's ``check_verification``."""
         return Verification(
             normalize_phone(phone),
             _message_id(message_id, required=False),
@@ -169,10 +170,13 @@ class ConversionState:
             self._log_dropped("otp-sent", kwargs.get("phone"), exc)
 
     def on_otp_verified(self, sender: object, **kwargs: Any) -> None:
+        self._verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
+
+    def _verified(self, phone: object, message_id: object, verified_at: object) -> None:
         try:
-            self.spool_verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
+            self.spool_verified(phone, message_id, verified_at)
         except Exception as exc:
-            self._log_dropped("otp-verified", kwargs.get("phone"), exc)
+            self._log_dropped("otp-verified", phone, exc)
 
     def on_receivers_changed(self, signal: object, **kwargs: Any) -> None:
         """A receiver was connected to or disconnected from ``otp_verified``: look again at the next verify."""
@@ -188,7 +192,7 @@ class ConversionState:
             sole = [receiver == self.on_otp_verified for receiver in otp_verified.receivers_for(app)] == [True]
             self._sole_receiver = (version, sole)
         if sole and not otp_verified.is_muted:
-            self.on_otp_verified(app, phone=phone, message_id=message_id, verified_at=verified_at)
+            self._verified(phone, message_id, verified_at)
         else:
             otp_verified.send(app, phone=phone, message_id=message_id, verified_at=verified_at)
 

@@ -9,6 +9,7 @@ from flask import Flask, jsonify, request
 
 from flask_otp_conversion import OTPConversion, otp_sent, otp_verified
 from flask_otp_conversion.store import Store
+from flask_otp_conversion.store._common import check_verification
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import AppFactory
 
@@ -118,6 +119,23 @@ def test_method_rejects_bad_timestamps(make_app: AppFactory, sent_at: Any) -> No
     app, conversion = make_app()
     with app.app_context(), pytest.raises(ValueError, match="UNIX seconds"):
         conversion.record_sent(PHONE, "m-1", sent_at=sent_at)
+
+
+@pytest.mark.parametrize(
+    ("phone", "message_id", "verified_at"),
+    [
+        ("+8613711112222", None, None),
+        (" +86 137-1111.2222 ", "  serial-1 ", 1_700_000_000),
+        ("0086(137)11112222", "x" * 10, 1.7e9),
+    ],
+)
+def test_verifications_the_extension_spools_unchecked_pass_the_store_check(
+    make_app: AppFactory, phone: str, message_id: str | None, verified_at: float | None
+) -> None:
+    """The extension appends to the spool with ``checked=True``: what it builds must pass the store's rules."""
+    app, _ = make_app()
+    item = app.extensions["otp_conversion"]._verification(phone, message_id, verified_at)
+    assert check_verification(item) == item
 
 
 def test_signal_records_a_send_from_app_code(make_app: AppFactory) -> None:
