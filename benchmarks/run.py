@@ -181,12 +181,15 @@ def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
         return [*lines, "Not run (failed); see the run's output.", ""]
     f = entry["figures"]
     s = f["setup"]
+    repeated = ", ".join(f"{name} {v.get('imbalanced_runs_repeated', 0)}" for name, v in f["variants"].items())
     lines += [
         f"{s['rounds']} rounds of {s['seconds']:g} s per variant, `wrk -c{s['connections']}`, variant order rotated "
         "each round; the extension's outbox drained between runs. Median (min to max over rounds). CPU per request: "
         "CPU time of the gunicorn workers / of the emulator process during the run, over the requests served. "
         "Busier worker's share: per round, the larger of the two workers' CPU over both (0.5 = load spread "
-        "evenly; near 1.0 = one worker got the connections).",
+        "evenly; near 1.0 = one worker got the connections). A run in which one worker took 80 % or more is run "
+        "again on fresh pairs (up to 3 times a variant): it measures one core, whatever the app "
+        f"(repeated: {repeated}).",
         "",
         "| variant | req/s | p50 ms | p99 ms | workers CPU ms/req | emulator CPU ms/req | backlog after run "
         "| workers CPU ms/req after the run (the backlog) | busier worker's CPU share |",
