@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import math
 import time
@@ -57,7 +58,9 @@ class ConversionState:
         self.activity: RequestActivity | None = None
         self.reporter: Reporter | None = None
         self.stats: StatsService | None = None
-        # (version of otp_verified's receivers, whether on_otp_verified is the only one for this app then)
+        # (version of otp_verified's receivers, whether on_otp_verified is the only one for this app then);
+        # versions come from a counter, whose next() is atomic, so two changes at once are never counted as one
+        self._versions = itertools.count(1)
         self._receivers_version = 0
         self._sole_receiver = (-1, False)
         if not settings.enabled:
@@ -180,7 +183,7 @@ class ConversionState:
 
     def on_receivers_changed(self, signal: object, **kwargs: Any) -> None:
         """A receiver was connected to or disconnected from ``otp_verified``: look again at the next verify."""
-        self._receivers_version += 1
+        self._receivers_version = next(self._versions)
 
     def verified_by_route(self, app: Flask, phone: object, message_id: object, verified_at: float) -> None:
         """``verify_route``'s 2xx answer: sends ``otp_verified``. While ``on_otp_verified`` is the signal's only
@@ -207,11 +210,14 @@ class ConversionState:
 
     def start_background(self) -> None:
         """Start this process's background threads on its first request (cheap once they run; a forked
-        worker starts its own)."""
+        worker starts its own). Never fails the request: what the spool holds waits for the next start."""
         if self.reporter is not None:
             self.reporter.ensure_running()
         if self.spool is not None:
-            self.spool.start()
+            try:
+                self.spool.start()
+            except Exception as exc:
+                self.logger.error("otp-conversion spool applier could not start: %s: %s", type(exc).__name__, exc)
 
     def shutdown(self) -> None:
         if self.stats is not None:
