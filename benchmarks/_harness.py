@@ -134,8 +134,19 @@ def tencent_config(emulator_url: str) -> dict[str, Any]:
 class Server:
     """gunicorn serving ``benchmarks/_apps.py:<factory>()`` with ``config`` (passed as JSON in the environment)."""
 
-    def __init__(self, factory: str, config: dict[str, Any], workdir: Path, *, conversion: bool = True) -> None:
+    def __init__(
+        self,
+        factory: str,
+        config: dict[str, Any],
+        workdir: Path,
+        *,
+        conversion: bool = True,
+        max_connections: int | None = None,
+    ) -> None:
+        """``max_connections``: per worker (gunicorn's ``--worker-connections``). A worker that holds that many
+        stops accepting, so a load generator's connections cannot all land on one worker."""
         self.factory = factory
+        self.max_connections = max_connections
         self.config = config
         self.workdir = workdir
         self.conversion = conversion
@@ -159,6 +170,7 @@ class Server:
             "--workers", str(WORKERS), "--worker-class", "gthread", "--threads", str(THREADS),
             "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
             "--graceful-timeout", "10", "--chdir", str(ROOT),
+            *(["--worker-connections", str(self.max_connections)] if self.max_connections else []),
             f"_apps:{self.factory}()",
         ]  # fmt: skip
         log = (self.workdir / f"gunicorn-{self.factory}-{self.port}.log").open("wb")

@@ -6,9 +6,11 @@ threads), with its own SQLite files; every verification is a fresh pre-issued co
 outbox row and one ``ReportConversion`` to the emulator (its own process). Load: ``wrk`` (its own process),
 fixed connections, one pair per request. Variants run in turn, the order rotated each round, and a variant that
 delivers is drained before the next run starts, so no run pays for another's backlog. A run in which gunicorn
-handed (nearly) every connection to one of the two workers is run again (see ``IMBALANCED``).
+handed (nearly) every connection to one of the two workers is run again (see ``IMBALANCED``); each worker takes
+at most its share of wrk's connections and two more (gunicorn's ``--worker-connections``), so that is rare.
 
     plain          create_app(conversion=False): the baseline
+    plain-twin     the baseline again: the control of the paired rounds (two equal apps should come out at 1)
     ours           create_app(), default config (background work gives way to requests for up to 30 s)
     ours-sustained the same with OTP_CONVERSION_YIELD_TO_REQUESTS=1: load that outlasts the window
     append-only    OTP_CONVERSION_REPORTER_AUTOSTART=false, nobody applying: the request path alone
@@ -18,7 +20,12 @@ handed (nearly) every connection to one of the two workers is run again (see ``I
     ours-sidecar   workers with OTP_CONVERSION_REPORTER_AUTOSTART=false, `flask otp-conversion deliver --nice 19`
                    applying and delivering to nginx (its CPU is counted with the workers')
 
-    python benchmarks/overhead.py [--seconds 8] [--rounds 3] [--connections 16] [--variants ...] [--json PATH]
+Paired rounds (``--paired-rounds N``) then load plain and each other variant at the same time, each server with
+its own wrk, so that both halves of a ratio see the same machine: on a shared VM, other work moves sequential
+runs seconds apart by tens of percent, and moves two simultaneous runs alike.
+
+    python benchmarks/overhead.py [--seconds 8] [--rounds 3] [--connections 16] [--variants ...]
+                                  [--paired-rounds N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,8 @@ import _harness as h
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plain": ("plain", {}),
+    # the baseline again, as a control: its ratio to plain shows what the method alone makes of two equal apps
+    "plain-twin": ("plain", {}),
     "ours": ("ours", {}),
     "degraded": ("ours", {"OTP_CONVERSION_DEGRADED": True}),
     "inline": ("inline", {}),
@@ -78,84 +90,123 @@ def _delivers(name: str, config: dict[str, Any]) -> bool:
     return bool(config.get("OTP_CONVERSION_REPORTER_AUTOSTART", True) or VARIANTS[name][1].get("_sidecar"))
 
 
+@dataclass
+class _Run:
+    result: h.WrkResult
+    #: CPU ms per request during the run: (the workers and a sidecar, the emulator)
+    cpu: tuple[float, float]
+    #: the busier worker's share of the workers' CPU: ~0.5 when the connections are spread evenly
+    share: float
+    #: verifications the run left unapplied or undelivered (ours only)
+    backlog: int
+    #: CPU ms per request of the run spent after it, applying and delivering that backlog (None: not drained)
+    deferred: float | None
+
+
 def run(
-    *, seconds: float, rounds: int, connections: int, max_rps: int, variants: list[str], latency: float = 0.0
+    *,
+    seconds: float,
+    rounds: int,
+    connections: int,
+    max_rps: int,
+    variants: list[str],
+    latency: float = 0.0,
+    paired_rounds: int = 0,
+    paired_variants: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Sequential rounds of ``variants``, then ``paired_rounds`` rounds in which each of ``paired_variants``
+    (default: ``variants`` but plain) runs at the same time as plain."""
     per_run = int(seconds * max_rps) + 1000
-    results: dict[str, list[h.WrkResult]] = {v: [] for v in variants}
-    backlog: dict[str, list[int]] = {v: [] for v in variants}
-    cpu: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
-    deferred: dict[str, list[float]] = {v: [] for v in variants}
-    shares: dict[str, list[float]] = {v: [] for v in variants}
+    runs: dict[str, list[_Run]] = {v: [] for v in variants}
+    paired_variants = [v for v in (paired_variants or variants) if v != "plain"] if paired_rounds else []
+    paired: dict[str, list[tuple[_Run, _Run]]] = {v: [] for v in paired_variants}
+    served = list(dict.fromkeys([*variants, *(["plain", *paired_variants] if paired_variants else [])]))
     reruns = dict.fromkeys(variants, 0)
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="otp-bench-"))
         emulator = stack.enter_context(h.Emulator(latency))
         nginx = None
-        if any(VARIANTS[name][1].get("_provider") == "nginx" for name in variants):
+        if any(VARIANTS[name][1].get("_provider") == "nginx" for name in served):
             from fixed_server import FixedServer
 
             nginx = stack.enter_context(FixedServer())
-        configs, servers, pair_files = {}, {}, {}
+        configs: dict[str, dict[str, Any]] = {}
+        servers: dict[str, h.Server] = {}
+        fresh: dict[str, list[Path]] = {}  # pair files not used yet, one run each
         sidecars: dict[str, subprocess.Popen[bytes]] = {}
+
+        def measure(name: str, after: Callable[[], None] = lambda: None) -> _Run:
+            """One run of ``name`` on fresh pairs; ``after`` is called once the load has ended (before any
+            drain), so that a paired run's two halves are drained after both have ended."""
+            workers = servers[name].worker_pids()
+            costs = workers + ([sidecars[name].pid] if name in sidecars else [])
+            split0 = [h.cpu_seconds([pid]) for pid in workers]
+            cpu0 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
+            result = h.wrk_verify(servers[name].url, fresh[name].pop(0), seconds=seconds, connections=connections)
+            cpu1 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
+            split = [h.cpu_seconds([pid]) - before for pid, before in zip(workers, split0, strict=True)]
+            after()
+            backlog, deferred = 0, None
+            if VARIANTS[name][0] == "ours":
+                backlog = h.outbox(configs[name])[0]
+                if _delivers(name, configs[name]):
+                    h.wait_drained(configs[name], 120)
+                    deferred = (h.cpu_seconds(costs) - cpu1[0]) / result.requests * 1000
+            per_request = (cpu1[0] - cpu0[0]) / result.requests * 1000, (cpu1[1] - cpu0[1]) / result.requests * 1000
+            share = max(split) / sum(split) if sum(split) else 0.0
+            return _Run(result, per_request, share, backlog, deferred)
+
         try:
-            for name in variants:
+            for name in served:
                 kind, extra = VARIANTS[name]
                 extra = dict(extra)
                 provider_url = nginx.url if extra.pop("_provider", None) == "nginx" and nginx else emulator.url
                 sidecar = extra.pop("_sidecar", False)
                 configs[name] = h.app_config(provider_url, Path(tmp) / name, **extra)
-                files = rounds + SPARE_RUNS
+                # a run a round, the spare runs, and the paired runs (plain is paired with every other variant)
+                files = (rounds + SPARE_RUNS if name in variants else 0) + paired_rounds * (
+                    len(paired_variants) if name == "plain" else int(name in paired_variants)
+                )
                 pairs = _apps.preissue(kind, configs[name], emulator.issue(per_run * files + 500))
-                # 500 for the warm-up, then one file a round, then the spare runs'
                 warm, rest = pairs[:500], pairs[500:]
-                pair_files[name] = [h.write_pairs(Path(tmp) / name / "warm.csv", warm)] + [
+                h.write_pairs(Path(tmp) / name / "warm.csv", warm)
+                fresh[name] = [
                     h.write_pairs(Path(tmp) / name / f"run{r}.csv", rest[r * per_run : (r + 1) * per_run])
                     for r in range(files)
                 ]
-                servers[name] = h.Server(kind, configs[name], Path(tmp)).start()
+                # at most a fair share of wrk's connections a worker, and two more: gunicorn's workers race to
+                # accept them, and without a cap one sometimes wins them all
+                cap = connections // h.WORKERS + 2
+                servers[name] = h.Server(kind, configs[name], Path(tmp), max_connections=cap).start()
                 if sidecar:
                     sidecars[name] = start_sidecar(configs[name], Path(tmp) / name)
-            for name in variants:  # warm up: imports, connections, the reporter's first start
-                h.warm_up(servers[name].url, pair_files[name][0], 400)
+            for name in served:  # warm up: imports, connections, the reporter's first start
+                h.warm_up(servers[name].url, Path(tmp) / name / "warm.csv", 400)
                 if VARIANTS[name][0] == "ours" and _delivers(name, configs[name]):
                     h.wait_drained(configs[name], 60)
-            spare = {name: list(pair_files[name][rounds + 1 :]) for name in variants}
+            spare = dict.fromkeys(variants, SPARE_RUNS)
             for r in range(rounds):
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 for name in order:
-                    pairs_file = pair_files[name][r + 1]
-                    while True:
-                        workers = servers[name].worker_pids()
-                        costs = workers + ([sidecars[name].pid] if name in sidecars else [])
-                        split0 = [h.cpu_seconds([pid]) for pid in workers]
-                        cpu0 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
-                        result = h.wrk_verify(servers[name].url, pairs_file, seconds=seconds, connections=connections)
-                        cpu1 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
-                        split = [h.cpu_seconds([pid]) - before for pid, before in zip(workers, split0, strict=True)]
-                        # the busier worker's share of the workers' CPU: ~0.5 when the connections are spread evenly
-                        share = max(split) / sum(split) if sum(split) else 0.0
-                        backlog_after = h.outbox(configs[name])[0] if VARIANTS[name][0] == "ours" else 0
-                        if VARIANTS[name][0] == "ours" and _delivers(name, configs[name]):
-                            h.wait_drained(configs[name], 120)
-                        if share < IMBALANCED or not spare[name]:
-                            break
+                    one = measure(name)
+                    while one.share >= IMBALANCED and spare[name] > 0:
                         # gunicorn handed (nearly) every connection to one worker: that run measures one core,
                         # whatever the app; run again on fresh pairs
+                        spare[name] -= 1
                         reruns[name] += 1
-                        print(f"round {r + 1} {name:9s} {_line(result)}  one worker took {share:.0%}: again")
-                        pairs_file = spare[name].pop(0)
-                    shares[name].append(share)
-                    results[name].append(result)
-                    cpu[name].append(
-                        ((cpu1[0] - cpu0[0]) / result.requests * 1000, (cpu1[1] - cpu0[1]) / result.requests * 1000)
+                        print(f"round {r + 1} {name:9s} {_line(one.result)}  one worker took {one.share:.0%}: again")
+                        one = measure(name)
+                    runs[name].append(one)
+                    print(f"round {r + 1} {name:9s} {_line(one.result)}", flush=True)
+            for r in range(paired_rounds):
+                for name in paired:
+                    paired[name].append(_paired(measure, name))
+                    base, other = paired[name][-1]
+                    print(
+                        f"paired {r + 1} plain {base.result.rps:7.0f} req/s, {name} {other.result.rps:7.0f} req/s:"
+                        f" {other.result.rps / base.result.rps:.3f}",
+                        flush=True,
                     )
-                    if VARIANTS[name][0] == "ours":
-                        backlog[name].append(backlog_after)
-                        if _delivers(name, configs[name]):
-                            # what the run left for later: applying and delivering its backlog
-                            deferred[name].append((h.cpu_seconds(costs) - cpu1[0]) / result.requests * 1000)
-                    print(f"round {r + 1} {name:9s} {_line(result)}", flush=True)
             counts = emulator.counts()
         finally:
             for server in servers.values():
@@ -163,10 +214,26 @@ def run(
             for proc in sidecars.values():
                 proc.terminate()
                 proc.wait(timeout=30)
-    return summarise(
-        results, backlog, cpu, deferred, shares, counts, reruns,
-        seconds=seconds, connections=connections, rounds=rounds,
-    )  # fmt: skip
+    figures = summarise(runs, counts, reruns, seconds=seconds, connections=connections, rounds=rounds)
+    if paired_rounds:
+        figures["paired"] = summarise_paired(paired, rounds=paired_rounds)
+    return figures
+
+
+def _paired(measure: Callable[..., _Run], name: str) -> tuple[_Run, _Run]:
+    """plain and ``name`` loaded at the same time, each by its own wrk: both runs see the same machine (other
+    work on it, CPU frequency), which sequential runs seconds apart do not."""
+    done = threading.Barrier(2)
+    box: dict[str, _Run] = {}
+
+    def one(variant: str) -> None:
+        box[variant] = measure(variant, after=done.wait)
+
+    thread = threading.Thread(target=one, args=("plain",))
+    thread.start()
+    one(name)
+    thread.join()
+    return box["plain"], box[name]
 
 
 def _line(r: h.WrkResult) -> str:
@@ -174,49 +241,54 @@ def _line(r: h.WrkResult) -> str:
 
 
 def summarise(
-    results: dict[str, list[h.WrkResult]],
-    backlog: dict[str, list[int]],
-    cpu: dict[str, list[tuple[float, float]]],
-    deferred: dict[str, list[float]],
-    shares: dict[str, list[float]],
-    counts: dict[str, Any],
-    reruns: dict[str, int],
-    **setup: Any,
+    runs: dict[str, list[_Run]], counts: dict[str, Any], reruns: dict[str, int], **setup: Any
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"setup": setup, "variants": {}, "ratios": {}, "cpu_ratios": {}}
-    for name, runs in results.items():
+    for name, measured in runs.items():
+        results = [m.result for m in measured]
+        deferred = [m.deferred for m in measured if m.deferred is not None]
         out["variants"][name] = {
-            "rps": h.spread([r.rps for r in runs]),
-            "p50_ms": h.spread([r.p50_ms for r in runs]),
-            "p99_ms": h.spread([r.p99_ms for r in runs]),
-            "non2xx": sum(r.non2xx for r in runs),
-            "socket_errors": sum(r.socket_errors for r in runs),
+            "rps": h.spread([r.rps for r in results]),
+            "p50_ms": h.spread([r.p50_ms for r in results]),
+            "p99_ms": h.spread([r.p99_ms for r in results]),
+            "non2xx": sum(r.non2xx for r in results),
+            "socket_errors": sum(r.socket_errors for r in results),
             # CPU milliseconds per verification during the run: the gunicorn workers, the emulator process
-            "worker_cpu_ms_per_request": h.spread([c[0] for c in cpu[name]]),
-            "emulator_cpu_ms_per_request": h.spread([c[1] for c in cpu[name]]),
-            # the workers' CPU after the run, applying and delivering what it left (0 for a variant that does
-            # not deliver in the workers, or delivered everything during the run)
-            "deferred_cpu_ms_per_request": h.spread(deferred[name]) if deferred[name] else None,
-            "busier_worker_cpu_share": [round(x, 2) for x in shares[name]],
+            "worker_cpu_ms_per_request": h.spread([m.cpu[0] for m in measured]),
+            "emulator_cpu_ms_per_request": h.spread([m.cpu[1] for m in measured]),
+            # the workers' CPU after the run, applying and delivering what it left (None for a variant that does
+            # not deliver in the workers)
+            "deferred_cpu_ms_per_request": h.spread(deferred) if deferred else None,
+            "busier_worker_cpu_share": [round(m.share, 2) for m in measured],
             # runs measured again because one worker took at least IMBALANCED of the CPU
             "imbalanced_runs_repeated": reruns[name],
-            "runs": [r.as_dict() for r in runs],
+            "runs": [r.as_dict() for r in results],
         }
-        if backlog.get(name):
-            out["variants"][name]["outbox_pending_after_run"] = backlog[name]
-    if "plain" in results:
-        base = results["plain"]
-        for name, runs in results.items():
+        if VARIANTS[name][0] == "ours":
+            out["variants"][name]["outbox_pending_after_run"] = [m.backlog for m in measured]
+    if "plain" in runs:
+        base = runs["plain"]
+        for name, measured in runs.items():
             if name == "plain":
                 continue
             # ratio per round (runs of one round are side by side in time), then their spread
-            ratios = [o.rps / b.rps for o, b in zip(runs, base, strict=False)]
-            out["ratios"][name] = h.spread(ratios)
+            out["ratios"][name] = h.spread([o.result.rps / b.result.rps for o, b in zip(measured, base, strict=False)])
             # the same per CPU second the workers got: other work on a shared machine takes CPU from whichever
             # run it overlaps, which moves req/s by tens of percent but hardly moves CPU per request
-            per_cpu = [b[0] / o[0] for o, b in zip(cpu[name], cpu["plain"], strict=False) if o[0] > 0]
-            out["cpu_ratios"][name] = h.spread(per_cpu)
+            out["cpu_ratios"][name] = h.spread(
+                [b.cpu[0] / o.cpu[0] for o, b in zip(measured, base, strict=False) if o.cpu[0] > 0]
+            )
     out["emulator_calls"] = counts["calls"]
+    return out
+
+
+def summarise_paired(paired: dict[str, list[tuple[_Run, _Run]]], **setup: Any) -> dict[str, Any]:
+    """Throughput and CPU ratios of runs made at the same time as a plain run."""
+    out: dict[str, Any] = {"setup": setup, "ratios": {}, "cpu_ratios": {}, "busier_worker_cpu_share": {}}
+    for name, pairs in paired.items():
+        out["ratios"][name] = h.spread([o.result.rps / b.result.rps for b, o in pairs])
+        out["cpu_ratios"][name] = h.spread([b.cpu[0] / o.cpu[0] for b, o in pairs if o.cpu[0] > 0])
+        out["busier_worker_cpu_share"][name] = [(round(b.share, 2), round(o.share, 2)) for b, o in pairs]
     return out
 
 
@@ -231,6 +303,17 @@ def main() -> int:
         default="plain,ours,ours-sustained,append-only",
         help=f"comma-separated, of: {', '.join(VARIANTS)} (default: plain,ours,ours-sustained,append-only)",
     )
+    parser.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=0,
+        help="then, this many rounds in which each variant runs at the same time as plain (default 0)",
+    )
+    parser.add_argument(
+        "--paired-variants",
+        default="plain-twin,ours,append-only",
+        help="the variants paired with plain (default: plain-twin,ours,append-only; plain-twin is the control)",
+    )
     parser.add_argument("--json", help="write the figures as JSON to this path")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -240,18 +323,30 @@ def main() -> int:
         connections=args.connections,
         max_rps=args.max_rps,
         variants=args.variants.split(","),
+        paired_rounds=args.paired_rounds,
+        paired_variants=args.paired_variants.split(","),
     )
     figures["wall_seconds"] = round(time.perf_counter() - started, 1)
     for name, v in figures["variants"].items():
-        print(f"{name:9s} req/s {v['rps']['median']:7.0f} (min {v['rps']['min']:.0f}, max {v['rps']['max']:.0f})"
-              f"  p50 {v['p50_ms']['median']:.1f} ms  p99 {v['p99_ms']['median']:.1f} ms"
-              f"  CPU/request: workers {v['worker_cpu_ms_per_request']['median']:.2f} ms,"
-              f" emulator {v['emulator_cpu_ms_per_request']['median']:.2f} ms")
+        print(
+            f"{name:9s} req/s {v['rps']['median']:7.0f} (min {v['rps']['min']:.0f}, max {v['rps']['max']:.0f})"
+            f"  p50 {v['p50_ms']['median']:.1f} ms  p99 {v['p99_ms']['median']:.1f} ms"
+            f"  CPU/request: workers {v['worker_cpu_ms_per_request']['median']:.2f} ms,"
+            f" emulator {v['emulator_cpu_ms_per_request']['median']:.2f} ms"
+        )
     for name, ratio in figures["ratios"].items():
         print(f"throughput ratio {name}/plain: {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
     for name, ratio in figures["cpu_ratios"].items():
-        print(f"requests per worker CPU second, {name}/plain: {ratio['median']:.3f}"
-              f" (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
+        print(
+            f"requests per worker CPU second, {name}/plain: {ratio['median']:.3f}"
+            f" (min {ratio['min']:.3f}, max {ratio['max']:.3f})"
+        )
+    for name, ratio in (figures.get("paired") or {}).get("ratios", {}).items():
+        cpu = figures["paired"]["cpu_ratios"][name]
+        print(
+            f"paired with plain, at the same time: {name}/plain {ratio['median']:.3f} by req/s"
+            f" (min {ratio['min']:.3f}, max {ratio['max']:.3f}), {cpu['median']:.3f} by worker CPU"
+        )
     h.write_json(args.json, figures)
     return 0
 

@@ -117,6 +117,14 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
         rows.append(["1. the same, as requests per worker CPU second (what the ratio is on cores of its own)",
                      ">= 0.97", f"{r['median']:.3f} (rounds {r['min']:.3f} to {r['max']:.3f})",
                      _verdict(r["median"] >= 0.97)])
+    paired = (ov or {}).get("paired") or {}
+    if "ours" in paired.get("ratios", {}):
+        r, c = paired["ratios"]["ours"], paired["cpu_ratios"]["ours"]
+        twin = paired["ratios"].get("plain-twin")
+        control = f"; control plain-twin / plain {twin['median']:.3f}" if twin else ""
+        rows.append(["1. the same, paired: ours and plain loaded at the same time", ">= 0.97",
+                     f"{r['median']:.3f} by req/s (rounds {r['min']:.3f} to {r['max']:.3f}), {c['median']:.3f} by "
+                     f"worker CPU{control}", _verdict(r["median"] >= 0.97)])
     if ov and "ours-sustained" in ov["ratios"]:
         r = ov["ratios"]["ours-sustained"]
         rows.append(["1. overhead when the load outlasts the yield window (window set to 1 s: reports delivered "
@@ -167,6 +175,7 @@ VARIANT_NOTES = {
     "append-only": "`OTP_CONVERSION_REPORTER_AUTOSTART = False` and nobody applying: the request path alone "
     "(decorator, signal, validated spool append), no background thread in the workers.",
     "disabled": "`OTP_CONVERSION_ENABLED = False`: the decorator alone (the signal has no receiver).",
+    "plain-twin": "plain again, as the control of the paired rounds.",
     "degraded": "`OTP_CONVERSION_DEGRADED`: no provider calls; the spool is applied, reports accumulate.",
     "ours-nginx": "`create_app()`, the reporter delivering to nginx answering a fixed success "
     "(`benchmarks/fixed_server.py`), so the emulator's CPU is off the cores.",
@@ -213,7 +222,24 @@ def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
         lines.append(f"- requests per worker CPU second, {name} / plain: **{r['median']:.3f}** (rounds "
                      f"{r['min']:.3f} to {r['max']:.3f}): the throughput ratio on cores of their own, read from "
                      "CPU time, which other work on the machine hardly moves")
-    lines += ["", *[f"- `{name}`: {VARIANT_NOTES[name]}" for name in f["variants"] if name in VARIANT_NOTES], ""]
+    paired = f.get("paired")
+    if paired:
+        lines += [
+            "",
+            f"Paired rounds ({paired['setup']['rounds']}): each variant below and plain loaded **at the same time**, "
+            "each gunicorn with its own wrk, so that both halves of a ratio see the same machine. Both servers "
+            "share the 2 cores, so req/s are about half of the above; the ratio is what counts. `plain-twin` is "
+            "plain again: its ratio shows what the method makes of two equal apps.",
+            "",
+        ]
+        for name, r in paired["ratios"].items():
+            c = paired["cpu_ratios"][name]
+            lines.append(
+                f"- paired, {name} / plain: **{r['median']:.3f}** by req/s (rounds {r['min']:.3f} to {r['max']:.3f}),"
+                f" **{c['median']:.3f}** by worker CPU (rounds {c['min']:.3f} to {c['max']:.3f})"
+            )
+    names = [*f["variants"], *((paired or {}).get("ratios") or {})]
+    lines += ["", *[f"- `{name}`: {VARIANT_NOTES[name]}" for name in dict.fromkeys(names) if name in VARIANT_NOTES], ""]
     return lines
 
 
@@ -347,7 +373,9 @@ def _stats_section(entry: dict[str, Any] | None) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per overhead/inline run (default 4)")
-    parser.add_argument("--rounds", type=int, default=6, help="overhead rounds (default 6; inline takes half)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="overhead rounds, and as many paired ones (default 4; inline: half)"
+    )
     parser.add_argument("--outage-verifications", type=int, default=10_000, help="default 10000; issue: 100000")
     parser.add_argument("--drain-rows", type=int, default=20_000, help="drain.py --rows (default 20000)")
     parser.add_argument("--drain-sdk-rows", type=int, default=2_000, help="drain.py --sdk-rows (default 2000)")
@@ -359,7 +387,14 @@ def main() -> int:
     started = time.perf_counter()
     machine = h.machine()  # before anything runs: its load average is other work on the machine
     plan = {
-        "overhead": ["--seconds", f"{args.seconds:g}", "--rounds", str(args.rounds)],
+        "overhead": [
+            "--seconds",
+            f"{args.seconds:g}",
+            "--rounds",
+            str(args.rounds),
+            "--paired-rounds",
+            str(args.rounds),
+        ],
         "inline": ["--seconds", f"{args.seconds:g}", "--rounds", str(max(1, args.rounds // 2))],
         "outage": ["--verifications", str(args.outage_verifications)],
         "drain": [],
