@@ -31,7 +31,7 @@ docs: $(STAMP)
 
 test: lint typecheck docs pytest
 
-# Every benchmark in benchmarks/, results in benchmarks/RESULTS.md (~8 minutes on 2 cores). Needs wrk (load),
+# Every benchmark in benchmarks/, results in benchmarks/RESULTS.md (~9.5 minutes on 2 cores). Needs wrk (load),
 # nginx (drain.py's fixed-answer server) and the Tencent SDK (drain.py's comparison; not a project dependency).
 bench: $(STAMP)
 	{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null || (apt-get install -y wrk nginx-light || sudo apt-get install -y wrk nginx-light)

@@ -223,7 +223,7 @@ def run(
 def _paired(measure: Callable[..., _Run], name: str) -> tuple[_Run, _Run]:
     """plain and ``name`` loaded at the same time, each by its own wrk: both runs see the same machine (other
     work on it, CPU frequency), which sequential runs seconds apart do not."""
-    done = threading.Barrier(2)
+    done = threading.Barrier(2, timeout=600)  # a half that failed must not leave the other waiting for ever
     box: dict[str, _Run] = {}
 
     def one(variant: str) -> None:
