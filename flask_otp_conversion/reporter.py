@@ -125,8 +125,6 @@ BACKOFF_CAP = 300.0
 THROTTLE_PAUSE = 1.0
 #: Rate used when neither the provider nor ``OTP_CONVERSION_RATE_LIMITS`` names a cap for the report action.
 FALLBACK_RATE = 50.0
-#: Seconds a delivery thread waits for work before it ends (and closes its HTTP client).
-WORKER_IDLE_EXIT = 5.0
 
 _PHONE_LIKE = re.compile(r"\+?\d{7,15}")
 _URL_QUERY = re.compile(r"\?[^\s'\"<>]+")
@@ -165,74 +163,31 @@ def describe_error(exc: BaseException) -> str:
 
 
 class _Workers:
-    """Daemon threads running submitted callables (see the module docstring for why not an executor).
+    """Daemon threads running submitted callables (see the module docstring for why not an executor)."""
 
-    Elastic: a thread starts when work arrives and none is idle (up to ``size``), and ends after ``idle_exit``
-    seconds without work, calling ``on_exit`` in its own thread (to close what it owned). A web worker with
-    nothing to deliver then holds no delivery threads and no HTTP clients, where it held 64 of each for good
-    after its first delivery."""
-
-    def __init__(self, size: int, *, idle_exit: float, on_exit: Callable[[], None] = lambda: None) -> None:
-        self._size = size
-        self._idle_exit = idle_exit
-        self._on_exit = on_exit
+    def __init__(self, size: int) -> None:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        # Guards the counts, and the put in submit(): a thread decides to end, or submit() decides that a waiting
-        # thread will take the work, never both on the same snapshot.
-        self._lock = threading.Lock()
-        self._threads = 0
-        self._idle = 0
-
-    @property
-    def threads(self) -> int:
-        return self._threads
+        self._threads = [
+            threading.Thread(target=self._work, name=f"otp-conversion-worker-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, fn: Callable[[], None]) -> None:
-        with self._lock:
-            start = self._idle == 0 and self._threads < self._size
-            if start:
-                self._threads += 1
-                self._idle += 1  # counted as waiting from now: the next submit does not start another for it
-            self._queue.put(fn)
-        if start:
-            threading.Thread(target=self._work, args=(True,), name="otp-conversion-worker", daemon=True).start()
+        self._queue.put(fn)
 
-    def _work(self, counted_idle: bool) -> None:
-        try:
-            while True:
-                if not counted_idle:
-                    with self._lock:
-                        self._idle += 1
-                counted_idle = False
-                try:
-                    fn = self._queue.get(timeout=self._idle_exit)
-                except queue.Empty:
-                    with self._lock:
-                        if not self._queue.empty():  # work arrived as we gave up: a submit counted on us
-                            self._idle -= 1
-                            continue
-                        self._idle -= 1
-                        self._threads -= 1
-                    return
-                with self._lock:
-                    self._idle -= 1
-                    if fn is None:
-                        self._threads -= 1
-                        return
-                try:
-                    fn()
-                except BaseException:  # the thread ends with it (the callables catch what they expect)
-                    with self._lock:
-                        self._threads -= 1
-                    raise
-        finally:
-            self._on_exit()
+    def _work(self) -> None:
+        while True:
+            fn = self._queue.get()
+            if fn is None:
+                return
+            fn()
 
     def shutdown(self) -> None:
         """Let each thread finish what it is doing, then end."""
-        with self._lock:
-            for _ in range(self._threads):
-                self._queue.put(None)
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 class Reporter:
@@ -446,9 +401,7 @@ class Reporter:
                 self._cap = cap
                 self._provider = provider
             if self._workers is None:
-                self._workers = _Workers(
-                    self._concurrency, idle_exit=WORKER_IDLE_EXIT, on_exit=self._release_worker_provider
-                )
+                self._workers = _Workers(self._concurrency)
             return self._provider
 
     def _worker_provider(self) -> Provider:
@@ -461,19 +414,6 @@ class Reporter:
             with self._setup_lock:
                 self._worker_providers.append(provider)
         return provider
-
-    def _release_worker_provider(self) -> None:
-        """A worker thread is ending: close its client."""
-        provider: Provider | None = getattr(self._local, "provider", None)
-        if provider is None:
-            return
-        self._local.provider = None
-        with self._setup_lock, contextlib.suppress(ValueError):
-            self._worker_providers.remove(provider)
-        try:
-            provider.close()
-        except Exception as exc:
-            self._logger.warning("closing a provider client failed: %s", describe_error(exc))
 
     def _close_resources(self) -> None:
         with self._setup_lock:

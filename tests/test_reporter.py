@@ -22,7 +22,7 @@ import pytest
 from flask_otp_conversion import signals
 from flask_otp_conversion.config import Settings, load_settings, make_provider
 from flask_otp_conversion.providers import Provider
-from flask_otp_conversion.reporter import Reporter, _Workers, backoff_delay, redact
+from flask_otp_conversion.reporter import Reporter, backoff_delay, redact
 from flask_otp_conversion.store import Store, open_store
 from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
 
@@ -651,48 +651,3 @@ def test_a_forked_child_reports_with_its_own_thread_store_connection_and_client(
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(env.delivered()) == 10
     assert all(n == 1 for n in env.delivered().values())
-
-
-def test_delivery_threads_start_on_demand_up_to_the_size_and_end_when_idle() -> None:
-    ended: list[str] = []
-    workers = _Workers(4, idle_exit=0.05, on_exit=lambda: ended.append(threading.current_thread().name))
-    release, done = threading.Event(), []
-    for i in range(8):
-        workers.submit(lambda i=i: (release.wait(10), done.append(i)))
-    time.sleep(0.1)
-    assert workers.threads == 4  # four block; four more wait in the queue
-    release.set()
-    deadline = time.monotonic() + 10
-    while (workers.threads or len(done) < 8) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sorted(done) == list(range(8))
-    assert workers.threads == 0 and len(ended) == 4
-
-
-def test_a_delivery_thread_that_times_out_as_work_arrives_takes_the_work() -> None:
-    workers = _Workers(1, idle_exit=0.05)
-    done: list[int] = []
-    workers.submit(lambda: done.append(1))
-    deadline = time.monotonic() + 10
-    while not done and time.monotonic() < deadline:
-        time.sleep(0.01)
-    # What submit() does, at the worst moment: it sees the thread waiting and queues its work while the thread's
-    # wait runs out; the thread then queues on the lock, about to end.
-    with workers._lock:
-        time.sleep(0.3)
-        assert workers._idle == 1
-        workers._queue.put(lambda: done.append(2))
-    while len(done) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert done == [1, 2]
-
-
-def test_delivery_threads_end_at_shutdown() -> None:
-    workers = _Workers(3, idle_exit=60)
-    for _ in range(3):
-        workers.submit(lambda: time.sleep(0.05))
-    workers.shutdown()
-    deadline = time.monotonic() + 10
-    while workers.threads and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert workers.threads == 0
