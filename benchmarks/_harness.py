@@ -131,6 +131,13 @@ def tencent_config(emulator_url: str) -> dict[str, Any]:
     }
 
 
+def per_worker(connections: int) -> int:
+    """A worker's cap on connections (``Server(max_connections=...)``) for a load of ``connections``: its fair
+    share and two more. gunicorn's workers race to accept a load generator's connections, and without a cap one
+    sometimes wins them all, which halves the throughput of whatever app it serves."""
+    return connections // WORKERS + 2
+
+
 class Server:
     """gunicorn serving ``benchmarks/_apps.py:<factory>()`` with ``config`` (passed as JSON in the environment)."""
 

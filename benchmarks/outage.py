@@ -49,7 +49,7 @@ def run(*, verifications: int, normal_seconds: float, connections: int, drain_ti
             h.write_pairs(workdir / "p500.csv", pairs[normal_pairs : normal_pairs + half + spare]),
             h.write_pairs(workdir / "hang.csv", pairs[normal_pairs + half + spare :]),
         ]
-        with h.Server("ours", config, workdir) as server:
+        with h.Server("ours", config, workdir, max_connections=h.per_worker(connections)) as server:
             h.warm_up(server.url, warm, 400)
             h.wait_drained(config, 60)
             base = h.wrk_verify(server.url, normal, seconds=normal_seconds, connections=connections)

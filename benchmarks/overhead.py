@@ -174,9 +174,7 @@ def run(
                     h.write_pairs(Path(tmp) / name / f"run{r}.csv", rest[r * per_run : (r + 1) * per_run])
                     for r in range(files)
                 ]
-                # at most a fair share of wrk's connections a worker, and two more: gunicorn's workers race to
-                # accept them, and without a cap one sometimes wins them all
-                cap = connections // h.WORKERS + 2
+                cap = h.per_worker(connections)
                 servers[name] = h.Server(kind, configs[name], Path(tmp), max_connections=cap).start()
                 if sidecar:
                     sidecars[name] = start_sidecar(configs[name], Path(tmp) / name)

@@ -31,7 +31,7 @@ def _fetches(counts: dict[str, Any]) -> dict[str, int]:
 
 def measure(emulator: h.Emulator, workdir: Path, *, ttl: float, seconds: float, connections: int) -> dict[str, Any]:
     config = h.app_config(emulator.url, workdir, OTP_CONVERSION_STATS_CACHE_TTL=ttl)
-    with h.Server("ours", config, workdir.parent) as server:
+    with h.Server("ours", config, workdir.parent, max_connections=h.per_worker(connections)) as server:
         before = _fetches(emulator.counts())
         result = h.wrk(
             server.url + "/otp-conversion/stats",
