@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,22 +270,26 @@ def summarise(
             if name == "plain":
                 continue
             # ratio per round (runs of one round are side by side in time), then their spread
-            out["ratios"][name] = h.spread([o.result.rps / b.result.rps for o, b in zip(measured, base, strict=False)])
-            # the same per CPU second the workers got: other work on a shared machine takes CPU from whichever
-            # run it overlaps, which moves req/s by tens of percent but hardly moves CPU per request
-            out["cpu_ratios"][name] = h.spread(
-                [b.cpu[0] / o.cpu[0] for o, b in zip(measured, base, strict=False) if o.cpu[0] > 0]
-            )
+            out["ratios"][name], out["cpu_ratios"][name] = _ratios(zip(base, measured, strict=False))
     out["emulator_calls"] = counts["calls"]
     return out
+
+
+def _ratios(pairs: Iterable[tuple[_Run, _Run]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Spreads of (variant / baseline) over (baseline, variant) runs: by req/s, and by requests per worker CPU
+    second. Other work on a shared machine takes CPU from whichever run it overlaps, which moves req/s by tens of
+    percent but hardly moves CPU per request."""
+    pairs = list(pairs)
+    by_rps = h.spread([o.result.rps / b.result.rps for b, o in pairs])
+    by_cpu = h.spread([b.cpu[0] / o.cpu[0] for b, o in pairs if o.cpu[0] > 0])
+    return by_rps, by_cpu
 
 
 def summarise_paired(paired: dict[str, list[tuple[_Run, _Run]]], **setup: Any) -> dict[str, Any]:
     """Throughput and CPU ratios of runs made at the same time as a plain run."""
     out: dict[str, Any] = {"setup": setup, "ratios": {}, "cpu_ratios": {}, "busier_worker_cpu_share": {}}
     for name, pairs in paired.items():
-        out["ratios"][name] = h.spread([o.result.rps / b.result.rps for b, o in pairs])
-        out["cpu_ratios"][name] = h.spread([b.cpu[0] / o.cpu[0] for b, o in pairs if o.cpu[0] > 0])
+        out["ratios"][name], out["cpu_ratios"][name] = _ratios(pairs)
         out["busier_worker_cpu_share"][name] = [(round(b.share, 2), round(o.share, 2)) for b, o in pairs]
     return out
 
