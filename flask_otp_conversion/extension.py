@@ -173,9 +173,10 @@ class ConversionState:
             self._log_dropped("otp-sent", kwargs.get("phone"), exc)
 
     def on_otp_verified(self, sender: object, **kwargs: Any) -> None:
-        self._verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
+        self.on_verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
 
-    def _verified(self, phone: object, message_id: object, verified_at: object) -> None:
+    def on_verified(self, phone: object, message_id: object, verified_at: object) -> None:
+        """``on_otp_verified`` without the signal's keyword arguments (``verify_route`` calls it directly)."""
         try:
             self.spool_verified(phone, message_id, verified_at)
         except Exception as exc:
@@ -185,19 +186,16 @@ class ConversionState:
         """A receiver was connected to or disconnected from ``otp_verified``: look again at the next verify."""
         self._receivers_version = next(self._versions)
 
-    def verified_by_route(self, app: Flask, phone: object, message_id: object, verified_at: float) -> None:
-        """``verify_route``'s 2xx answer: sends ``otp_verified``. While ``on_otp_verified`` is the signal's only
-        receiver for ``app``, calls it directly instead: blinker's dispatch costs ~6-10 µs of every verify
-        request, and there is no one else to dispatch to."""
+    def sole_verified_receiver(self, app: Flask) -> bool:
+        """Whether ``on_otp_verified`` is ``otp_verified``'s only receiver for ``app`` and the signal is not muted:
+        then ``verify_route`` calls it directly, since blinker's dispatch costs ~6-10 µs of every verify request
+        and there is no one else to dispatch to."""
         version = self._receivers_version  # read first: a change while we look makes the next call look again
         seen, sole = self._sole_receiver
         if seen != version:
             sole = [receiver == self.on_otp_verified for receiver in otp_verified.receivers_for(app)] == [True]
             self._sole_receiver = (version, sole)
-        if sole and not otp_verified.is_muted:
-            self._verified(phone, message_id, verified_at)
-        else:
-            otp_verified.send(app, phone=phone, message_id=message_id, verified_at=verified_at)
+        return sole and not otp_verified.is_muted
 
     def _log_dropped(self, signal: str, phone: object, exc: Exception) -> None:
         who = mask_phone(phone) if isinstance(phone, str) else type(phone).__name__
@@ -301,13 +299,13 @@ class OTPConversion:
         return make_verify_route(self, phone, message_id)
 
     def _route_verified(self, app: Flask, phone: object, message_id: object, verified_at: float) -> None:
-        """What ``verify_route`` does on a 2xx answer: ``otp_verified``, sent or (see ``verified_by_route``)
-        delivered straight to this extension."""
+        """What ``verify_route`` does on a 2xx answer: sends ``otp_verified``, or hands the verification straight
+        to this extension while it is the only receiver (see ``ConversionState.sole_verified_receiver``)."""
         state: ConversionState | None = app.extensions.get(EXTENSION_KEY)
-        if state is None:  # not initialised on this app: the signal still goes to anyone listening
+        if state is not None and state.sole_verified_receiver(app):
+            state.on_verified(phone, message_id, verified_at)
+        else:  # other receivers, a muted signal, or the extension not initialised on this app
             otp_verified.send(app, phone=phone, message_id=message_id, verified_at=verified_at)
-        else:
-            state.verified_by_route(app, phone, message_id, verified_at)
 
     def degrade(self, on: bool = True) -> None:
         """Stop (True) or resume (False) every provider call, in every process sharing the store."""
