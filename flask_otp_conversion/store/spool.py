@@ -131,6 +131,7 @@ class Spool:
         self._apply_lock = threading.Lock()  # one applier at a time in this process
         self._segment: _Segment | None = None
         self._thread: threading.Thread | None = None
+        self._everyone = False  # the applier thread applies every process's spool, not only this one's
         self._stop = threading.Event()
         self._swept_at = -math.inf
         #: When the oldest line this process appended and has not applied yet was written (monotonic).
@@ -181,8 +182,9 @@ class Spool:
 
     # The background thread ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start this process's applier thread (idempotent; cheap when it runs)."""
+    def start(self, *, everyone: bool = False) -> None:
+        """Start this process's applier thread (idempotent; cheap when it runs). ``everyone``: it applies every
+        process's spool, live ones too (the store's one deliverer does; see ``deliverer.py``)."""
         thread = self._thread
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             return
@@ -190,6 +192,7 @@ class Spool:
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
+            self._everyone = everyone
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._run, name="otp-conversion-spool", daemon=True)
             self._thread.start()
@@ -200,7 +203,7 @@ class Spool:
             if self._holding_back():
                 continue
             try:
-                self.apply_pending()
+                self.apply_pending(everyone=self._everyone)
             except Exception as exc:
                 self._logger.error("otp-conversion spool: %s: %s", type(exc).__name__, exc)
                 stop.wait(1.0)
@@ -209,6 +212,8 @@ class Spool:
         """Requests are in flight and nothing has waited the whole yield window: leave the CPU to them."""
         if self._busy is None or self._yield_for <= 0 or not self._busy():
             return False
+        if self._everyone:  # other processes' lines too, whose age is not known here: all of them once a window
+            return time.monotonic() - self._swept_at < self._yield_for
         oldest = self._oldest_unapplied
         if oldest is None:  # nothing of ours waits: only the sweep for stopped processes' files, on its schedule
             return time.monotonic() - self._swept_at < SWEEP_EVERY

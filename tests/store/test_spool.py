@@ -18,7 +18,7 @@ from store_helpers import CN, SG, send
 
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
-from flask_otp_conversion.store.spool import SUFFIX, Spool, decode, encode
+from flask_otp_conversion.store.spool import SUFFIX, SWEEP_EVERY, Spool, decode, encode
 
 WORKER = Path(__file__).with_name("spool_worker.py")
 LOGGER = logging.getLogger("test_spool")
@@ -272,6 +272,36 @@ def test_the_applier_applies_what_waited_the_whole_window_though_requests_contin
     spool.append(Verification(phone(0), None, NOW))
     assert wait_until_pending(store, 1) == 1
     spool.close()
+
+
+def test_an_applier_for_everyone_applies_a_live_processes_lines_unasked(store: SQLiteStore, tmp_path: Path) -> None:
+    sent(store, 10)
+    spool = make_spool(store, tmp_path)
+    spool.start(everyone=True)
+    proc = spool_in_worker(store, tmp_path, 10)
+    try:
+        assert wait_until_pending(store, 10) == 10
+    finally:
+        proc.communicate("")
+        spool.close()
+
+
+def test_an_applier_for_everyone_holds_back_all_lines_while_busy(store: SQLiteStore, tmp_path: Path) -> None:
+    sent(store, 10)
+    in_flight = threading.Event()
+    in_flight.set()
+    spool = make_spool(store, tmp_path, busy=in_flight.is_set, yield_for=30.0)
+    started = time.monotonic()
+    spool.start(everyone=True)
+    proc = spool_in_worker(store, tmp_path, 10)
+    try:
+        time.sleep(max(0.0, started + SWEEP_EVERY + 1.0 - time.monotonic()))  # past the sweep of stopped ones
+        assert pending(store) == 0  # another process's lines wait for the yield window, as this one's would
+        in_flight.clear()
+        assert wait_until_pending(store, 10) == 10
+    finally:
+        proc.communicate("")
+        spool.close()
 
 
 @pytest.mark.parametrize("message_id", [None, "m-1", 'quote " backslash \\ newline \n tab \t', "é中文", "x" * 128])
