@@ -38,6 +38,8 @@ class Settings(BaseModel):
     stats_cache_ttl: float = Field(default=60.0, ge=0)
     #: Start the background reporter on the first request (False: only the CLI and ``flush()`` deliver).
     reporter_autostart: bool = True
+    #: With a SQLite store, only the process holding a lock beside it applies the spools and delivers.
+    single_deliverer: bool = True
     report_concurrency: int = Field(default=64, ge=1, le=512)
     #: Per-action rate caps in requests/s overriding the provider's documented ones.
     rate_limits: dict[str, float] = Field(default_factory=dict)

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 
 from .activity import CountingMiddleware, RequestActivity
 from .config import Settings, load_settings, make_provider
+from .deliverer import LOCKS_SUPPORTED, DeliveryLock, lock_path
 from .phone import mask_phone, normalize_phone
 from .providers import Provider
 from .reporter import Reporter
@@ -57,6 +58,8 @@ class ConversionState:
         self.spool: Spool | None = None
         self.activity: RequestActivity | None = None
         self.reporter: Reporter | None = None
+        #: With one deliverer per store (``OTP_CONVERSION_SINGLE_DELIVERER``): the lock that makes this process it
+        self.delivery_lock: DeliveryLock | None = None
         self.stats: StatsService | None = None
         # (version of otp_verified's receivers, whether on_otp_verified is the only one for this app then);
         # versions come from a counter, whose next() is atomic, so two changes at once are never counted as one
@@ -67,6 +70,13 @@ class ConversionState:
             return
         self.store = open_store(settings.store_url or "")
         self.activity = RequestActivity()
+        if (
+            settings.single_deliverer
+            and settings.reporter_autostart
+            and isinstance(self.store, SQLiteStore)
+            and LOCKS_SUPPORTED
+        ):
+            self.delivery_lock = DeliveryLock(lock_path(self.store.path))
         if settings.spool and isinstance(self.store, SQLiteStore):
             assert settings.provider is not None
             self.spool = Spool(
@@ -76,8 +86,9 @@ class ConversionState:
                 match_window=settings.match_window,
                 logger=logger,
                 on_outcome=lambda item, outcome: self._note_outcome(item.phone, outcome),
-                # Without autostart the web workers only append: `flask otp-conversion deliver` applies.
-                autostart=settings.reporter_autostart,
+                # Without autostart the web workers only append: `flask otp-conversion deliver` applies. With
+                # one deliverer, it applies everyone's (start_background starts its applier).
+                autostart=settings.reporter_autostart and self.delivery_lock is None,
                 busy=self.activity.busy,
                 yield_for=settings.yield_to_requests,
             )
@@ -208,12 +219,21 @@ class ConversionState:
 
     def start_background(self) -> None:
         """Start this process's background threads on its first request (cheap once they run; a forked
-        worker starts its own). Never fails the request: what the spool holds waits for the next start."""
+        worker starts its own), or, with one deliverer per store, once this process becomes it. Never fails
+        the request: what the spool holds waits for the next start."""
+        lock = self.delivery_lock
+        if lock is not None:
+            try:
+                if not lock.acquire():
+                    return  # another process applies and delivers; this one only appends
+            except OSError as exc:
+                self.logger.error("otp-conversion deliverer lock %s: %s", lock.path, exc)
+                return
         if self.reporter is not None:
             self.reporter.ensure_running()
         if self.spool is not None:
             try:
-                self.spool.start()
+                self.spool.start(everyone=lock is not None)
             except Exception as exc:
                 self.logger.error("otp-conversion spool applier could not start: %s: %s", type(exc).__name__, exc)
 
@@ -227,6 +247,8 @@ class ConversionState:
                 self.logger.error("otp-conversion spool not emptied at shutdown: %s: %s", type(exc).__name__, exc)
         if self.reporter is not None:
             self.reporter.stop(self.settings.shutdown_timeout)
+        if self.delivery_lock is not None:  # after the last flush: another process may take over now
+            self.delivery_lock.release()
         if self.store is not None:
             self.store.close()
 

@@ -11,10 +11,11 @@ Shape
     ``ThreadPoolExecutor``: the standard executor joins its workers and refuses new work *before* ``atexit``
     handlers run, which would make the exit-time flush impossible and let a hung request block shutdown.
 
-Every process delivers; one budget for the whole app
-    Each process that serves requests runs a drain thread, and claims are atomic row leases in the store,
-    so several gunicorn workers drain the same outbox side by side without sending a row twice, and
-    delivery scales with processes (one Python process is bound by the HTTP client's CPU cost, ~0.85 ms a
+Any number of delivering processes; one budget for the whole app
+    By default one web worker per SQLite store runs the reporter (``deliverer.py``), but any process may
+    deliver (``flush``, the CLI, ``OTP_CONVERSION_SINGLE_DELIVERER = False``): claims are atomic row leases
+    in the store, so several processes drain the same outbox side by side without sending a row twice, and
+    delivery scales with them (one Python process is bound by the HTTP client's CPU cost, ~0.85 ms a
     request with httpx on a slow core). The provider's rate cap is one token bucket *in the store*
     (``ratelimit.SharedTokenBucket``, ``Store.take_tokens``): each process draws small grants from it, so
     however many processes deliver, their requests together stay under the cap. Breaker, throttling pause

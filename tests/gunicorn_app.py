@@ -37,4 +37,9 @@ def create_app() -> Flask:
             return jsonify(pid=os.getpid()), 409
         return jsonify(pid=os.getpid())
 
+    @app.get("/delivering")
+    def delivering() -> ResponseReturnValue:
+        reporter = app.extensions["otp_conversion"].reporter
+        return jsonify(pid=os.getpid(), delivering=reporter.running)
+
     return app

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask, jsonify, request
 
-from flask_otp_conversion import OTPConversion, otp_sent, otp_verified
+from flask_otp_conversion import OTPConversion, deliverer, otp_sent, otp_verified
 from flask_otp_conversion.store import Store
 from flask_otp_conversion.store._common import check_verification
 from flask_otp_conversion.testing import EmulatorServer
@@ -397,3 +399,90 @@ def test_running_reporter_prunes_records_past_the_retention(
     rows = store_of(app).counts(since=0, until=time.time() + 3600)
     assert [row.requested for row in rows] == [1]
     assert rows[0].hour > time.time() - 86400
+
+
+# One deliverer per store --------------------------------------------------------------------------------
+
+
+def shared_store_apps(
+    make_app: AppFactory, server: EmulatorServer, tmp_path: Path, **config: Any
+) -> list[tuple[Flask, OTPConversion]]:
+    """Two apps on one SQLite store, as two web workers of one host would be (a lock file each opens anew)."""
+    apps = []
+    for name in ("first", "second"):
+        app, conversion = emulator_app(
+            make_app,
+            server,
+            name=name,
+            OTP_CONVERSION_STORE_URL=f"sqlite:///{tmp_path / 'shared.db'}",
+            OTP_CONVERSION_REPORTER_AUTOSTART=True,
+            **config,
+        )
+        add_verify_route(app, conversion)
+        apps.append((app, conversion))
+    return apps
+
+
+def test_only_the_first_process_to_serve_a_request_delivers(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path
+) -> None:
+    (first, _), (second, _) = shared_store_apps(make_app, provider_emulator_server, tmp_path)
+    for app in (first, second):
+        assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    assert first.extensions["otp_conversion"].reporter.running
+    assert not second.extensions["otp_conversion"].reporter.running
+    assert second.extensions["otp_conversion"].spool._thread is None
+
+
+def test_deliverer_delivers_what_another_process_spooled(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path
+) -> None:
+    emulator = provider_emulator_server.emulator
+    (first, _), (second, _) = shared_store_apps(make_app, provider_emulator_server, tmp_path)
+    assert first.test_client().get("/nowhere").status_code == 404  # any request: the first app delivers
+    serial = send_through_emulator(second)
+    assert second.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    deadline = time.monotonic() + 10
+    while not emulator.calls(action="ReportConversion") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    calls = emulator.calls(action="ReportConversion")
+    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(serial, True)]
+
+
+def test_another_process_delivers_once_the_deliverer_shuts_down(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deliverer, "RETRY_EVERY", 0.0)
+    (first, _), (second, _) = shared_store_apps(make_app, provider_emulator_server, tmp_path)
+    first.test_client().get("/")
+    second.test_client().get("/")
+    assert not second.extensions["otp_conversion"].reporter.running
+    first.extensions["otp_conversion"].shutdown()
+    second.test_client().get("/")
+    assert second.extensions["otp_conversion"].reporter.running
+
+
+def test_every_process_delivers_without_single_deliverer(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path
+) -> None:
+    apps = shared_store_apps(make_app, provider_emulator_server, tmp_path, OTP_CONVERSION_SINGLE_DELIVERER=False)
+    for app, _ in apps:
+        app.test_client().get("/")
+        assert app.extensions["otp_conversion"].reporter.running
+        assert app.extensions["otp_conversion"].delivery_lock is None
+
+
+def test_memory_store_has_no_deliverer_lock(make_app: AppFactory) -> None:
+    app, _ = make_app(OTP_CONVERSION_STORE_URL="memory://", OTP_CONVERSION_REPORTER_AUTOSTART=True)
+    assert app.extensions["otp_conversion"].delivery_lock is None
+
+
+def test_deliverer_lock_that_cannot_be_opened_is_logged_not_raised(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (app, _), _ = shared_store_apps(make_app, provider_emulator_server, tmp_path)
+    lock = app.extensions["otp_conversion"].delivery_lock
+    os.mkdir(lock.path)  # a folder where the lock file should be: open() fails
+    assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+    assert "deliverer lock" in caplog.text
+    assert not app.extensions["otp_conversion"].reporter.running

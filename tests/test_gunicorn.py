@@ -1,8 +1,10 @@
 """The extension under a real multi-process gunicorn: sends and verifications served by different sync
-workers, sharing one SQLite outbox, are each reported to the provider exactly once."""
+workers, sharing one SQLite outbox, are each reported to the provider exactly once, by the one worker that
+delivers; when that worker is killed, another takes over."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,12 +13,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from flask_otp_conversion.testing import EmulatorServer
+from flask_otp_conversion.testing import EmulatorServer, ProviderEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -61,16 +64,16 @@ def _wait_until_serving(base: str, proc: subprocess.Popen[bytes], log: Path) -> 
     raise AssertionError(f"gunicorn did not start listening:\n{log.read_text()}")
 
 
-@pytest.mark.timeout(90)
-def test_reports_once_per_serial_when_send_and_verify_hit_different_gunicorn_workers(
-    tmp_path: Path, provider_emulator_server: EmulatorServer
-) -> None:
-    emulator = provider_emulator_server.emulator
+@contextlib.contextmanager
+def serving(tmp_path: Path, server: EmulatorServer) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``tests/gunicorn_app.py`` under gunicorn (4 sync workers) on the emulator and a SQLite file in tmp_path;
+    checks at the end that it stopped cleanly."""
+    emulator = server.emulator
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     config = {
         "PROVIDER": "tencent",
-        "TENCENT_ENDPOINT": provider_emulator_server.url,
+        "TENCENT_ENDPOINT": server.url,
         "TENCENT_SECRET_ID": emulator.TENCENT_SECRET_ID,
         "TENCENT_SECRET_KEY": emulator.TENCENT_SECRET_KEY,
         "TENCENT_SDK_APP_ID": emulator.TENCENT_SDK_APP_ID,
@@ -99,25 +102,7 @@ def test_reports_once_per_serial_when_send_and_verify_hit_different_gunicorn_wor
         )
     try:
         _wait_until_serving(base, proc, log)
-
-        phones = [f"+861371111{n:04d}" for n in range(MESSAGES)]
-        serials = [emulator.issue_message_id("tencent", phone) for phone in phones]
-        send_pid = _post_until_ok(base, "/send", {"phone": phones[0], "message_id": serials[0]})
-        for phone, serial in zip(phones[1:], serials[1:], strict=True):
-            _post_until_ok(base, "/send", {"phone": phone, "message_id": serial, "only_pid": send_pid})
-        verify_pids = {_post_until_ok(base, "/verify", {"phone": phone, "avoid_pid": send_pid}) for phone in phones}
-        assert send_pid not in verify_pids
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            reported = {c.params["SerialNo"] for c in emulator.calls(action="ReportConversion", ok=True)}
-            if reported >= set(serials):
-                break
-            time.sleep(0.1)
-        time.sleep(1.5)  # room for a duplicate to show up
-        calls = emulator.calls(action="ReportConversion")
-        assert all(c.ok for c in calls), [(c.params.get("SerialNo"), c.error_code) for c in calls]
-        assert Counter(c.params["SerialNo"] for c in calls) == Counter(serials)
+        yield base, proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -130,3 +115,76 @@ def test_reports_once_per_serial_when_send_and_verify_hit_different_gunicorn_wor
     output = log.read_text()
     assert returncode == 0, output
     assert "Traceback" not in output, output
+
+
+def _wait_reported(emulator: ProviderEmulator, serials: list[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reported = {c.params["SerialNo"] for c in emulator.calls(action="ReportConversion", ok=True)}
+        if reported >= set(serials):
+            return
+        time.sleep(0.1)
+
+
+def _deliverers(base: str, *, workers: int = 4) -> set[int]:
+    """The pids of the workers delivering, asked (fresh connections) until all ``workers`` have answered."""
+    answers: dict[int, bool] = {}
+    for _ in range(MAX_ATTEMPTS):
+        body = httpx.get(base + "/delivering", timeout=5).json()
+        answers[body["pid"]] = body["delivering"]
+        if len(answers) == workers:
+            break
+    assert len(answers) == workers, answers
+    return {pid for pid, delivering in answers.items() if delivering}
+
+
+@pytest.mark.timeout(90)
+def test_reports_once_per_serial_when_send_and_verify_hit_different_gunicorn_workers(
+    tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    with serving(tmp_path, provider_emulator_server) as (base, _):
+        phones = [f"+861371111{n:04d}" for n in range(MESSAGES)]
+        serials = [emulator.issue_message_id("tencent", phone) for phone in phones]
+        send_pid = _post_until_ok(base, "/send", {"phone": phones[0], "message_id": serials[0]})
+        for phone, serial in zip(phones[1:], serials[1:], strict=True):
+            _post_until_ok(base, "/send", {"phone": phone, "message_id": serial, "only_pid": send_pid})
+        verify_pids = {_post_until_ok(base, "/verify", {"phone": phone, "avoid_pid": send_pid}) for phone in phones}
+        assert send_pid not in verify_pids
+
+        _wait_reported(emulator, serials)
+        time.sleep(1.5)  # room for a duplicate to show up
+        calls = emulator.calls(action="ReportConversion")
+        assert all(c.ok for c in calls), [(c.params.get("SerialNo"), c.error_code) for c in calls]
+        assert Counter(c.params["SerialNo"] for c in calls) == Counter(serials)
+
+
+@pytest.mark.timeout(90)
+def test_one_gunicorn_worker_delivers(tmp_path: Path, provider_emulator_server: EmulatorServer) -> None:
+    with serving(tmp_path, provider_emulator_server) as (base, _):
+        assert len(_deliverers(base)) == 1
+
+
+@pytest.mark.timeout(120)
+def test_another_worker_delivers_after_the_deliverer_is_killed(
+    tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    with serving(tmp_path, provider_emulator_server) as (base, _):
+        (killed,) = _deliverers(base)
+        os.kill(killed, signal.SIGKILL)  # gunicorn starts a new worker in its place
+        deadline = time.monotonic() + 30
+        while True:  # requests keep coming, as they would: a worker takes the lock at one of them
+            survivors = _deliverers(base)
+            if survivors or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(survivors) == 1 and killed not in survivors
+        phones = [f"+861372222{n:04d}" for n in range(MESSAGES)]
+        serials = [emulator.issue_message_id("tencent", phone) for phone in phones]
+        for phone, serial in zip(phones, serials, strict=True):
+            _post_until_ok(base, "/send", {"phone": phone, "message_id": serial})
+            _post_until_ok(base, "/verify", {"phone": phone})
+        _wait_reported(emulator, serials)
+        reported = {c.params["SerialNo"] for c in emulator.calls(action="ReportConversion", ok=True)}
+        assert reported == set(serials)
