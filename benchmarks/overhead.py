@@ -11,7 +11,9 @@ at most its share of wrk's connections and two more (gunicorn's ``--worker-conne
 
     plain          create_app(conversion=False): the baseline
     plain-twin     the baseline again: the control of the paired rounds (two equal apps should come out at 1)
-    ours           create_app(), default config (background work gives way to requests for up to 30 s)
+    ours           create_app(), default config (background work gives way to requests for up to 30 s; one
+                   worker applies the spools and delivers)
+    ours-every     the same with OTP_CONVERSION_SINGLE_DELIVERER=False: every worker applies and delivers
     ours-sustained the same with OTP_CONVERSION_YIELD_TO_REQUESTS=1: load that outlasts the window
     append-only    OTP_CONVERSION_REPORTER_AUTOSTART=false, nobody applying: the request path alone
     disabled       OTP_CONVERSION_ENABLED=false: the decorator alone
@@ -52,6 +54,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # the baseline again, as a control: its ratio to plain shows what the method alone makes of two equal apps
     "plain-twin": ("plain", {}),
     "ours": ("ours", {}),
+    # every worker applies its spool and delivers (the default before one deliverer per store)
+    "ours-every": ("ours", {"OTP_CONVERSION_SINGLE_DELIVERER": False}),
     "degraded": ("ours", {"OTP_CONVERSION_DEGRADED": True}),
     "inline": ("inline", {}),
     # the reporter's provider is nginx answering a fixed success (benchmarks/fixed_server.py): what remains is
