@@ -234,6 +234,7 @@ class StatsService:
             "in_flight": outbox.in_flight,
             "dead": outbox.dead,
             "oldest_pending_age_seconds": outbox.oldest_pending_age(now),
+            "delivering": reporter.running,
             "breaker_state": reporter.breaker_state,
             "degraded": reporter.degraded,
             "last_error": reporter.last_error,

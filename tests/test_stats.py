@@ -111,6 +111,13 @@ def test_reporter_section_shows_pending_reports(make_app: AppFactory) -> None:
     assert reporter["breaker_state"] == "closed" and reporter["degraded"] is False
 
 
+def test_reporter_section_says_whether_the_answering_process_delivers(make_app: AppFactory) -> None:
+    app = stats_app(make_app, OTP_CONVERSION_STATS_CACHE_TTL=0)
+    assert get(app.test_client()).get_json()["reporter"]["delivering"] is False
+    app.extensions["otp_conversion"].reporter.ensure_running()
+    assert get(app.test_client()).get_json()["reporter"]["delivering"] is True
+
+
 def test_reporter_section_counts_verifications_not_yet_applied_from_the_spool(make_app: AppFactory) -> None:
     app = stats_app(make_app, OTP_CONVERSION_STATS_CACHE_TTL=0)
     with app.app_context():
