@@ -117,6 +117,12 @@ def serving(tmp_path: Path, server: EmulatorServer) -> Iterator[tuple[str, subpr
     assert "Traceback" not in output, output
 
 
+def _messages(emulator: ProviderEmulator, prefix: str) -> tuple[list[str], list[str]]:
+    """MESSAGES phones and the serial numbers the emulator issued for them (it takes reports of those only)."""
+    phones = [f"{prefix}{n:04d}" for n in range(MESSAGES)]
+    return phones, [emulator.issue_message_id("tencent", phone) for phone in phones]
+
+
 def _wait_reported(emulator: ProviderEmulator, serials: list[str], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -144,8 +150,7 @@ def test_reports_once_per_serial_when_send_and_verify_hit_different_gunicorn_wor
 ) -> None:
     emulator = provider_emulator_server.emulator
     with serving(tmp_path, provider_emulator_server) as (base, _):
-        phones = [f"+861371111{n:04d}" for n in range(MESSAGES)]
-        serials = [emulator.issue_message_id("tencent", phone) for phone in phones]
+        phones, serials = _messages(emulator, "+861371111")
         send_pid = _post_until_ok(base, "/send", {"phone": phones[0], "message_id": serials[0]})
         for phone, serial in zip(phones[1:], serials[1:], strict=True):
             _post_until_ok(base, "/send", {"phone": phone, "message_id": serial, "only_pid": send_pid})
@@ -180,8 +185,7 @@ def test_another_worker_delivers_after_the_deliverer_is_killed(
                 break
             time.sleep(0.2)
         assert len(survivors) == 1 and killed not in survivors
-        phones = [f"+861372222{n:04d}" for n in range(MESSAGES)]
-        serials = [emulator.issue_message_id("tencent", phone) for phone in phones]
+        phones, serials = _messages(emulator, "+861372222")
         for phone, serial in zip(phones, serials, strict=True):
             _post_until_ok(base, "/send", {"phone": phone, "message_id": serial})
             _post_until_ok(base, "/verify", {"phone": phone})
