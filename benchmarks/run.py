@@ -165,8 +165,9 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
 
 VARIANT_NOTES = {
     "plain": "`create_app(conversion=False)`: the same app and verify view without the extension.",
-    "ours": "`create_app()`, default config: each verification is appended to the worker's spool; the reporter "
-    "and the spool applier give way while the worker serves requests (`OTP_CONVERSION_YIELD_TO_REQUESTS`, 30 s), "
+    "ours": "`create_app()`, default config: each verification is appended to the worker's spool; one of the two "
+    "workers (the store's deliverer) applies both spools and delivers, its reporter and spool applier giving way "
+    "while it serves requests (`OTP_CONVERSION_YIELD_TO_REQUESTS`, 30 s), "
     "so a run shorter than that leaves its reports for the quiet moment after it (see the backlog column; drained "
     "before the next run).",
     "ours-sustained": "the same with `OTP_CONVERSION_YIELD_TO_REQUESTS = 1`: what load that outlasts the window "
@@ -179,6 +180,8 @@ VARIANT_NOTES = {
     "degraded": "`OTP_CONVERSION_DEGRADED`: no provider calls; the spool is applied, reports accumulate.",
     "ours-nginx": "`create_app()`, the reporter delivering to nginx answering a fixed success "
     "(`benchmarks/fixed_server.py`), so the emulator's CPU is off the cores.",
+    "ours-every": "the same with `OTP_CONVERSION_SINGLE_DELIVERER = False`: each worker applies its own spool and "
+    "delivers.",
     "ours-sidecar": "workers with `OTP_CONVERSION_REPORTER_AUTOSTART = False`, and `flask otp-conversion deliver "
     "--nice 19` applying the spools and delivering to nginx (its CPU counted with the workers').",
 }
