@@ -17,6 +17,7 @@ import pytest
 from store_helpers import CN, HOUR0, SG, US, send, verify
 
 from flask_otp_conversion.store import SQLiteStore, open_store
+from flask_otp_conversion.store.sqlite import CACHE_KIB
 
 WORKER = Path(__file__).with_name("store_worker.py")
 
@@ -48,6 +49,21 @@ def test_a_new_file_is_created_with_its_folders_in_wal_mode_at_schema_version_3(
     SQLiteStore(path).close()
     assert pragma(path, "journal_mode") == "wal"
     assert pragma(path, "user_version") == 3
+
+
+def test_every_threads_connection_has_a_small_page_cache(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    sizes: list[int] = []
+
+    def look() -> None:
+        sizes.append(store._connection().execute("PRAGMA cache_size").fetchone()[0])
+
+    look()
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join()
+    store.close()
+    assert sizes == [-CACHE_KIB, -CACHE_KIB]
 
 
 def file_at_version(path: Path, version: int, later_tables: list[str]) -> None:
