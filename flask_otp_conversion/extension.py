@@ -226,9 +226,8 @@ class ConversionState:
             try:
                 if not lock.acquire():
                     return  # another process applies and delivers; this one only appends
-            except OSError as exc:
-                self.logger.error("otp-conversion deliverer lock %s: %s", lock.path, exc)
-                return
+            except OSError as exc:  # deliver anyway: several deliverers are safe, none would stall the outbox
+                self.logger.error("otp-conversion deliverer lock %s: %s; delivering from this process", lock.path, exc)
         if self.reporter is not None:
             self.reporter.ensure_running()
         if self.spool is not None:
