@@ -13,6 +13,7 @@ and with it the lock: the child closes its copy, which leaves the parent's lock 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import threading
@@ -20,17 +21,9 @@ import time
 import weakref
 from collections.abc import Callable
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on POSIX: every process delivers
-    fcntl = None  # type: ignore[assignment]
-
 #: Seconds between a non-deliverer's attempts to take the lock (an attempt is a syscall; the middleware asks on
 #: every request).
 RETRY_EVERY = 1.0
-
-#: Whether this platform can hold the lock (``flock``); where it cannot, every process delivers.
-LOCKS_SUPPORTED = fcntl is not None
 
 
 def lock_path(store_path: str) -> str:
@@ -56,12 +49,8 @@ class DeliveryLock:
         return f"<DeliveryLock {self.path!r} held={self.held()}>"
 
     def held(self) -> bool:
-        if self._fd is None:
-            return False
-        if self._pid != os.getpid():  # forked by something that runs no at-fork hooks (uWSGI's C fork)
-            self._after_fork_in_child()
-            return False
-        return True
+        # the pid check also covers forks that run no at-fork hooks (uWSGI's C fork)
+        return self._fd is not None and not self._check_fork()
 
     def acquire(self) -> bool:
         """Whether this process is the deliverer, taking the lock if nobody holds it. A failed attempt is not
@@ -96,6 +85,13 @@ class DeliveryLock:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def _check_fork(self) -> bool:
+        """In a forked child, start over (True); in the process that made the lock, nothing (False)."""
+        if self._pid == os.getpid():
+            return False
+        self._after_fork_in_child()
+        return True
+
     def _after_fork_in_child(self) -> None:
         """Close our copy of the parent's descriptor (the parent keeps the lock) and start over. Never touches
         the mutex, which a parent thread may have held at the fork."""
@@ -111,9 +107,7 @@ _live_locks: weakref.WeakSet[DeliveryLock] = weakref.WeakSet()
 
 def _reset_locks_in_child() -> None:
     for lock in list(_live_locks):
-        if lock._pid != os.getpid():
-            lock._after_fork_in_child()
+        lock._check_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_locks_in_child)
+os.register_at_fork(after_in_child=_reset_locks_in_child)

@@ -15,7 +15,7 @@ from flask import Flask, current_app
 
 from .activity import CountingMiddleware, RequestActivity
 from .config import Settings, load_settings, make_provider
-from .deliverer import LOCKS_SUPPORTED, DeliveryLock, lock_path
+from .deliverer import DeliveryLock, lock_path
 from .phone import mask_phone, normalize_phone
 from .providers import Provider
 from .reporter import Reporter
@@ -70,12 +70,7 @@ class ConversionState:
             return
         self.store = open_store(settings.store_url or "")
         self.activity = RequestActivity()
-        if (
-            settings.single_deliverer
-            and settings.reporter_autostart
-            and isinstance(self.store, SQLiteStore)
-            and LOCKS_SUPPORTED
-        ):
+        if settings.single_deliverer and settings.reporter_autostart and isinstance(self.store, SQLiteStore):
             self.delivery_lock = DeliveryLock(lock_path(self.store.path))
         if settings.spool and isinstance(self.store, SQLiteStore):
             assert settings.provider is not None
