@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 from flask_otp_conversion import OTPConversion, deliverer, otp_sent, otp_verified
 from flask_otp_conversion.store import Store
@@ -299,6 +299,37 @@ def test_verify_route_supports_async_views(make_app: AppFactory) -> None:
         conversion.record_sent(PHONE, "m-1")
     assert app.test_client().post("/averify", json={"phone": PHONE}).status_code == 200
     assert pending(app) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "recorded"),
+    [
+        (lambda: Response("ok", status=201), True),
+        (lambda: (jsonify(verified=True), 202), True),
+        (lambda: (jsonify(verified=False), 403), False),
+        (lambda: (Response("ok", status=400), 200), True),  # the tuple's status is the one Flask answers with
+        (lambda: (Response("ok"), 401), False),
+        (lambda: (Response("ok"), "201 CREATED"), True),  # the rest: Flask's own conversion, as before
+        (lambda: ("ok", 200, {"X-Test": "1"}), True),
+        (lambda: ({"verified": True}, {"X-Test": "1"}), True),
+        (lambda: "ok", True),
+        (lambda: ("no", 409), False),
+        (lambda: None, False),  # Flask cannot answer it: a 500
+    ],
+)
+def test_verify_route_records_by_the_status_flask_answers_with(
+    make_app: AppFactory, answer: Any, recorded: bool
+) -> None:
+    app, conversion = make_app()
+
+    @app.post("/custom")
+    @conversion.verify_route()
+    def custom() -> Any:
+        return answer()
+
+    response = app.test_client().post("/custom", json={"phone": PHONE})
+    assert (200 <= response.status_code < 300) is recorded
+    assert verifications(app) == (1 if recorded else 0)
 
 
 def test_disabled_extension_records_nothing_and_passes_views_through(make_app: AppFactory) -> None:
