@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, jsonify, request
 
-from flask_otp_conversion import OTPConversion, deliverer, otp_sent, otp_verified
+from flask_otp_conversion import OTPConversion, deliverer, extension, otp_sent, otp_verified
 from flask_otp_conversion.store import Store
 from flask_otp_conversion.store._common import check_verification
 from flask_otp_conversion.testing import EmulatorServer
@@ -491,6 +491,37 @@ def test_another_process_delivers_once_the_deliverer_shuts_down(
     first.extensions["otp_conversion"].shutdown()
     second.test_client().get("/")
     assert second.extensions["otp_conversion"].reporter.running
+
+
+def stop_spool_thread(app: Flask) -> None:
+    """End the spool applier's thread as if it had died."""
+    spool = app.extensions["otp_conversion"].spool
+    thread = spool._thread
+    spool._stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_requests_restart_a_dead_background_thread_once_the_recheck_interval_passed(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", 0.0)
+    app, _ = emulator_app(make_app, provider_emulator_server, OTP_CONVERSION_REPORTER_AUTOSTART=True)
+    app.test_client().get("/")
+    stop_spool_thread(app)
+    app.test_client().get("/")
+    assert app.extensions["otp_conversion"].spool._thread.is_alive()
+
+
+def test_requests_within_the_recheck_interval_do_not_look_at_the_background_threads(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", 3600.0)
+    app, _ = emulator_app(make_app, provider_emulator_server, OTP_CONVERSION_REPORTER_AUTOSTART=True)
+    app.test_client().get("/")
+    stop_spool_thread(app)
+    app.test_client().get("/")
+    assert not app.extensions["otp_conversion"].spool._thread.is_alive()
 
 
 def test_every_process_delivers_without_single_deliverer(

@@ -30,9 +30,11 @@ class VerifyOutcome:
     already_verified: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verification:
-    """One verification as the spool keeps it until the store applies it (phone in E.164)."""
+    """One verification as the spool keeps it until the store applies it (phone in E.164). Not frozen: one is
+    built in every verify request and for every spooled line applied, and a frozen dataclass's ``__init__``
+    costs three times as much (~1.5 µs against ~0.4)."""
 
     phone: str
     message_id: str | None
