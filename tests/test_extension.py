@@ -502,26 +502,24 @@ def stop_spool_thread(app: Flask) -> None:
     assert not thread.is_alive()
 
 
-def test_requests_restart_a_dead_background_thread_once_the_recheck_interval_passed(
-    make_app: AppFactory, provider_emulator_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("recheck_every", "restarted"),
+    [(0.0, True), (3600.0, False)],
+    ids=["restarted-once-the-interval-passed", "not-looked-at-within-the-interval"],
+)
+def test_requests_look_at_the_background_threads_once_per_recheck_interval(
+    make_app: AppFactory,
+    provider_emulator_server: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    recheck_every: float,
+    restarted: bool,
 ) -> None:
-    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", 0.0)
+    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", recheck_every)
     app, _ = emulator_app(make_app, provider_emulator_server, OTP_CONVERSION_REPORTER_AUTOSTART=True)
     app.test_client().get("/")
     stop_spool_thread(app)
     app.test_client().get("/")
-    assert app.extensions["otp_conversion"].spool._thread.is_alive()
-
-
-def test_requests_within_the_recheck_interval_do_not_look_at_the_background_threads(
-    make_app: AppFactory, provider_emulator_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", 3600.0)
-    app, _ = emulator_app(make_app, provider_emulator_server, OTP_CONVERSION_REPORTER_AUTOSTART=True)
-    app.test_client().get("/")
-    stop_spool_thread(app)
-    app.test_client().get("/")
-    assert not app.extensions["otp_conversion"].spool._thread.is_alive()
+    assert app.extensions["otp_conversion"].spool._thread.is_alive() is restarted
 
 
 def test_every_process_delivers_without_single_deliverer(
