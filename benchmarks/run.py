@@ -203,16 +203,17 @@ def _overhead_section(entry: dict[str, Any] | None) -> list[str]:
         "again on fresh pairs (up to 3 times a variant): it measures one core, whatever the app "
         f"(repeated: {repeated}).",
         "",
-        "| variant | req/s | p50 ms | p99 ms | workers CPU ms/req | emulator CPU ms/req | backlog after run "
+        "| variant | req/s | p50 ms | p99 ms | non-2xx | workers CPU ms/req | emulator CPU ms/req | backlog after run "
         "| workers CPU ms/req after the run (the backlog) | busier worker's CPU share |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in f["variants"].items():
         lines.append(
             f"| {name} | {v['rps']['median']:,.0f} ({v['rps']['min']:,.0f} to {v['rps']['max']:,.0f}) "
             f"| {v['p50_ms']['median']:.1f} ({v['p50_ms']['min']:.1f} to {v['p50_ms']['max']:.1f}) "
             f"| {v['p99_ms']['median']:.1f} ({v['p99_ms']['min']:.1f} to {v['p99_ms']['max']:.1f}) "
-            f"| {v['worker_cpu_ms_per_request']['median']:.2f} | {v['emulator_cpu_ms_per_request']['median']:.2f} "
+            f"| {v['non2xx']} | {v['worker_cpu_ms_per_request']['median']:.2f} "
+            f"| {v['emulator_cpu_ms_per_request']['median']:.2f} "
             f"| {', '.join(str(n) for n in v.get('outbox_pending_after_run', [])) or '-'} "
             f"| {_fmt((v.get('deferred_cpu_ms_per_request') or {}).get('median'), 2)} "
             f"| {', '.join(f'{x:.2f}' for x in v.get('busier_worker_cpu_share', []))} |"
@@ -256,12 +257,12 @@ def _inline_section(entry: dict[str, Any] | None) -> list[str]:
         f"Emulator latency {s['latency']:g} s on every call. {s['rounds']} rounds of {s['seconds']:g} s per variant, "
         f"`wrk -c{s['connections']}`, order rotated.",
         "",
-        "| variant | req/s | p50 ms | p99 ms |",
-        "|---|---|---|---|",
+        "| variant | req/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|",
     ]
     for name, v in f["variants"].items():
         lines.append(f"| {name} | {v['rps']['median']:,.0f} | {v['p50_ms']['median']:.1f} | "
-                     f"{v['p99_ms']['median']:.1f} |")
+                     f"{v['p99_ms']['median']:.1f} | {v['non2xx']} |")
     r = f["ratios"]
     lines += ["", f"- ours / inline throughput: **{r['ours_vs_inline_rps']}x**; inline p50 / ours p50: "
               f"**{r['inline_vs_ours_p50']}x**", "",
