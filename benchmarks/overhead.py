@@ -161,12 +161,12 @@ def run(
         def measure(name: str, after: Callable[[], None] = lambda: None) -> _Run:
             """One run of ``name`` on fresh pairs; ``after`` is called once the load has ended (before any
             drain), so that a paired run's two halves are drained after both have ended."""
+            if not fresh[name]:  # a spare run: its pairs, before any CPU is counted
+                issue_runs(name, 1)
             workers = servers[name].worker_pids()
             costs = workers + ([sidecars[name].pid] if name in sidecars else [])
             split0 = [h.cpu_seconds([pid]) for pid in workers]
             cpu0 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
-            if not fresh[name]:  # a spare run
-                issue_runs(name, 1)
             result = h.wrk_verify(servers[name].url, fresh[name].pop(0), seconds=seconds, connections=connections)
             cpu1 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
             split = [h.cpu_seconds([pid]) - before for pid, before in zip(workers, split0, strict=True)]
