@@ -18,8 +18,9 @@ import math
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
+
+from ._forks import ForkLocal
 
 #: Seconds between a non-deliverer's attempts to take the lock (an attempt is a syscall; the middleware asks on
 #: every request).
@@ -30,14 +31,14 @@ def lock_path(store_path: str) -> str:
     return store_path + "-deliverer.lock"
 
 
-class DeliveryLock:
+class DeliveryLock(ForkLocal):
     """This process's claim to be the store's deliverer. ``acquire()`` is cheap enough for every request."""
 
     def __init__(self, path: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self._clock = clock
         self._init_process_state()
-        _live_locks.add(self)
+        self._watch_forks()
 
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
@@ -85,13 +86,6 @@ class DeliveryLock:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _check_fork(self) -> bool:
-        """In a forked child, start over (True); in the process that made the lock, nothing (False)."""
-        if self._pid == os.getpid():
-            return False
-        self._after_fork_in_child()
-        return True
-
     def _after_fork_in_child(self) -> None:
         """Close our copy of the parent's descriptor (the parent keeps the lock) and start over. Never touches
         the mutex, which a parent thread may have held at the fork."""
@@ -100,14 +94,3 @@ class DeliveryLock:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._init_process_state()
-
-
-_live_locks: weakref.WeakSet[DeliveryLock] = weakref.WeakSet()
-
-
-def _reset_locks_in_child() -> None:
-    for lock in list(_live_locks):
-        lock._check_fork()
-
-
-os.register_at_fork(after_in_child=_reset_locks_in_child)

@@ -67,12 +67,12 @@ import re
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from blinker import NamedSignal
 
+from ._forks import ForkLocal
 from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from .config import Settings
 from .phone import mask_phone
@@ -191,7 +191,7 @@ class _Workers:
             self._queue.put(None)
 
 
-class Reporter:
+class Reporter(ForkLocal):
     """Delivers outbox rows to the provider from a background thread; see the module docstring.
 
     ``ensure_running()`` is cheap and safe to call on every request; ``flush(timeout)`` delivers what is due
@@ -222,7 +222,7 @@ class Reporter:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._init_process_state()
-        _live_reporters.add(self)
+        self._watch_forks()
 
     def _init_process_state(self) -> None:
         """Everything that belongs to one process: rebuilt from scratch in a forked child."""
@@ -270,10 +270,6 @@ class Reporter:
         # Logging is unsafe in an at-fork hook; if this fails, the store's next call reports it.
         with contextlib.suppress(Exception):
             self._store.reopen()
-
-    def _check_fork(self) -> None:
-        if self._pid != os.getpid():
-            self._after_fork_in_child()
 
     # Public API ---------------------------------------------------------------------------------------
 
@@ -937,15 +933,3 @@ class Reporter:
             signal.send(self._sender, **kwargs)
         except Exception as exc:
             self._logger.error("a receiver of %s raised %s", signal.name, describe_error(exc))
-
-
-_live_reporters: weakref.WeakSet[Reporter] = weakref.WeakSet()
-
-
-def _reset_reporters_in_child() -> None:
-    for reporter in list(_live_reporters):
-        reporter._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_reporters_in_child)

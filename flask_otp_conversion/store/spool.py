@@ -34,10 +34,10 @@ import os
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .._forks import ForkLocal
 from ._common import check_verification
 from .base import Store, Verification, VerifyOutcome
 
@@ -94,7 +94,7 @@ def decode_block(block: bytes) -> list[Verification] | None:
         return None
 
 
-class Spool:
+class Spool(ForkLocal):
     """Spooled verifications of one app, in the folder ``directory``, applied to ``store``."""
 
     def __init__(
@@ -123,7 +123,7 @@ class Spool:
         self._yield_for = yield_for
         os.makedirs(directory, exist_ok=True)
         self._init_process_state()
-        _live_spools.add(self)
+        self._watch_forks()
 
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
@@ -410,13 +410,6 @@ class Spool:
                 self._segment = None
             self._retire(segment)
 
-    def _check_fork(self) -> bool:
-        """In a forked child, start over (True); in the process that built the state, nothing (False)."""
-        if self._pid == os.getpid():
-            return False
-        self._after_fork_in_child()
-        return True
-
     def _after_fork_in_child(self) -> None:
         """The parent's segment stays the parent's: close our copy of its descriptor (the lock stays with the
         parent's) and start over."""
@@ -450,13 +443,3 @@ def unapplied(store: Store, directory: str) -> int:
 
 #: Seconds after which a segment left under its temporary name is deleted.
 ABANDONED_AFTER = 60.0
-
-_live_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
-
-
-def _reset_spools_in_child() -> None:
-    for spool in list(_live_spools):
-        spool._check_fork()
-
-
-os.register_at_fork(after_in_child=_reset_spools_in_child)
