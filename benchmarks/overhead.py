@@ -21,6 +21,8 @@ at most its share of wrk's connections and two more (gunicorn's ``--worker-conne
     ours-nginx     create_app(), reporter delivering to nginx answering a fixed success (benchmarks/fixed_server.py)
     ours-sidecar   workers with OTP_CONVERSION_REPORTER_AUTOSTART=false, `flask otp-conversion deliver --nice 19`
                    applying and delivering to nginx (its CPU is counted with the workers')
+    hand-append    plain, its verify view appending the phone and the time to a file by hand (one os.write):
+                   the floor of any durable record made in the request (``_apps._hand_append``)
 
 Paired rounds (``--paired-rounds N``) then load plain and each other variant at the same time, each server with
 its own wrk, so that both halves of a ratio see the same machine: on a shared VM, other work moves sequential
@@ -69,6 +71,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "append-only": ("ours", {"OTP_CONVERSION_REPORTER_AUTOSTART": False}),
     # the decorator alone: the extension disabled, so the signal has no receiver
     "disabled": ("ours", {"OTP_CONVERSION_ENABLED": False}),
+    # the floor: the least a durable record in the request costs, written by hand for this one view
+    "hand-append": ("hand_append", {}),
 }
 
 
