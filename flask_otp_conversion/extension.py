@@ -219,16 +219,18 @@ class ConversionState:
     def start_background(self) -> None:
         """Start this process's background threads on its first request (a forked worker starts its own), or,
         with one deliverer per store, once this process becomes it. Once they run, they are looked at again
-        (and restarted, should one have died) at most once per ``RECHECK_BACKGROUND_EVERY``. Never fails the
-        request: what the spool holds waits for the next start."""
+        (and restarted, should one have died) at most once per ``RECHECK_BACKGROUND_EVERY``; a process that is
+        not the deliverer asks for the lock as often. Never fails the request: what the spool holds waits for
+        the next start."""
         pid, until = self._background_ok_until
-        if time.monotonic() < until and pid == os.getpid():  # running, and looked at less than a second ago
+        if time.monotonic() < until and pid == os.getpid():  # looked at less than a second ago
             return
         lock = self.delivery_lock
         if lock is not None:
             try:
-                if not lock.acquire():
-                    return  # another process applies and delivers; this one only appends
+                if not lock.acquire():  # another process applies and delivers; this one only appends
+                    self._background_ok_until = (os.getpid(), time.monotonic() + RECHECK_BACKGROUND_EVERY)
+                    return
             except OSError as exc:  # deliver anyway: several deliverers are safe, none would stall the outbox
                 self.logger.error("otp-conversion deliverer lock %s: %s; delivering from this process", lock.path, exc)
         if self.reporter is not None:

@@ -480,17 +480,28 @@ def test_deliverer_delivers_what_another_process_spooled(
     assert [(c.params["SerialNo"], c.ok) for c in calls] == [(serial, True)]
 
 
+@pytest.mark.parametrize(
+    ("recheck_every", "takes_over"),
+    [(0.0, True), (3600.0, False)],
+    ids=["once-the-recheck-interval-passed", "not-within-the-recheck-interval"],
+)
 def test_another_process_delivers_once_the_deliverer_shuts_down(
-    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_app: AppFactory,
+    provider_emulator_server: EmulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recheck_every: float,
+    takes_over: bool,
 ) -> None:
     monkeypatch.setattr(deliverer, "RETRY_EVERY", 0.0)
+    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", recheck_every)
     (first, _), (second, _) = shared_store_apps(make_app, provider_emulator_server, tmp_path)
     first.test_client().get("/")
     second.test_client().get("/")
     assert not second.extensions["otp_conversion"].reporter.running
     first.extensions["otp_conversion"].shutdown()
     second.test_client().get("/")
-    assert second.extensions["otp_conversion"].reporter.running
+    assert second.extensions["otp_conversion"].reporter.running is takes_over
 
 
 def stop_spool_thread(app: Flask) -> None:
