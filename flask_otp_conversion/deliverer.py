@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 from ._forks import ForkLocal
 
-#: Seconds between a non-deliverer's attempts to take the lock (an attempt is a syscall; the middleware asks on
-#: every request).
+#: Seconds between a non-deliverer's attempts to take the lock (an attempt is a syscall). The middleware asks at
+#: most once per ``extension.RECHECK_BACKGROUND_EVERY`` anyway; this holds for any other caller.
 RETRY_EVERY = 1.0
 
 
