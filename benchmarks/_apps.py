@@ -130,8 +130,9 @@ def _hand_append(config: Mapping[str, Any]) -> Flask:
     """The floor of the overhead measurement: after a 200, the phone from the request's JSON (if E.164) and the
     time, one JSON line appended to a file of this process with one ``os.write``. Written as a careful engineer
     would by hand for this one view: no signal, no other checks, no lock, no message id, nothing ever reads the
-    file. Any durable record made inside the request costs at least this; the extension's request path
-    (``append-only``) does the same with the checks, locking and recovery the product needs."""
+    file. A durable record of the verification made inside the request does at least this much (find the phone,
+    check it, write a line); the extension's request path (``append-only``) does it with the checks, locking and
+    recovery the product needs."""
     app = create_app(config, conversion=False)
     folder = os.path.dirname(app.extensions[STATE_KEY].codes.path)
     files: dict[int, int] = {}  # pid -> descriptor: gunicorn forks the workers after loading the app
