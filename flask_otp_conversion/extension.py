@@ -28,8 +28,9 @@ from .store.spool import Spool, folder_for
 from .verify import FieldSource, make_verify_route
 
 EXTENSION_KEY = "otp_conversion"
-#: Seconds between a delivering process's checks that its background threads still run: the middleware asks
-#: on every request, and a full check (threads alive, the deliverer lock held) costs ~3.5 µs against ~0.4.
+#: Seconds between a process's looks at its background work (a deliverer: its threads still run; any other worker:
+#: whether it can take the deliverer lock). The middleware asks on every request, and a full check (threads
+#: alive, the deliverer lock held) costs ~3.5 µs against ~0.4.
 RECHECK_BACKGROUND_EVERY = 1.0
 F = TypeVar("F", bound=Callable[..., Any])
 
