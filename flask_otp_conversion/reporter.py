@@ -73,6 +73,7 @@ from typing import Any
 from blinker import NamedSignal
 
 from ._forks import ForkLocal
+from .activity import BUSY_POLL
 from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from .config import Settings
 from .phone import mask_phone
@@ -109,9 +110,8 @@ ACK_BATCH = 100
 ACK_MAX_DELAY = 0.25
 #: Poll intervals of the drain thread: outbox empty, after an unexpected error.
 IDLE_POLL = 0.2
-#: While requests are in flight (see ``activity.py``): how often the drain thread looks whether they are done,
-#: and how often it claims the reports held back for the whole yield window.
-YIELD_POLL = 0.1
+#: While requests are in flight (see ``activity.py``), the drain thread looks whether they are done every
+#: ``BUSY_POLL``, and claims the reports held back for the whole yield window at most this often.
 OVERDUE_CLAIM_EVERY = 1.0
 #: Pause after a claim that took everything due: rows arriving in a trickle then go out a batch per claim
 #: instead of costing a store write transaction each (writes that the verify requests would queue behind).
@@ -478,7 +478,7 @@ class Reporter(ForkLocal):
         # asked for them at most once per OVERDUE_CLAIM_EVERY (a claim is a write every request queues on).
         yielding = self._yielding()
         if yielding and time.monotonic() < self._overdue_claim_at:
-            return YIELD_POLL
+            return BUSY_POLL
         self._provider_ready()
         self._prune_if_due()
         wait = self._blocked_for()
@@ -493,7 +493,7 @@ class Reporter(ForkLocal):
             self._overdue_claim_at = -math.inf  # overdue reports too: the next claim does not wait
             return 0.0  # a backlog: claim the next batch at once
         if created_before is not None:
-            return YIELD_POLL
+            return BUSY_POLL
         return CLAIM_PAUSE if claimed else IDLE_POLL
 
     def _yielding(self) -> bool:

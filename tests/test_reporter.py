@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from flask_otp_conversion import signals
+from flask_otp_conversion.activity import BUSY_POLL
 from flask_otp_conversion.config import Settings, load_settings, make_provider
 from flask_otp_conversion.providers import Provider
 from flask_otp_conversion.reporter import Reporter, backoff_delay, redact
@@ -360,6 +361,25 @@ def test_reports_held_back_for_the_whole_window_go_out_while_requests_continue(e
     reporter.ensure_running()
     assert wait_for(lambda: set(env.delivered()) == set(old), timeout=2.0)
     assert wait_for(lambda: set(env.delivered()) == set(old + fresh), timeout=10.0)
+
+
+@pytest.mark.timeout(60)
+def test_the_drain_thread_looks_at_a_busy_worker_once_a_busy_poll(env: Env) -> None:
+    looks: list[float] = []
+
+    def busy() -> bool:
+        looks.append(time.monotonic())
+        return True
+
+    reporter, store = env.reporter(busy=busy, yield_to_requests=30)
+    ids = env.seed(store, 2)
+    reporter.ensure_running()
+    time.sleep(2.5 * BUSY_POLL)
+    seen = len(looks)
+    assert 1 <= seen <= 3  # every 0.1 s, it would have been ~25
+    assert env.delivered() == Counter()
+    assert reporter.flush(20) == 0
+    assert set(env.delivered()) == set(ids)
 
 
 @pytest.mark.timeout(60)

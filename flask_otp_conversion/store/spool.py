@@ -38,11 +38,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._forks import ForkLocal
+from ..activity import BUSY_POLL
 from ._common import check_verification
 from .base import Store, Verification, VerifyOutcome
 
 SUFFIX = ".spool"
-#: Seconds between the background thread's passes.
+#: Seconds between the background thread's passes on a quiet worker (on a busy one: ``activity.BUSY_POLL``).
 APPLY_INTERVAL = 0.05
 #: Verifications applied per store transaction.
 APPLY_BATCH = 500
@@ -199,25 +200,32 @@ class Spool(ForkLocal):
 
     def _run(self) -> None:
         stop = self._stop
-        while not stop.wait(APPLY_INTERVAL):
-            if self._holding_back():
+        wait = APPLY_INTERVAL
+        while not stop.wait(wait):
+            wait = self._hold_back_for()
+            if wait > 0:
                 continue
+            wait = APPLY_INTERVAL
             try:
                 self.apply_pending(everyone=self._everyone)
             except Exception as exc:
                 self._logger.error("otp-conversion spool: %s: %s", type(exc).__name__, exc)
                 stop.wait(1.0)
 
-    def _holding_back(self) -> bool:
-        """Requests are in flight and nothing has waited the whole yield window: leave the CPU to them."""
+    def _hold_back_for(self) -> float:
+        """0 to apply now; else requests are in flight and nothing has waited the whole yield window: leave the
+        CPU to them and look again in this many seconds (``BUSY_POLL`` at most, less when the window ends
+        sooner)."""
         if self._busy is None or self._yield_for <= 0 or not self._busy():
-            return False
+            return 0.0
         if self._everyone:  # other processes' lines too, whose age is not known here: all of them once a window
-            return time.monotonic() - self._swept_at < self._yield_for
-        oldest = self._oldest_unapplied
-        if oldest is None:  # nothing of ours waits: only the sweep for stopped processes' files, on its schedule
-            return time.monotonic() - self._swept_at < SWEEP_EVERY
-        return time.monotonic() - oldest < self._yield_for
+            due = self._swept_at + self._yield_for
+        elif (oldest := self._oldest_unapplied) is None:  # nothing of ours waits: only the sweep of stopped ones
+            due = self._swept_at + SWEEP_EVERY
+        else:
+            due = oldest + self._yield_for
+        left = due - time.monotonic()
+        return min(left, BUSY_POLL) if left > 0 else 0.0
 
     def apply_pending(self, *, everyone: bool = False) -> int:
         """Apply what this process spooled and, every few seconds, what stopped processes left. ``everyone``:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from store_helpers import CN, SG, send
 
+from flask_otp_conversion.activity import BUSY_POLL
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
 from flask_otp_conversion.store.spool import SUFFIX, SWEEP_EVERY, Spool, decode, encode
@@ -272,6 +273,23 @@ def test_the_applier_applies_what_waited_the_whole_window_though_requests_contin
     spool.append(Verification(phone(0), None, NOW))
     assert wait_until_pending(store, 1) == 1
     spool.close()
+
+
+def test_the_applier_looks_at_a_busy_worker_once_a_busy_poll(store: SQLiteStore, tmp_path: Path) -> None:
+    sent(store, 1)
+    looks: list[float] = []
+
+    def busy() -> bool:
+        looks.append(time.monotonic())
+        return True
+
+    spool = make_spool(store, tmp_path, autostart=True, busy=busy, yield_for=30.0)
+    spool.append(Verification(phone(0), None, NOW))
+    time.sleep(2.5 * BUSY_POLL)
+    seen = len(looks)
+    spool.close()
+    assert 1 <= seen <= 3  # every APPLY_INTERVAL, it would have been ~50
+    assert pending(store) == 1  # held back all along, applied at close
 
 
 def test_an_applier_for_everyone_applies_a_live_processes_lines_unasked(store: SQLiteStore, tmp_path: Path) -> None:
