@@ -15,9 +15,14 @@ Claims and leases
     changes nothing. A token that expired but was not re-claimed still counts, since the report did go out.
 
 Processes and threads
-    One connection per thread, each tagged with the pid that opened it. A connection opened before
-    ``os.fork`` is never used, closed or finalised in the child (its SQLite locks and WAL index belong to
-    the parent): the child leaves it alone and opens its own on first use. ``reopen()`` does the same at once.
+    Each store call borrows one of at most ``POOL_SIZE`` connections of its process and hands it back when it
+    returns; a call made while its thread already holds one (nested) uses that one. Not one per thread: a
+    delivering process runs up to 64 reporter workers, and a connection costs ~230 KiB of RAM even idle, while
+    SQLite lets one writer in at a time however many connections wait. Store calls wait on nothing but SQLite
+    while they hold a connection, so a thread waiting for one never waits on a thread waiting for it.
+    Connections are tagged with the pid that opened them. One opened before ``os.fork`` is never used, closed
+    or finalised in the child (its SQLite locks and WAL index belong to the parent): the child leaves it
+    alone and opens its own on first use. ``reopen()`` does the same at once.
 
 Schema
     Versioned with ``PRAGMA user_version``; created or migrated inside one ``BEGIN IMMEDIATE``
@@ -62,11 +67,11 @@ SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = ("normal", "full")
 #: Rows deleted per transaction when pruning, so a large prune never holds the write lock for long.
 PRUNE_BATCH = 2000
-#: Each connection's page cache, in KiB (SQLite's default is 2,000). Connections are per thread, and a delivering
-#: process has one per reporter worker that records an outcome: with the default, 64 of them grew a worker by
-#: ~90 MiB over a 100,000-report backlog. In WAL mode a connection's cache is dropped whenever another one
-#: commits, so a bigger one buys little here; the file's pages stay in the OS page cache.
+#: Each connection's page cache, in KiB (SQLite's default is 2,000). In WAL mode a connection's cache is dropped
+#: whenever another one commits, so a bigger one buys little here; the file's pages stay in the OS page cache.
 CACHE_KIB = 256
+#: Connections a process keeps at most; a store call waits for a free one (see "Processes and threads").
+POOL_SIZE = 4
 
 _SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS messages (
@@ -139,13 +144,16 @@ _ABANDONED: list[sqlite3.Connection] = []
 
 
 class _ProcessState:
-    """Connections opened by one process. Replaced wholesale after a fork, never repaired."""
+    """Connections opened by one process. Replaced wholesale after a fork or ``close()``, never repaired."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.local = threading.local()
-        self.connections: list[sqlite3.Connection] = []
+        self.slots = threading.BoundedSemaphore(POOL_SIZE)
+        self.local = threading.local()  # ``conn``: the connection this thread holds
+        self.connections: list[sqlite3.Connection] = []  # every one open, lent or idle
+        self.idle: list[sqlite3.Connection] = []
+        self.closed = False
 
 
 class SQLiteStore(Store):
@@ -238,18 +246,36 @@ class SQLiteStore(Store):
                 f"flask-otp-conversion supports ({SCHEMA_VERSION}); upgrade the package"
             )
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use in this process."""
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of this process for the length of one store call (the one this thread already holds,
+        in a nested call)."""
         state = self._state
         if state.pid != os.getpid():
             state = self._forget_parent()
-        conn: sqlite3.Connection | None = getattr(state.local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            state.local.conn = conn
+        held: sqlite3.Connection | None = getattr(state.local, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with state.slots:
             with state.lock:
-                state.connections.append(conn)
-        return conn
+                conn = state.idle.pop() if state.idle else None
+            if conn is None:
+                conn = self._connect()
+                with state.lock:
+                    state.connections.append(conn)
+            state.local.conn = conn
+            try:
+                yield conn
+            finally:
+                state.local.conn = None
+                with state.lock:
+                    keep = not state.closed
+                    if keep:
+                        state.idle.append(conn)
+                if not keep:  # close() ran meanwhile; it closed the others
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
 
     def _forget_parent(self) -> _ProcessState:
         """In a forked child: set the parent's connections aside untouched (its lock may be held, too)."""
@@ -274,7 +300,8 @@ class SQLiteStore(Store):
             return
         self._state = _ProcessState()
         with old.lock:
-            connections, old.connections = old.connections, []
+            old.closed = True
+            connections, old.connections, old.idle = old.connections, [], []
         for conn in connections:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
@@ -282,35 +309,35 @@ class SQLiteStore(Store):
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
-        conn = self._connection()
-        if conn.in_transaction:  # left open by an interrupted call: never commit its remains
-            conn.execute("ROLLBACK")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
+        with self._connection() as conn:
+            if conn.in_transaction:  # left open by an interrupted call: never commit its remains
                 conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction, so several queries see one snapshot."""
-        conn = self._connection()
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
+        with self._connection() as conn:
             if conn.in_transaction:
-                conn.execute("COMMIT")
+                conn.execute("ROLLBACK")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
 
     # Records ------------------------------------------------------------------------------------------
 
@@ -369,7 +396,8 @@ class SQLiteStore(Store):
 
     def spool_position(self, name: str) -> int:
         key = check_name(name, "spool name")
-        row = self._connection().execute("SELECT position FROM spools WHERE name = ?", (key,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute("SELECT position FROM spools WHERE name = ?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
 
     def forget_spool(self, name: str) -> None:
@@ -380,12 +408,12 @@ class SQLiteStore(Store):
     def counts(self, *, since: float, until: float) -> list[CountRow]:
         start = check_time(since, "since")
         end = check_time(until, "until")
-        conn = self._connection()
-        rows = conn.execute(
-            "SELECT hour, provider, calling_code, requested, verified, unmatched FROM counters"
-            " WHERE hour >= ? AND hour < ? ORDER BY hour, provider, calling_code",
-            (start, end),
-        ).fetchall()
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT hour, provider, calling_code, requested, verified, unmatched FROM counters"
+                " WHERE hour >= ? AND hour < ? ORDER BY hour, provider, calling_code",
+                (start, end),
+            ).fetchall()
         return [CountRow(*row) for row in rows]
 
     # Outbox -------------------------------------------------------------------------------------------
@@ -418,14 +446,11 @@ class SQLiteStore(Store):
         if not leased:
             return []
         # Read back outside the lock: nobody else can change rows under our unexpired lease.
-        rows = (
-            self._connection()
-            .execute(
+        with self._connection() as conn:
+            rows = conn.execute(
                 f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY next_attempt_at, id",  # noqa: S608
                 (token,),
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [_item(row, token) for row in rows]
 
     def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
@@ -473,15 +498,12 @@ class SQLiteStore(Store):
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         count = check_count(limit)
-        rows = (
-            self._connection()
-            .execute(
+        with self._connection() as conn:
+            rows = conn.execute(
                 "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at"
                 " FROM outbox WHERE state = 'dead' ORDER BY done_at DESC, id DESC LIMIT ?",
                 (count,),
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [DeadLetter(*row) for row in rows]
 
     def replay_dead_letters(self, ids: Sequence[int] | None = None, *, now: float) -> int:
@@ -544,7 +566,8 @@ class SQLiteStore(Store):
 
     def get_flag(self, name: str) -> str | None:
         key = check_name(name, "flag name")
-        row = self._connection().execute("SELECT value FROM flags WHERE name = ?", (key,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute("SELECT value FROM flags WHERE name = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_flag(self, name: str, value: str | None) -> None:

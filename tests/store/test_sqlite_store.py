@@ -17,7 +17,7 @@ import pytest
 from store_helpers import CN, HOUR0, SG, US, send, verify
 
 from flask_otp_conversion.store import SQLiteStore, open_store
-from flask_otp_conversion.store.sqlite import CACHE_KIB
+from flask_otp_conversion.store.sqlite import CACHE_KIB, POOL_SIZE
 
 WORKER = Path(__file__).with_name("store_worker.py")
 
@@ -56,7 +56,8 @@ def test_every_threads_connection_has_a_small_page_cache(tmp_path: Path) -> None
     sizes: list[int] = []
 
     def look() -> None:
-        sizes.append(store._connection().execute("PRAGMA cache_size").fetchone()[0])
+        with store._connection() as conn:
+            sizes.append(conn.execute("PRAGMA cache_size").fetchone()[0])
 
     look()
     thread = threading.Thread(target=look)
@@ -132,13 +133,78 @@ def test_the_repr_shows_only_the_path(tmp_path: Path) -> None:
     store.close()
 
 
-def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
+def held(store: SQLiteStore) -> sqlite3.Connection:
+    """The connection a store call in this thread would use now (handed back at once)."""
+    with store._connection() as conn:
+        return conn
+
+
+def test_many_threads_share_at_most_pool_size_connections(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
-    seen: list[object] = []
-    thread = threading.Thread(target=lambda: seen.append(store._connection()))
-    thread.start()
-    thread.join()
-    assert seen[0] is not store._connection()
+    start = threading.Barrier(4 * POOL_SIZE)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(20):
+                send(store, CN, f"t{n}-{i}", HOUR0)
+                store.counts(since=0, until=1e11)
+        except BaseException as exc:  # reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4 * POOL_SIZE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert 1 <= len(store._state.connections) <= POOL_SIZE
+    assert sum(row.requested for row in store.counts(since=0, until=1e11)) == 4 * POOL_SIZE * 20
+    store.close()
+
+
+def test_a_thread_waits_for_a_connection_when_all_are_lent(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    lent, release = threading.Barrier(POOL_SIZE + 1), threading.Event()
+
+    def hold() -> None:
+        with store._connection():
+            lent.wait()
+            release.wait()
+
+    holders = [threading.Thread(target=hold) for _ in range(POOL_SIZE)]
+    for thread in holders:
+        thread.start()
+    lent.wait()
+    done = threading.Event()
+    late = threading.Thread(target=lambda: (send(store, CN, "late", HOUR0), done.set()))
+    late.start()
+    assert not done.wait(0.3)
+    release.set()
+    assert done.wait(10)
+    for thread in [*holders, late]:
+        thread.join()
+    assert len(store._state.connections) == POOL_SIZE
+    assert not send(store, CN, "late", HOUR0)  # it was recorded, once
+    store.close()
+
+
+def test_a_nested_call_uses_the_connection_its_thread_holds(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    with store._connection() as outer:
+        assert held(store) is outer
+        assert store.get_flag("x") is None  # does not wait for a second slot
+    store.close()
+
+
+def test_a_connection_lent_when_the_store_is_closed_is_closed_on_return(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    with store._connection() as conn:
+        store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")
+    assert send(store, CN, "after", HOUR0)  # the store reconnects
     store.close()
 
 
@@ -163,9 +229,9 @@ def _in_child(body: Any) -> int:
 def test_a_forked_child_opens_its_own_connection_without_reopen(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     send(store, CN, "parent", HOUR0)
-    inherited = store._connection()
-    assert _in_child(lambda: store._connection() is not inherited and send(store, SG, "child", HOUR0)) == 0
-    assert store._connection() is inherited  # the parent's own is untouched
+    inherited = held(store)
+    assert _in_child(lambda: held(store) is not inherited and send(store, SG, "child", HOUR0)) == 0
+    assert held(store) is inherited  # the parent's own is untouched
     assert not send(store, SG, "child", HOUR0)  # the child's write is in the file
     assert send(store, US, "parent-again", HOUR0)
     store.close()
@@ -176,17 +242,17 @@ def test_a_forked_child_opens_its_own_connection_without_reopen(tmp_path: Path) 
 @pytest.mark.timeout(30)
 def test_reopen_in_a_forked_child_drops_the_inherited_connection(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
-    inherited = store._connection()
+    inherited = held(store)
 
     def child() -> bool:
         store.reopen()
-        own = store._connection()
+        own = held(store)
         store.close()  # closes only the child's own connection
         return own is not inherited and verify(store, CN, HOUR0).message_id is None
 
     assert _in_child(child) == 0
     assert store.counts(since=0, until=1e11)[0].unmatched == 1
-    assert store._connection() is inherited
+    assert held(store) is inherited
     store.close()
 
 
@@ -197,7 +263,7 @@ def test_url_options_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 's.db'}?synchronous=full&busy_timeout=2.5")
     assert isinstance(store, SQLiteStore)
     assert store.path == str(tmp_path / "s.db")
-    conn = store._connection()
+    conn = held(store)
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
     store.close()
@@ -205,7 +271,8 @@ def test_url_options_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
 
 def test_the_default_synchronous_is_normal(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 1  # type: ignore[attr-defined]
+    assert isinstance(store, SQLiteStore)
+    assert held(store).execute("PRAGMA synchronous").fetchone()[0] == 1
     store.close()
 
 
