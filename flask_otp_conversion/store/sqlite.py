@@ -269,6 +269,9 @@ class SQLiteStore(Store):
                 yield conn
             finally:
                 state.local.conn = None
+                with contextlib.suppress(sqlite3.Error):  # (closed by close() meanwhile)
+                    if conn.in_transaction:  # an interrupted call's: the next borrower must not see its snapshot
+                        conn.execute("ROLLBACK")
                 with state.lock:
                     keep = not state.closed
                     if keep:

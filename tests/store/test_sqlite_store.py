@@ -198,6 +198,15 @@ def test_a_nested_call_uses_the_connection_its_thread_holds(tmp_path: Path) -> N
     store.close()
 
 
+def test_a_connection_comes_back_without_the_transaction_its_call_left_open(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    with store._connection() as conn:
+        conn.execute("BEGIN")
+    assert held(store) is conn
+    assert not conn.in_transaction
+    store.close()
+
+
 def test_a_connection_lent_when_the_store_is_closed_is_closed_on_return(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     with store._connection() as conn:
