@@ -313,7 +313,9 @@ class SQLiteStore(Store):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
         with self._connection() as conn:
-            if conn.in_transaction:  # left open by an interrupted call: never commit its remains
+            # A lent connection comes back without a transaction, so one is open here only when this call is
+            # nested in another of this thread's: never commit its remains.
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
             try:
