@@ -15,8 +15,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .delivery.reporter import Reporter
 from .phone import mask_phone
-from .reporter import Reporter
 from .store import Store
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def stats_command(since: str, as_json: bool) -> None:
     """Local conversion counts, the reporter's state and the provider's own figures (no auth: your shell)."""
     import json
 
-    from .stats import WindowError, parse_window
+    from .web.stats import WindowError, parse_window
 
     state, _, _ = _parts()
     assert state.stats is not None

@@ -14,18 +14,18 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
-from .activity import CountingMiddleware, RequestActivity
 from .config import Settings, load_settings, make_provider
-from .deliverer import DeliveryLock, lock_path
+from .delivery.activity import CountingMiddleware, RequestActivity
+from .delivery.election import DeliveryLock, lock_path
+from .delivery.reporter import Reporter
 from .phone import mask_phone, normalize_phone
 from .providers import Provider
-from .reporter import Reporter
 from .signals import otp_sent, otp_verified
-from .stats import StatsService, make_blueprint
 from .store import SQLiteStore, Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
 from .store.spool import Spool, folder_for
 from .verify import FieldSource, make_verify_route
+from .web.stats import StatsService, make_blueprint
 
 EXTENSION_KEY = "otp_conversion"
 #: Seconds between a process's looks at its background work (a deliverer: its threads still run; any other worker:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask, Response, jsonify, request
 
-from flask_otp_conversion import OTPConversion, deliverer, extension, otp_sent, otp_verified
+from flask_otp_conversion import OTPConversion, extension, otp_sent, otp_verified
+from flask_otp_conversion.delivery import election as deliverer
 from flask_otp_conversion.store import Store
 from flask_otp_conversion.store._common import check_verification
 from flask_otp_conversion.testing import EmulatorServer

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import ssl
 import threading
 import urllib.request
@@ -18,11 +17,10 @@ from typing import Any
 
 import httpx
 
-from ..phone import mask_phone
+from ..redaction import safe_text
 from .base import RetryableError
 
 __all__ = [
-    "MAX_MESSAGE_LENGTH",
     "USER_AGENT",
     "HTTPSender",
     "environment_proxy",
@@ -42,27 +40,6 @@ def _package_version() -> str:
 
 
 USER_AGENT = f"flask-otp-conversion/{_package_version()}"
-MAX_MESSAGE_LENGTH = 300
-
-# Digit runs that could be a phone number (7-15 digits, optional '+'), not parts of longer ids such as
-# Tencent serial numbers ("5000:1045710669157053657849499619") or request ids.
-_PHONE_LIKE = re.compile(r"(?<![\w:^-])\+?\d{7,15}(?![\w^])")
-
-
-def safe_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Text from outside (provider messages, exception strings) made fit for an error message or log line.
-
-    Our credentials are replaced (a provider may echo the key id back), phone-like digit runs are masked,
-    and the length is capped so a provider's HTML error page does not end up in the outbox.
-    """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _PHONE_LIKE.sub(lambda m: mask_phone(m.group()), text)
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 3] + "..."
-
-
 # ---- sending ------------------------------------------------------------------------------------------
 
 
@@ -175,9 +152,6 @@ def retry_after_ms_header(response: httpx.Response) -> float | None:
     return millis / 1000.0 if millis > 0 else None
 
 
-_URL_QUERY = re.compile(r"\?\S*")
-
-
 def transport_error(
     exc: httpx.HTTPError, *, provider: str, action: str, secrets: Iterable[str] = ()
 ) -> RetryableError:
@@ -186,6 +160,6 @@ def transport_error(
     Any URL query is cut from the exception text (Alibaba's parameters travel there).
     """
     code = "Timeout" if isinstance(exc, httpx.TimeoutException) else "ClientNetworkError"
-    detail = safe_text(_URL_QUERY.sub("?...", str(exc)), secrets)
+    detail = safe_text(str(exc), secrets)
     message = f"{provider} {action}: {type(exc).__name__}" + (f": {detail}" if detail else "")
     return RetryableError(message, code=code)

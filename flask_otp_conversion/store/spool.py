@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._forks import ForkLocal
-from ..activity import BUSY_POLL
+from ..delivery.activity import BUSY_POLL
 from ._common import check_verification
 from .base import Store, Verification, VerifyOutcome
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from store_helpers import CN, SG, send
 
-from flask_otp_conversion.activity import BUSY_POLL
+from flask_otp_conversion.delivery.activity import BUSY_POLL
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
 from flask_otp_conversion.store.spool import SUFFIX, SWEEP_EVERY, Spool, decode, encode

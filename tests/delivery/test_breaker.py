@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flask_otp_conversion.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from flask_otp_conversion.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
 class FakeClock:

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 from flask_otp_conversion import signals
-from flask_otp_conversion.activity import BUSY_POLL
 from flask_otp_conversion.config import Settings, load_settings, make_provider
+from flask_otp_conversion.delivery.activity import BUSY_POLL
+from flask_otp_conversion.delivery.reporter import Reporter, backoff_delay
 from flask_otp_conversion.providers import Provider
-from flask_otp_conversion.reporter import Reporter, backoff_delay, redact
+from flask_otp_conversion.redaction import safe_text as redact
 from flask_otp_conversion.store import Store, open_store
 from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
 
@@ -237,7 +238,7 @@ CHILD = textwrap.dedent(
     """
     import atexit, json, logging, sys, time
     from flask_otp_conversion.config import load_settings, make_provider
-    from flask_otp_conversion.reporter import Reporter
+    from flask_otp_conversion.delivery.reporter import Reporter
     from flask_otp_conversion.store import open_store
 
     job = json.loads(sys.argv[1])

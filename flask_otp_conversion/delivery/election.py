@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._forks import ForkLocal
+from .._forks import ForkLocal
 
 #: Seconds between a non-deliverer's attempts to take the lock (an attempt is a syscall). The extension's
 #: middleware already asks at most once per ``extension.RECHECK_BACKGROUND_EVERY``; the lock keeps its own limit

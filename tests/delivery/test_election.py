@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flask_otp_conversion import deliverer
-from flask_otp_conversion.deliverer import DeliveryLock, lock_path
+from flask_otp_conversion.delivery import election as deliverer
+from flask_otp_conversion.delivery.election import DeliveryLock, lock_path
 from tests.conftest import FakeClock
 
 HOLD = """

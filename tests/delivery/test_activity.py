@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_otp_conversion.activity import QUIET_AFTER, CountingMiddleware, RequestActivity
+from flask_otp_conversion.delivery.activity import QUIET_AFTER, CountingMiddleware, RequestActivity
 
 
 def watched(app: Flask, on_request: Callable[[], None] = lambda: None) -> RequestActivity:

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .providers import Provider
-from .providers.tencent import MAX_STATISTICS_SPAN
-from .reporter import describe_error
-from .store.spool import unapplied
+from ..providers import Provider
+from ..providers.tencent import MAX_STATISTICS_SPAN
+from ..redaction import describe_error
+from ..store.spool import unapplied
 
 if TYPE_CHECKING:
-    from .extension import ConversionState
+    from ..extension import ConversionState
 
 __all__ = ["DEFAULT_SPAN", "StatsService", "Window", "WindowError", "make_blueprint", "parse_window"]
 
@@ -331,7 +331,7 @@ DEGRADED_ERROR = "degraded: provider calls are switched off (flask otp-conversio
 
 
 def _service() -> StatsService:
-    from .extension import EXTENSION_KEY
+    from ..extension import EXTENSION_KEY
 
     service: StatsService | None = getattr(current_app.extensions[EXTENSION_KEY], "stats", None)
     assert service is not None

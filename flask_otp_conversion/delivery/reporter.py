@@ -63,7 +63,6 @@ import math
 import os
 import queue
 import random
-import re
 import threading
 import time
 import uuid
@@ -72,21 +71,22 @@ from typing import Any
 
 from blinker import NamedSignal
 
-from ._forks import ForkLocal
-from .activity import BUSY_POLL
-from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from .config import Settings
-from .phone import mask_phone
-from .providers.base import ConversionReport, ErrorKind, Provider, ProviderError, ThrottledError
-from .ratelimit import GRANT_TTL, SharedTokenBucket, Token
-from .signals import (
+from .._forks import ForkLocal
+from ..config import Settings
+from ..phone import mask_phone
+from ..providers.base import ConversionReport, ErrorKind, Provider, ProviderError, ThrottledError
+from ..redaction import describe_error, safe_text
+from ..signals import (
     breaker_closed,
     breaker_opened,
     conversion_dead_lettered,
     conversion_failed,
     conversion_reported,
 )
-from .store.base import MAX_ERROR_LENGTH, OutboxItem, Store
+from ..store.base import OutboxItem, Store
+from .activity import BUSY_POLL
+from .breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from .ratelimit import GRANT_TTL, SharedTokenBucket, Token
 
 #: The named lease that lets one process prune per PRUNE_EVERY, however many deliver.
 PRUNE_LEASE = "prune"
@@ -127,8 +127,6 @@ THROTTLE_PAUSE = 1.0
 #: Rate used when neither the provider nor ``OTP_CONVERSION_RATE_LIMITS`` names a cap for the report action.
 FALLBACK_RATE = 50.0
 
-_PHONE_LIKE = re.compile(r"\+?\d{7,15}")
-_URL_QUERY = re.compile(r"\?[^\s'\"<>]+")
 
 
 def backoff_delay(
@@ -146,21 +144,6 @@ def backoff_delay(
     if retry_after is not None and retry_after > delay:
         delay = retry_after
     return delay
-
-
-def redact(text: str) -> str:
-    """Make an error text fit for logs and the outbox: phone-like digit runs masked, URL queries (which
-    may carry access key ids and signatures) dropped, length capped."""
-    text = _URL_QUERY.sub("?...", text)
-    text = _PHONE_LIKE.sub(lambda m: mask_phone(m.group()), text)
-    return text[:MAX_ERROR_LENGTH]
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ProviderError):
-        return redact(str(exc))
-    message = str(exc)
-    return redact(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
 class _Workers:
@@ -784,7 +767,7 @@ class Reporter(ForkLocal):
         self._emit(conversion_failed, report=item, error=error, next_attempt_at=next_attempt_at)
 
     def _dead_letter(self, item: OutboxItem, reason: str) -> None:
-        reason = redact(reason)
+        reason = safe_text(reason)
         self._store.dead_letter(item, reason=reason, now=time.time())
         self._logger.warning(
             "report %s for %s dead-lettered: %s", item.message_id, mask_phone(item.phone), reason

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flask_otp_conversion.ratelimit import (
+from flask_otp_conversion.delivery.ratelimit import (
     GRANT_TTL,
     JITTER_ALLOWANCE,
     START_WINDOW,

@@ -1,0 +1,1 @@
+"""Delivery: the reporter, its breaker and rate limit, and which process delivers."""

@@ -1,0 +1,1 @@
+"""HTTP endpoints the extension serves (statistics now; metrics and the dashboard later)."""
