@@ -181,6 +181,12 @@ class Store(ABC):
         """Release the lease, count an attempt, keep the error, and make the row due at ``next_attempt_at``."""
 
     @abstractmethod
+    def release(self, items: Sequence[OutboxItem]) -> int:
+        """Hand claimed rows back unsent: lease cleared, due at once, no attempt counted. Only rows still
+        carrying the item's lease token change (a graceful stop, or rows a worker could not send in time);
+        returns how many did."""
+
+    @abstractmethod
     def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
         """Move the row to dead letters with ``reason`` (counts the attempt)."""
 

@@ -254,6 +254,16 @@ class MemoryStore(Store):
             row.lease_token = row.lease_until = None
         return True
 
+    def release(self, items: Sequence[OutboxItem]) -> int:
+        done = 0
+        with self._lock:
+            for item in items:
+                row = self._outbox.get(item.id)
+                if row is not None and row.held_by(item.lease_token):
+                    row.lease_token = row.lease_until = None
+                    done += 1
+        return done
+
     def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
         text = check_text(reason, "reason")
         at = check_time(now, "now")

@@ -489,6 +489,18 @@ class SQLiteStore(Store):
             ).rowcount
         return bool(changed)
 
+    def release(self, items: Sequence[OutboxItem]) -> int:
+        """Rows still carrying the item's token become due at once, with no attempt counted. ``next_attempt_at``
+        is left alone: a claimed row was already due, so the row keeps its place in the claim order."""
+        if not items:
+            return 0
+        with self._write() as conn:
+            return conn.executemany(
+                "UPDATE outbox SET lease_token = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_token = ? AND state = 'pending'",
+                [(item.id, item.lease_token) for item in items],
+            ).rowcount
+
     def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
         text = check_text(reason, "reason")
         at = check_time(now, "now")

@@ -306,3 +306,24 @@ def test_leases_with_different_names_are_independent(store: Store) -> None:
 def test_bad_outbox_arguments_raise_value_error(store: Store, call: object) -> None:
     with pytest.raises(ValueError):
         call(store)  # type: ignore[operator]
+
+
+# Release --------------------------------------------------------------------------------------------------
+
+
+def test_a_released_row_is_due_again_at_once_with_no_attempt_counted(store: Store) -> None:
+    enqueue(store, CN, "m1", HOUR0)
+    items = claim(store, HOUR0 + 1)
+    assert store.release(items) == 1
+    assert store.outbox_stats(now=HOUR0 + 2).in_flight == 0
+    (again,) = claim(store, HOUR0 + 2)
+    assert (again.id, again.attempts, again.last_error) == (items[0].id, 0, None)
+
+
+def test_release_with_a_stale_token_changes_nothing(store: Store) -> None:
+    enqueue(store, CN, "m1", HOUR0)
+    (stale,) = claim(store, HOUR0 + 1)
+    (current,) = claim(store, HOUR0 + 1 + LEASE)
+    assert store.release([stale]) == 0
+    assert store.outbox_stats(now=HOUR0 + 1 + LEASE).in_flight == 1
+    assert store.ack([current], now=HOUR0 + 40) == 1
