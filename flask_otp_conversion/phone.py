@@ -54,6 +54,9 @@ _TWO_DIGIT_CODES = frozenset(
     ]
 )
 _SEPARATORS = re.compile(r"[\s\-().]")
+#: ``+44 (0)7700 900123``: the national trunk prefix written in brackets after the country code, which is not
+#: dialled from abroad. Only a bracketed 0 right after ``+``/``00`` and the code counts; a bare 0 is a digit.
+_TRUNK_PREFIX = re.compile(r"^(\+|00)\s*(\d{1,3})\s*\(\s*0\s*\)")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 MAX_INPUT_LENGTH = 32
 
@@ -61,8 +64,9 @@ MAX_INPUT_LENGTH = 32
 def normalize_phone(raw: object) -> str:
     """Return ``raw`` as E.164 (``+8613711112222``) or raise ``ValueError`` saying why.
 
-    Spaces, dashes, dots and brackets are dropped and a leading ``00`` becomes ``+``; a number without an
-    international prefix is refused, since guessing its country would misattribute the report.
+    Spaces, dashes, dots and brackets are dropped, so is a bracketed trunk prefix right after the country code
+    (``+44 (0)7700 900123``), and a leading ``00`` becomes ``+``; a number without an international prefix is
+    refused, since guessing its country would misattribute the report.
     """
     if not isinstance(raw, str):
         raise ValueError(f"phone must be a string, not {type(raw).__name__}")
@@ -70,7 +74,11 @@ def normalize_phone(raw: object) -> str:
         return raw
     if len(raw) > MAX_INPUT_LENGTH:
         raise ValueError(f"phone is too long ({len(raw)} characters, at most {MAX_INPUT_LENGTH})")
-    phone = _SEPARATORS.sub("", raw.strip())
+    text = raw.strip()
+    trunk = _TRUNK_PREFIX.match(text)
+    if trunk is not None and calling_code("+" + trunk.group(2) + "0" * 6) == trunk.group(2):
+        text = trunk.group(1) + trunk.group(2) + text[trunk.end() :]
+    phone = _SEPARATORS.sub("", text)
     if phone.startswith("00"):
         phone = "+" + phone[2:]
     if not phone.startswith("+"):

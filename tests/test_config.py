@@ -97,3 +97,25 @@ def test_alibaba_endpoint_follows_the_site() -> None:
 def test_misspelt_core_key_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="OTP_CONVERSION_RETENCTION: unknown key"):
         load(OTP_CONVERSION_RETENCTION=1)
+
+
+@pytest.mark.parametrize(
+    ("key", "example"),
+    [
+        ("OTP_CONVERSION_TENCENT_ENDPOINT", "https://sms.tencentcloudapi.com"),
+        ("OTP_CONVERSION_ALIBABA_ENDPOINT", "https://dysmsapi.ap-southeast-1.aliyuncs.com"),
+        ("OTP_CONVERSION_ALIBABA_CAMS_ENDPOINT", "https://cams.ap-southeast-1.aliyuncs.com"),
+    ],
+)
+def test_bad_endpoint_says_what_is_expected_not_a_pattern(key: str, example: str) -> None:
+    alibaba = {
+        "OTP_CONVERSION_PROVIDER": "alibaba",
+        "OTP_CONVERSION_ALIBABA_ACCESS_KEY_ID": "id",
+        "OTP_CONVERSION_ALIBABA_ACCESS_KEY_SECRET": "secret",
+    }
+    keys = TENCENT_KEYS if key.startswith("OTP_CONVERSION_TENCENT_") else alibaba
+    with pytest.raises(ConfigurationError) as info:
+        load_settings({**keys, key: "sms.example.com/v1"}, instance_path="/i")
+    message = str(info.value)
+    assert f"{key}: must be an http(s) URL with a host and no path, like {example}" in message
+    assert "pattern" not in message

@@ -56,3 +56,27 @@ def test_mask_keeps_country_code_and_last_two_digits() -> None:
 def test_mask_hides_short_or_odd_values() -> None:
     assert mask_phone("12345") == "*****"
     assert "4567" not in mask_phone("81234567")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+44 (0)7700 900123", "+447700900123"),
+        ("+44(0)7700900123", "+447700900123"),
+        ("0044 (0) 7700 900123", "+447700900123"),
+    ],
+)
+def test_normalize_drops_the_bracketed_trunk_prefix_after_the_country_code(raw: str, expected: str) -> None:
+    assert normalize_phone(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+44 07700 900123", "+4407700900123"),  # a bare 0 is a digit
+        ("+39 06 1234 5678", "+390612345678"),  # Italy keeps its leading 0
+        ("+44 7700 (0)90012", "+447700090012"),  # a bracketed 0 elsewhere is a digit
+    ],
+)
+def test_normalize_keeps_a_zero_that_is_not_a_bracketed_trunk_prefix(raw: str, expected: str) -> None:
+    assert normalize_phone(raw) == expected
