@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .providers import Provider, available_providers, provider_class
 
 PREFIX = "OTP_CONVERSION_"
+#: Keys that no longer do anything: accepted with a DeprecationWarning (and a log line), so old configs still start.
+DEPRECATED_KEYS = {
+    PREFIX + "YIELD_TO_REQUESTS": "delivery now runs beside the requests (it costs a fraction of a request), so "
+    "nothing is held back any more; remove the key",
+}
 
 
 class ConfigurationError(ValueError):
@@ -30,8 +37,6 @@ class Settings(BaseModel):
     match_window: float = Field(default=900.0, gt=0)
     #: Verifications from the verify route and signal go to a file beside the SQLite store first.
     spool: bool = True
-    #: Seconds the in-process reporter and spool applier may hold an item back while requests are in flight.
-    yield_to_requests: float = Field(default=30.0, ge=0)
     retention: float = Field(default=7.0, gt=0, description="days")
     url_prefix: str = Field(default="/otp-conversion", pattern=r"^/[A-Za-z0-9_\-./]*$")
     stats_token: SecretStr | None = None
@@ -53,6 +58,8 @@ class Settings(BaseModel):
 
     #: The selected provider's validated settings (a ``Provider.settings_model`` instance).
     provider_settings: Any = None
+    #: TEMPORARY: read by the old reporter until the delivery rewrite lands; not a config key any more.
+    yield_to_requests: float = 0.0
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -94,17 +101,22 @@ def _format_errors(exc: ValidationError, key_of: Mapping[str, str], secret_keys:
 
 def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
     """Validate the app's ``OTP_CONVERSION_*`` keys; ``ConfigurationError`` names every bad one."""
-    core_fields = set(Settings.model_fields) - {"provider_settings"}
+    core_fields = set(Settings.model_fields) - {"provider_settings", "yield_to_requests"}
     raw = {
         key[len(PREFIX) :].lower(): value
         for key, value in config.items()
         if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in core_fields
     }
     provider_prefixes = tuple(f"{PREFIX}{name.upper()}_" for name in available_providers())
+    for key in sorted(DEPRECATED_KEYS.keys() & config.keys()):
+        message = f"{key} is deprecated and ignored: {DEPRECATED_KEYS[key]}"
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+        logging.getLogger("flask_otp_conversion").warning(message)
     unknown = sorted(
         key
         for key in config
         if key.startswith(PREFIX)
+        and key not in DEPRECATED_KEYS
         and key[len(PREFIX) :].lower() not in core_fields
         and not key.startswith(provider_prefixes)
     )

@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import atexit
-import itertools
 import logging
 import math
 import os
 import time
 import weakref
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
+from werkzeug.local import LocalProxy
 
 from .config import Settings, load_settings, make_provider
-from .delivery.activity import CountingMiddleware, RequestActivity
 from .delivery.election import DeliveryLock, lock_path
 from .delivery.reporter import Reporter
 from .phone import mask_phone, normalize_phone
 from .providers import Provider
 from .signals import otp_sent, otp_verified
-from .store import SQLiteStore, Store, open_store
+from .store import MemoryStore, SQLiteStore, Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
 from .store.spool import Spool, folder_for
 from .verify import FieldSource, make_verify_route
 from .web.stats import StatsService, make_blueprint
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 EXTENSION_KEY = "otp_conversion"
 #: Seconds between a process's looks at its background work (a deliverer: its threads still run; any other worker:
@@ -59,31 +61,27 @@ class ConversionState:
     def __init__(self, app: Flask, settings: Settings, logger: logging.Logger) -> None:
         self.settings = settings
         self.logger = logger
+        self._app = weakref.ref(app)
         self.store: Store | None = None
         self.spool: Spool | None = None
-        self.activity: RequestActivity | None = None
         self.reporter: Reporter | None = None
-        #: With one deliverer per store (``OTP_CONVERSION_SINGLE_DELIVERER``): the lock that makes this process it
+        #: With one deliverer per host (``OTP_CONVERSION_SINGLE_DELIVERER``): the lock that makes this process it
         self.delivery_lock: DeliveryLock | None = None
         self.stats: StatsService | None = None
-        # (version of otp_verified's receivers, whether on_otp_verified is the only one for this app then);
-        # versions come from a counter, whose next() is atomic, so two changes at once are never counted as one
-        self._versions = itertools.count(1)
-        self._receivers_version = 0
-        self._sole_receiver = (-1, False)
         # (pid, monotonic time): until then, this process's background threads need no look (see start_background)
         self._background_ok_until = (0, -math.inf)
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
-        self.activity = RequestActivity()
-        if settings.single_deliverer and settings.reporter_autostart and isinstance(self.store, SQLiteStore):
-            self.delivery_lock = DeliveryLock(lock_path(self.store.path))
-        if settings.spool and isinstance(self.store, SQLiteStore):
+        # A memory store lives in this process only: a spool or a lock between processes would guard nothing.
+        local = not isinstance(self.store, MemoryStore)
+        if settings.single_deliverer and settings.reporter_autostart and local:
+            self.delivery_lock = DeliveryLock(lock_path(self._host_base(app)))
+        if settings.spool and local:
             assert settings.provider is not None
             self.spool = Spool(
                 self.store,
-                folder_for(self.store.path),
+                folder_for(self._host_base(app)),
                 provider=settings.provider,
                 match_window=settings.match_window,
                 logger=logger,
@@ -91,8 +89,6 @@ class ConversionState:
                 # Without autostart the web workers only append: `flask otp-conversion deliver` applies. With
                 # one deliverer, it applies everyone's (start_background starts its applier).
                 autostart=settings.reporter_autostart and self.delivery_lock is None,
-                busy=self.activity.busy,
-                yield_for=settings.yield_to_requests,
             )
         self.reporter = Reporter(
             store=self.store,
@@ -100,8 +96,15 @@ class ConversionState:
             settings=settings,
             sender=app,
             logger=logger,
-            busy=self.activity.busy,
         )
+
+    def _host_base(self, app: Flask) -> str:
+        """The path this host's spool folder and deliverer lock are named after: a SQLite file (they sit beside
+        it, as its ``-wal`` does), else ``otp_conversion`` in the instance folder, which is per host, as the spool
+        and the one deliverer per host are."""
+        if isinstance(self.store, SQLiteStore):
+            return self.store.path
+        return os.path.join(app.instance_path, "otp_conversion")
 
     def make_provider(self) -> Provider:
         """A fresh client (one per process: the reporter calls this again after a fork)."""
@@ -165,6 +168,8 @@ class ConversionState:
     # Signal receivers: a failure here must never break the app's send or verify ------------------------
 
     def on_otp_sent(self, sender: object, **kwargs: Any) -> None:
+        if not self.is_our_app(sender):
+            return
         try:
             self.record_sent(
                 kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("provider"), kwargs.get("sent_at")
@@ -173,12 +178,12 @@ class ConversionState:
             self._log_dropped("otp-sent", kwargs.get("phone"), exc)
 
     def on_otp_verified(self, sender: object, **kwargs: Any) -> None:
+        if not self.is_our_app(sender):
+            return
         self.on_verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
 
     def on_verified(self, phone: object, message_id: object, verified_at: object) -> None:
-        """``on_otp_verified`` without the signal's keyword arguments (``verify_route`` calls it directly).
-
-        ``record_verified`` for the request path: one append to the spool, applied to the store by a background
+        """``record_verified`` for the request path: one append to the spool, applied to the store by a background
         thread. Falls back to the store at once if there is no spool or the file refuses."""
         try:
             item = self._verification(phone, message_id, verified_at)
@@ -193,20 +198,15 @@ class ConversionState:
         except Exception as exc:
             self._log_dropped("otp-verified", phone, exc)
 
-    def on_receivers_changed(self, signal: object, **kwargs: Any) -> None:
-        """A receiver was connected to or disconnected from ``otp_verified``: look again at the next verify."""
-        self._receivers_version = next(self._versions)
-
-    def sole_verified_receiver(self, app: Flask) -> bool:
-        """Whether ``on_otp_verified`` is ``otp_verified``'s only receiver for ``app`` and the signal is not muted:
-        then ``verify_route`` calls it directly, since blinker's dispatch costs ~6-10 µs of every verify request
-        and there is no one else to dispatch to."""
-        version = self._receivers_version  # read first: a change while we look makes the next call look again
-        seen, sole = self._sole_receiver
-        if seen != version:
-            sole = [receiver == self.on_otp_verified for receiver in otp_verified.receivers_for(app)] == [True]
-            self._sole_receiver = (version, sole)
-        return sole and not otp_verified.is_muted
+    def is_our_app(self, sender: object) -> bool:
+        """Whether a signal's sender is this state's app, also when it was sent as ``current_app`` (a proxy,
+        which blinker would otherwise take for another sender and record nothing)."""
+        if isinstance(sender, LocalProxy):
+            try:
+                sender = sender._get_current_object()
+            except RuntimeError:  # no app context: not ours to record
+                return False
+        return sender is self._app()
 
     def _log_dropped(self, signal: str, phone: object, exc: Exception) -> None:
         who = mask_phone(phone) if isinstance(phone, str) else type(phone).__name__
@@ -283,16 +283,12 @@ class OTPConversion:
         app.extensions[EXTENSION_KEY] = state
         if not settings.enabled:
             return
-        # Weak references keep a test suite's many apps collectable; the state holds the bound methods' owner.
-        otp_sent.connect(state.on_otp_sent, sender=app)
-        otp_verified.connect(state.on_otp_verified, sender=app)
-        otp_verified.receiver_connected.connect(state.on_receivers_changed)
-        otp_verified.receiver_disconnected.connect(state.on_receivers_changed)
+        # Connected for any sender, each state picking its own app: an app may send with ``current_app``, a proxy
+        # that blinker would take for another sender. Weak references keep a test suite's many apps collectable.
+        otp_sent.connect(state.on_otp_sent)
+        otp_verified.connect(state.on_otp_verified)
         if settings.reporter_autostart:
-            assert state.activity is not None
-            app.wsgi_app = CountingMiddleware(  # type: ignore[method-assign]
-                app.wsgi_app, state.activity, state.start_background
-            )
+            app.wsgi_app = _StartsBackground(app.wsgi_app, state.start_background)  # type: ignore[method-assign]
         atexit.register(_shutdown_at_exit, weakref.ref(state))
         state.stats = StatsService(state, auth=lambda: self._stats_auth)
         app.register_blueprint(make_blueprint(settings.url_prefix))
@@ -328,15 +324,6 @@ class OTPConversion:
         verified; a non-2xx answer or an exception does not."""
         return make_verify_route(self, phone, message_id)
 
-    def _route_verified(self, app: Flask, phone: object, message_id: object, verified_at: float) -> None:
-        """What ``verify_route`` does on a 2xx answer: sends ``otp_verified``, or hands the verification straight
-        to this extension while it is the only receiver (see ``ConversionState.sole_verified_receiver``)."""
-        state: ConversionState | None = app.extensions.get(EXTENSION_KEY)
-        if state is not None and state.sole_verified_receiver(app):
-            state.on_verified(phone, message_id, verified_at)
-        else:  # other receivers, a muted signal, or the extension not initialised on this app
-            otp_verified.send(app, phone=phone, message_id=message_id, verified_at=verified_at)
-
     def degrade(self, on: bool = True) -> None:
         """Stop (True) or resume (False) every provider call, in every process sharing the store."""
         reporter = self._state().reporter
@@ -357,6 +344,19 @@ class OTPConversion:
 
     def __repr__(self) -> str:
         return "<OTPConversion>"
+
+
+class _StartsBackground:
+    """WSGI middleware: start this process's background threads on its first request (after any fork), before
+    the app answers. Not a ``before_request`` hook: Flask walks every hook chain on every request for it."""
+
+    def __init__(self, wsgi_app: WSGIApplication, on_request: Callable[[], None]) -> None:
+        self.wsgi_app = wsgi_app
+        self._on_request = on_request
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self._on_request()
+        return self.wsgi_app(environ, start_response)
 
 
 def _shutdown_at_exit(ref: weakref.ReferenceType[ConversionState]) -> None:

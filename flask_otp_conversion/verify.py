@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Request, current_app, request
 from werkzeug.sansio.response import Response as BaseResponse
 
+from .signals import otp_verified
+
 if TYPE_CHECKING:
     from .extension import OTPConversion
 
@@ -59,7 +61,7 @@ def make_verify_route(
                 ext.logger.exception("flask-otp-conversion: could not read the verify request's fields")
             else:
                 app = current_app._get_current_object()  # type: ignore[attr-defined]
-                ext._route_verified(app, phone_value, id_value, time.time())
+                otp_verified.send(app, phone=phone_value, message_id=id_value, verified_at=time.time())
         return rv
 
     def decorator(view: F) -> F:

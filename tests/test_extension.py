@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 
 from flask_otp_conversion import OTPConversion, extension, otp_sent, otp_verified
 from flask_otp_conversion.delivery import election as deliverer
@@ -154,6 +154,28 @@ def test_signal_for_another_app_is_ignored(make_app: AppFactory) -> None:
     app_b, _ = make_app("b")
     otp_sent.send(app_b, phone=PHONE, message_id="serial-1")
     with app_a.app_context():
+        outcome = conversion.record_verified(PHONE)
+    assert outcome is not None and outcome.message_id is None
+
+
+def test_otp_sent_with_current_app_as_sender_is_recorded_for_that_app_only(make_app: AppFactory) -> None:
+    app_a, conversion = make_app("a")
+    app_b, _ = make_app("b")
+    with app_a.app_context():
+        otp_sent.send(current_app, phone=PHONE, message_id="serial-1")
+    with app_b.app_context():
+        assert store_of(app_b).record_verified(
+            phone=PHONE, message_id=None, provider="tencent", verified_at=time.time(), match_window=900
+        ).message_id is None
+    with app_a.app_context():
+        outcome = conversion.record_verified(PHONE)
+    assert outcome is not None and outcome.message_id == "serial-1"
+
+
+def test_otp_sent_with_current_app_outside_a_context_is_ignored(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    otp_sent.send(current_app, phone=PHONE, message_id="serial-1")  # an unbound proxy: nobody's app
+    with app.app_context():
         outcome = conversion.record_verified(PHONE)
     assert outcome is not None and outcome.message_id is None
 
@@ -374,21 +396,22 @@ def test_verification_reaches_the_provider_through_the_reporter(
     assert [(c.params["SerialNo"], c.ok) for c in calls] == [(serial, True)]
 
 
-def test_shutdown_applies_the_spool_and_delivers_what_it_held(
+def test_shutdown_of_a_worker_that_only_appends_applies_its_spool(
     make_app: AppFactory, provider_emulator_server: EmulatorServer
 ) -> None:
-    emulator = provider_emulator_server.emulator
     app, conversion = emulator_app(make_app, provider_emulator_server, OTP_CONVERSION_REPORTER_AUTOSTART=True)
     add_verify_route(app, conversion)
-    serial = send_through_emulator(app)
+    send_through_emulator(app)
     state = app.extensions["otp_conversion"]
-    state.activity.enter()  # a request in flight all along: the background threads hold everything back
-    assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
-    time.sleep(0.3)
-    assert emulator.calls(action="ReportConversion") == []
-    state.shutdown()
-    calls = emulator.calls(action="ReportConversion")
-    assert [(c.params["SerialNo"], c.ok) for c in calls] == [(serial, True)]
+    other = deliverer.DeliveryLock(state.delivery_lock.path)  # another worker delivers: this one only appends
+    assert other.acquire()
+    try:
+        assert app.test_client().post("/verify", json={"phone": PHONE}).status_code == 200
+        assert state.store.outbox_stats(now=time.time()).pending == 0
+        state.shutdown()
+        assert state.store.outbox_stats(now=time.time()).pending == 1
+    finally:
+        other.release()
 
 
 def test_reporter_starts_lazily_on_first_request(

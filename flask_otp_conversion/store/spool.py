@@ -38,12 +38,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._forks import ForkLocal
-from ..delivery.activity import BUSY_POLL
 from ._common import check_verification
 from .base import Store, Verification, VerifyOutcome
 
 SUFFIX = ".spool"
-#: Seconds between the background thread's passes on a quiet worker (on a busy one: ``activity.BUSY_POLL``).
+#: Seconds between the background thread's passes.
 APPLY_INTERVAL = 0.05
 #: Verifications applied per store transaction.
 APPLY_BATCH = 500
@@ -109,8 +108,6 @@ class Spool(ForkLocal):
         on_outcome: OutcomeHook | None = None,
         autostart: bool = True,
         rotate_bytes: int = ROTATE_BYTES,
-        busy: Callable[[], bool] | None = None,
-        yield_for: float = 0.0,
     ) -> None:
         self._store = store
         self._dir = directory
@@ -120,8 +117,6 @@ class Spool(ForkLocal):
         self._on_outcome = on_outcome
         self._autostart = autostart
         self._rotate_bytes = rotate_bytes
-        self._busy = busy
-        self._yield_for = yield_for
         os.makedirs(directory, exist_ok=True)
         self._init_process_state()
         self._watch_forks()
@@ -135,8 +130,8 @@ class Spool(ForkLocal):
         self._everyone = False  # the applier thread applies every process's spool, not only this one's
         self._stop = threading.Event()
         self._swept_at = -math.inf
-        #: When the oldest line this process appended and has not applied yet was written (monotonic).
-        self._oldest_unapplied: float | None = None
+        #: Whether this process appended lines it has not applied yet (the applier skips its file otherwise).
+        self._unapplied = False
 
     def __repr__(self) -> str:
         return f"Spool({self._dir!r})"
@@ -161,8 +156,7 @@ class Spool(ForkLocal):
                 os.ftruncate(segment.fd, segment.size)
                 raise OSError(f"spool write cut short ({written} of {len(line)} bytes)")
             segment.size += written
-            if self._oldest_unapplied is None:
-                self._oldest_unapplied = time.monotonic()
+            self._unapplied = True
         if self._thread is None and self._autostart:
             self.start()
 
@@ -185,7 +179,7 @@ class Spool(ForkLocal):
 
     def start(self, *, everyone: bool = False) -> None:
         """Start this process's applier thread (idempotent; cheap when it runs). ``everyone``: it applies every
-        process's spool, live ones too (the store's one deliverer does; see ``deliverer.py``)."""
+        process's spool, live ones too (the store's one deliverer does; see ``delivery/election.py``)."""
         thread = self._thread
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             return
@@ -200,32 +194,12 @@ class Spool(ForkLocal):
 
     def _run(self) -> None:
         stop = self._stop
-        wait = APPLY_INTERVAL
-        while not stop.wait(wait):
-            wait = self._hold_back_for()
-            if wait > 0:
-                continue
-            wait = APPLY_INTERVAL
+        while not stop.wait(APPLY_INTERVAL):
             try:
                 self.apply_pending(everyone=self._everyone)
             except Exception as exc:
                 self._logger.error("otp-conversion spool: %s: %s", type(exc).__name__, exc)
                 stop.wait(1.0)
-
-    def _hold_back_for(self) -> float:
-        """0 to apply now; else requests are in flight and nothing has waited the whole yield window: leave the
-        CPU to them and look again in this many seconds (``BUSY_POLL`` at most, less when the window ends
-        sooner)."""
-        if self._busy is None or self._yield_for <= 0 or not self._busy():
-            return 0.0
-        if self._everyone:  # other processes' lines too, whose age is not known here: all of them once a window
-            due = self._swept_at + self._yield_for
-        elif (oldest := self._oldest_unapplied) is None:  # nothing of ours waits: only the sweep of stopped ones
-            due = self._swept_at + SWEEP_EVERY
-        else:
-            due = oldest + self._yield_for
-        left = due - time.monotonic()
-        return min(left, BUSY_POLL) if left > 0 else 0.0
 
     def apply_pending(self, *, everyone: bool = False) -> int:
         """Apply what this process spooled and, every few seconds, what stopped processes left. ``everyone``:
@@ -235,12 +209,12 @@ class Spool(ForkLocal):
         with self._apply_lock:
             applied = 0
             segment = self._segment
-            if segment is not None and (everyone or self._oldest_unapplied is not None):
+            if segment is not None and (everyone or self._unapplied):
                 count, position = self._apply_file(segment.name, self._path(segment.name))
                 applied += count
                 with self._lock:
                     if segment.size == position:
-                        self._oldest_unapplied = None
+                        self._unapplied = False
                 self._rotate_if_due(segment, position)
             if everyone or time.monotonic() - self._swept_at >= SWEEP_EVERY:
                 self._swept_at = time.monotonic()

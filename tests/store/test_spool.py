@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from store_helpers import CN, SG, send
 
-from flask_otp_conversion.delivery.activity import BUSY_POLL
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
-from flask_otp_conversion.store.spool import SUFFIX, SWEEP_EVERY, Spool, decode, encode
+from flask_otp_conversion.store.spool import SUFFIX, Spool, decode, encode
 
 WORKER = Path(__file__).with_name("spool_worker.py")
 LOGGER = logging.getLogger("test_spool")
@@ -250,72 +249,12 @@ def test_a_write_the_disk_refuses_leaves_no_torn_line(store: SQLiteStore, tmp_pa
     assert spool.apply_pending(everyone=True) == 4
 
 
-def test_the_applier_holds_back_while_requests_are_in_flight_then_applies_after_the_window(
-    store: SQLiteStore, tmp_path: Path
-) -> None:
-    sent(store, 1)
-    in_flight = threading.Event()
-    in_flight.set()
-    spool = make_spool(store, tmp_path, autostart=True, busy=in_flight.is_set, yield_for=30.0)
-    spool.append(Verification(phone(0), None, NOW))
-    time.sleep(0.5)
-    assert pending(store) == 0
-    in_flight.clear()
-    assert wait_until_pending(store, 1) == 1
-    spool.close()
-
-
-def test_the_applier_applies_what_waited_the_whole_window_though_requests_continue(
-    store: SQLiteStore, tmp_path: Path
-) -> None:
-    sent(store, 1)
-    spool = make_spool(store, tmp_path, autostart=True, busy=lambda: True, yield_for=0.3)
-    spool.append(Verification(phone(0), None, NOW))
-    assert wait_until_pending(store, 1) == 1
-    spool.close()
-
-
-def test_the_applier_looks_at_a_busy_worker_once_a_busy_poll(store: SQLiteStore, tmp_path: Path) -> None:
-    sent(store, 1)
-    looks: list[float] = []
-
-    def busy() -> bool:
-        looks.append(time.monotonic())
-        return True
-
-    spool = make_spool(store, tmp_path, autostart=True, busy=busy, yield_for=30.0)
-    spool.append(Verification(phone(0), None, NOW))
-    time.sleep(2.5 * BUSY_POLL)
-    seen = len(looks)
-    spool.close()
-    assert 1 <= seen <= 3  # every APPLY_INTERVAL, it would have been ~50
-    assert pending(store) == 1  # held back all along, applied at close
-
-
 def test_an_applier_for_everyone_applies_a_live_processes_lines_unasked(store: SQLiteStore, tmp_path: Path) -> None:
     sent(store, 10)
     spool = make_spool(store, tmp_path)
     spool.start(everyone=True)
     proc = spool_in_worker(store, tmp_path, 10)
     try:
-        assert wait_until_pending(store, 10) == 10
-    finally:
-        proc.communicate("")
-        spool.close()
-
-
-def test_an_applier_for_everyone_holds_back_all_lines_while_busy(store: SQLiteStore, tmp_path: Path) -> None:
-    sent(store, 10)
-    in_flight = threading.Event()
-    in_flight.set()
-    spool = make_spool(store, tmp_path, busy=in_flight.is_set, yield_for=30.0)
-    started = time.monotonic()
-    spool.start(everyone=True)
-    proc = spool_in_worker(store, tmp_path, 10)
-    try:
-        time.sleep(max(0.0, started + SWEEP_EVERY + 1.0 - time.monotonic()))  # past the sweep of stopped ones
-        assert pending(store) == 0  # another process's lines wait for the yield window, as this one's would
-        in_flight.clear()
         assert wait_until_pending(store, 10) == 10
     finally:
         proc.communicate("")
