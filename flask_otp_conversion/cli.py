@@ -1,5 +1,8 @@
 """``flask otp-conversion ...``: operate the outbox from a shell (degrade, flush, dead letters, prune), and
-run the reporter as a delivery process of its own (deliver)."""
+run the reporter as a delivery process of its own (deliver).
+
+The group is registered on every app the extension is initialised on, disabled ones included: there each
+command says the extension is disabled (exit status 1) instead of the group vanishing (``No such command``)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .delivery.reporter import Reporter
@@ -24,13 +27,23 @@ if TYPE_CHECKING:
 
 otp_conversion_cli = AppGroup("otp-conversion", help="Operate flask-otp-conversion's outbox and reporter.")
 
+DISABLED = "flask-otp-conversion is disabled on this app (OTP_CONVERSION_ENABLED is false): nothing to do"
+NOT_INITIALISED = "flask-otp-conversion is not initialised on this app (OTPConversion(app) was not called)"
+
+
+def register_cli(app: Flask) -> None:
+    """Add the ``otp-conversion`` group to ``app.cli``; ``init_app`` calls this before it looks at ``enabled``."""
+    app.cli.add_command(otp_conversion_cli)
+
 
 def _parts() -> tuple[ConversionState, Store, Reporter]:
-    from .extension import EXTENSION_KEY, ConversionState
+    from .extension import EXTENSION_KEY
 
-    state = current_app.extensions.get(EXTENSION_KEY)
-    if not isinstance(state, ConversionState) or state.store is None or state.reporter is None:
-        raise click.ClickException("flask-otp-conversion is not enabled on this app")
+    state: ConversionState | None = current_app.extensions.get(EXTENSION_KEY)
+    if state is None:
+        raise click.ClickException(NOT_INITIALISED)
+    if state.store is None or state.reporter is None:
+        raise click.ClickException(DISABLED)
     return state, state.store, state.reporter
 
 
@@ -53,16 +66,31 @@ def degrade_command(mode: str) -> None:
 @otp_conversion_cli.command("flush")
 @click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds.")
 def flush_command(timeout: float) -> None:
-    """Deliver every pending report now; exit status 1 if any is left."""
+    """Deliver every pending report now; exit status 1 if any is left (and why, when it can be said)."""
     state, store, reporter = _parts()
     state.apply_spool()
+    if reporter.degraded:  # nothing would be delivered: say so now rather than after the timeout
+        stats = store.outbox_stats(now=time.time())
+        click.echo(f"pending: {stats.pending}, dead letters: {stats.dead}")
+        if stats.pending:
+            click.echo(DEGRADED_FLUSH, err=True)
+            sys.exit(1)
+        return
     left = reporter.flush(timeout)
     stats = store.outbox_stats(now=time.time())
     click.echo(f"pending: {left}, dead letters: {stats.dead}")
     if left:
-        if reporter.last_error:
+        if reporter.degraded:  # switched on by another process while this one flushed
+            click.echo(DEGRADED_FLUSH, err=True)
+        elif reporter.last_error:
             click.echo(f"last error: {reporter.last_error}", err=True)
         sys.exit(1)
+
+
+DEGRADED_FLUSH = (
+    "not delivered: degraded mode is on (no provider calls are made); "
+    "`flask otp-conversion degrade off` resumes delivery"
+)
 
 
 #: Seconds between the delivery process's passes over the web workers' verification spools.
@@ -110,23 +138,31 @@ def deliver_command(nice: int) -> None:
 
 
 @otp_conversion_cli.command("dead-letters")
-@click.option("--replay", is_flag=True, help="Make every dead letter pending again.")
+@click.option("--replay", is_flag=True, help="Make dead letters pending again: every one, or those given with --id.")
+@click.option(
+    "--id", "ids", type=click.IntRange(min=1), multiple=True, metavar="N", help="With --replay: this one (repeatable)."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-def dead_letters_command(replay: bool, limit: int) -> None:
-    """List dead letters (reports that will not be retried), or requeue them with --replay."""
+def dead_letters_command(replay: bool, ids: tuple[int, ...], limit: int) -> None:
+    """List dead letters (reports that will not be retried), or requeue them with --replay [--id N ...]."""
+    if ids and not replay:
+        raise click.UsageError("--id chooses dead letters to replay: add --replay")
     _, store, _ = _parts()
     if replay:
-        count = store.replay_dead_letters(now=time.time())
+        count = store.replay_dead_letters(list(ids) if ids else None, now=time.time())
         click.echo(f"requeued {count} dead letter(s)")
+        if ids and count < len(set(ids)):
+            click.echo(f"{len(set(ids)) - count} of the ids given are not dead letters", err=True)
         return
     rows = store.dead_letters(limit=limit)
     if not rows:
         click.echo("no dead letters")
         return
+    click.echo("id\tdead at\tprovider\tmessage id\tphone\tattempts\treason")
     for row in rows:
         click.echo(
             f"{row.id}\t{_when(row.dead_at)}\t{row.provider}\t{row.message_id}\t{mask_phone(row.phone)}\t"
-            f"attempts={row.attempts}\t{row.reason}"
+            f"{row.attempts}\t{row.reason}"
         )
 
 
@@ -148,12 +184,14 @@ def stats_command(since: str, as_json: bool) -> None:
     from .web.stats import WindowError, parse_window
 
     state, _, _ = _parts()
-    assert state.stats is not None
+    service = state.stats
+    if service is None:
+        raise click.ClickException(DISABLED)
     try:
-        window = parse_window({"since": since}, provider=state.settings.provider)
+        window = parse_window({"since": since}, provider=service.provider_class)
     except WindowError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    figures = state.stats.collect(window)
+    figures = service.collect(window)
     if as_json:
         click.echo(json.dumps(figures, indent=2, sort_keys=True))
         return

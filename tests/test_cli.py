@@ -110,3 +110,70 @@ def test_deliver_runs_the_reporter_in_its_own_process_until_sigterm(
             proc.communicate()
     assert proc.returncode == 0, output
     assert "stopped; pending: 0" in output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["degrade", "status"],
+        ["flush", "--timeout", "0"],
+        ["deliver"],
+        ["dead-letters"],
+        ["prune"],
+        ["stats"],
+    ],
+)
+def test_with_the_extension_disabled_every_command_says_so(make_app: AppFactory, command: list[str]) -> None:
+    app, _ = make_app(OTP_CONVERSION_ENABLED=False)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", *command])
+    assert result.exit_code == 1
+    assert "flask-otp-conversion is disabled on this app (OTP_CONVERSION_ENABLED is false)" in result.output
+
+
+def test_flush_while_degraded_says_why_nothing_was_delivered(make_app: AppFactory) -> None:
+    app, _ = make_app()
+    enqueue(app)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["otp-conversion", "degrade", "on"])
+    result = runner.invoke(args=["otp-conversion", "flush", "--timeout", "5"])
+    assert result.exit_code == 1
+    assert "degraded mode is on (no provider calls are made)" in result.output
+    assert "degrade off` resumes delivery" in result.output
+
+
+def dead_letter_all(app: Flask) -> list[int]:
+    store = app.extensions["otp_conversion"].store
+    items = store.claim(provider="tencent", limit=10, lease_seconds=5, now=time.time())
+    for item in items:
+        store.dead_letter(item, reason="InvalidParameterValue bad serial", now=time.time())
+    return [item.id for item in items]
+
+
+def test_dead_letters_listing_starts_with_a_header_row(make_app: AppFactory) -> None:
+    app, _ = make_app()
+    enqueue(app)
+    dead_letter_all(app)
+    lines = app.test_cli_runner().invoke(args=["otp-conversion", "dead-letters"]).output.splitlines()
+    assert lines[0].split("\t") == ["id", "dead at", "provider", "message id", "phone", "attempts", "reason"]
+    assert len(lines[1].split("\t")) == 7
+
+
+def test_replay_with_id_requeues_only_the_chosen_dead_letters(make_app: AppFactory) -> None:
+    app, _ = make_app()
+    for n in range(3):
+        app.extensions["otp_conversion"].record_sent(PHONE[:-1] + str(n), f"m-{n}")
+        app.extensions["otp_conversion"].record_verified(PHONE[:-1] + str(n))
+    first, second, third = dead_letter_all(app)
+    result = app.test_cli_runner().invoke(
+        args=["otp-conversion", "dead-letters", "--replay", "--id", str(first), "--id", str(third)]
+    )
+    assert result.exit_code == 0 and "requeued 2" in result.output
+    store = app.extensions["otp_conversion"].store
+    assert [row.id for row in store.dead_letters(limit=10)] == [second]
+    assert store.outbox_stats(now=time.time()).pending == 2
+
+
+def test_id_without_replay_is_a_usage_error(make_app: AppFactory) -> None:
+    app, _ = make_app()
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "dead-letters", "--id", "1"])
+    assert result.exit_code == 2 and "add --replay" in result.output

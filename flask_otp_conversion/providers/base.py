@@ -6,7 +6,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -92,6 +92,12 @@ class Provider(ABC):
     name: ClassVar[str]
     #: Validates the provider's own config keys, ``OTP_CONVERSION_<NAME>_<FIELD>`` -> field ``<field>``.
     settings_model: ClassVar[type[BaseModel]]
+    #: The longest window ``statistics`` accepts (None: no limit); the stats endpoint refuses longer ones with a
+    #: 400 rather than passing on the provider's error.
+    statistics_max_span: ClassVar[timedelta | None] = None
+    #: The zone of the provider's own hour figures when it is not UTC (e.g. ``"UTC+08:00"``), said in the stats
+    #: JSON so nobody has to guess.
+    statistics_time_zone: ClassVar[str | None] = None
 
     @classmethod
     def from_settings(cls: type[P], settings: Any, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> P:

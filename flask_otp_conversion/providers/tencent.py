@@ -185,6 +185,8 @@ class TencentProvider(Provider):
 
     name = "tencent"
     settings_model = TencentSettings
+    statistics_max_span = MAX_STATISTICS_SPAN
+    statistics_time_zone = UTC8.tzname(None)
 
     def __init__(
         self,

@@ -7,14 +7,17 @@ the last good value for that window is served marked ``stale`` (with the redacte
 local figures with ``provider`` null and ``provider_error``. ``OTP_CONVERSION_STATS_CACHE_TTL = 0`` disables the
 cache (a failure is still shared for 1 s, to spare the provider's rate limit).
 
-Tencent's statistics APIs take hours as ``yyyymmddhh`` without a zone; the provider client sends them in UTC+8
-(China Standard Time, the zone the Tencent console shows), so its ``begin_time``/``end_time`` are UTC+8 hours.
-Everything else here (the window, the hourly series) is UTC.
+What depends on the provider is said by its class: ``Provider.statistics_max_span`` (Tencent: 32 days; a longer
+window is a 400 here, not a provider error) and ``Provider.statistics_time_zone`` (Tencent's hours are UTC+8, the
+zone its console shows; said as ``provider_time_zone``). Everything else here (the window, the hourly series) is
+UTC. The service is given what it reads (store, delivery status, provider class and factory, token, TTL), not the
+extension's state, so nothing here imports the extension.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import re
 import threading
@@ -22,29 +25,35 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cachetools import TTLCache
 from flask import Blueprint, Response, current_app, jsonify, request
+from pydantic import SecretStr
 
 from ..providers import Provider
-from ..providers.tencent import MAX_STATISTICS_SPAN
+from ..providers import provider_class as _registered
 from ..redaction import describe_error
-from ..store.spool import unapplied
+from ..store import Store
 
-if TYPE_CHECKING:
-    from ..extension import ConversionState
-
-__all__ = ["DEFAULT_SPAN", "StatsService", "Window", "WindowError", "make_blueprint", "parse_window"]
+__all__ = [
+    "DEFAULT_SPAN",
+    "DEGRADED_ERROR",
+    "DeliveryStatus",
+    "StatsService",
+    "Window",
+    "WindowError",
+    "make_blueprint",
+    "parse_window",
+]
 
 DEFAULT_SPAN = timedelta(hours=24)
-#: Tencent refuses statistics windows over 32 days; refuse them here with a 400 rather than a provider error.
-PROVIDER_MAX_SPAN: Mapping[str, timedelta] = {"tencent": MAX_STATISTICS_SPAN}
-#: The zone the provider's own hour figures are in, said in the JSON so nobody has to guess.
-PROVIDER_TIME_ZONE: Mapping[str, str] = {"tencent": "UTC+08:00"}
 _SINCE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _HOUR = 3600
+#: Where the extension keeps its state in ``app.extensions``; read only to serve apps built with the old
+#: ``make_blueprint(url_prefix)`` call, which names no service.
+_EXTENSION_KEY = "otp_conversion"
 
 
 class _FetchFailed(Exception):
@@ -91,9 +100,21 @@ def _parse_moment(name: str, value: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def parse_window(args: Mapping[str, str], *, provider: str | None, now: datetime | None = None) -> Window:
+def _provider_class(provider: type[Provider] | str | None) -> type[Provider] | None:
+    if provider is None or isinstance(provider, type):
+        return provider
+    try:
+        return _registered(provider)
+    except LookupError:  # an unknown name has no facts to apply; the config check reports it elsewhere
+        return None
+
+
+def parse_window(
+    args: Mapping[str, str], *, provider: type[Provider] | str | None, now: datetime | None = None
+) -> Window:
     """The window from ``since`` or ``from``/``to`` (default: the last 24 h). ``WindowError`` on bad input,
-    ``from`` after ``to``, or a span the provider would refuse."""
+    ``from`` after ``to``, or a span longer than the provider's ``statistics_max_span`` (``provider``: its class
+    or its registered name)."""
     now = now or datetime.now(timezone.utc)
     since, begin_text, end_text = args.get("since"), args.get("from"), args.get("to")
     if since is not None and (begin_text is not None or end_text is not None):
@@ -106,9 +127,10 @@ def parse_window(args: Mapping[str, str], *, provider: str | None, now: datetime
         if begin > end:
             raise WindowError("from must not be after to")
         window = Window(begin, end)
-    limit = PROVIDER_MAX_SPAN.get(provider or "")
-    if limit is not None and window.end - window.begin > limit:
-        raise WindowError(f"the window spans {window.end - window.begin}; {provider} allows at most {limit.days} days")
+    cls = _provider_class(provider)
+    limit = None if cls is None else cls.statistics_max_span
+    if cls is not None and limit is not None and window.end - window.begin > limit:
+        raise WindowError(f"the window spans {window.end - window.begin}; {cls.name} allows at most {limit.days} days")
     return window
 
 
@@ -124,26 +146,80 @@ def _with_rate(bucket: dict[str, int]) -> dict[str, Any]:
     return {**bucket, "conversion_rate": _rate(bucket["requested"], bucket["verified"])}
 
 
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """What the stats show of the delivering side, read fresh for every answer."""
+
+    #: Whether this process runs delivery now (another process may be the one that delivers).
+    delivering: bool
+    breaker_state: str
+    #: The operator's switch: no provider call is made, the statistics calls included.
+    degraded: bool
+    #: The most recent delivery failure, already redacted.
+    last_error: str | None
+
+
+class _LegacyState(Protocol):
+    """What ``StatsService(state, auth=...)`` (the constructor before the stats took only what they read)
+    reads of the extension's state."""
+
+    settings: Any
+    logger: logging.Logger
+    store: Store | None
+    reporter: Any
+    spool: Any
+
+    def make_provider(self) -> Provider: ...
+
+
 class StatsService:
     """One per app: the provider figures cache, its single-flight locks, and a lazily made provider client
-    (one per process: recreated after a fork, closed at shutdown)."""
+    (one per process: recreated after a fork, closed at shutdown).
 
-    def __init__(self, state: ConversionState, auth: Callable[[], Callable[[], bool] | None]) -> None:
-        self._state = state
+    It is given what it reads, nothing more: the store (local counts, the outbox), ``delivery`` and ``spooled``
+    (called per answer), the provider's class (its statistics facts) and a factory of clients, the token and the
+    cache TTL. ``StatsService(state, auth=...)`` with the extension's state still works.
+    """
+
+    def __init__(
+        self,
+        state: _LegacyState | None = None,
+        auth: Callable[[], Callable[[], bool] | None] = lambda: None,
+        *,
+        store: Store | None = None,
+        provider_class: type[Provider] | None = None,
+        provider_factory: Callable[[], Provider] | None = None,
+        delivery: Callable[[], DeliveryStatus] | None = None,
+        spooled: Callable[[], int] = lambda: 0,
+        token: SecretStr | None = None,
+        cache_ttl: float = 60.0,
+        url_prefix: str = "/otp-conversion",
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if state is not None:
+            store, provider_class, provider_factory, delivery, spooled = _from_state(state)
+            token, cache_ttl = state.settings.stats_token, state.settings.stats_cache_ttl
+            url_prefix, logger = state.settings.url_prefix, state.logger
+        if store is None or provider_class is None or provider_factory is None or delivery is None:
+            raise TypeError("StatsService needs store, provider_class, provider_factory and delivery")
+        self._store = store
+        self._provider_class = provider_class
+        self._provider_factory = provider_factory
+        self._delivery = delivery
+        self._spooled = spooled
+        self._token = token
         self._auth = auth
-        ttl = state.settings.stats_cache_ttl
-        self._cache: TTLCache[tuple[int, int], Any] | None = TTLCache(maxsize=256, ttl=ttl) if ttl > 0 else None
+        self._url_prefix = url_prefix
+        self._logger = logger or logging.getLogger("flask_otp_conversion")
+        self._cache: TTLCache[tuple[int, int], Any] | None = (
+            TTLCache(maxsize=256, ttl=cache_ttl) if cache_ttl > 0 else None
+        )
         self._last_good: dict[tuple[int, int], Any] = {}
         self._failures: dict[tuple[int, int], tuple[float, str]] = {}
         #: How long a failed fetch answers for its window (at least 1 s, to spare the provider's rate limit).
-        self._failure_ttl = min(max(ttl, 1.0), 10.0)
+        self._failure_ttl = min(max(cache_ttl, 1.0), 10.0)
+        self._warned = threading.Event()
         self._reset_process_state()
-        if state.settings.stats_token is None:
-            state.logger.warning(
-                "flask-otp-conversion: %s/stats refuses every request until OTP_CONVERSION_STATS_TOKEN is set "
-                "or a @conversion.stats_auth callable is registered",
-                state.settings.url_prefix.rstrip("/"),
-            )
 
     def _reset_process_state(self) -> None:
         # Locks held by another thread at fork time would stay held forever in the child: make new ones.
@@ -157,13 +233,28 @@ class StatsService:
             self._reset_process_state()  # the parent's client (and its sockets) belong to the parent
 
     @property
-    def provider_name(self) -> str | None:
-        return self._state.settings.provider
+    def provider_name(self) -> str:
+        return self._provider_class.name
+
+    @property
+    def provider_class(self) -> type[Provider]:
+        return self._provider_class
+
+    def warn_if_unprotected(self) -> None:
+        """Say once per app, where it matters (the endpoint is being served, not a CLI command starting), that
+        nothing can pass its auth."""
+        if self._token is None and self._auth() is None and not self._warned.is_set():
+            self._warned.set()
+            self._logger.warning(
+                "flask-otp-conversion: %s/stats refuses every request until OTP_CONVERSION_STATS_TOKEN is set "
+                "or a @conversion.stats_auth callable is registered",
+                self._url_prefix.rstrip("/"),
+            )
 
     # Auth --------------------------------------------------------------------------------------------
 
     def authorized(self, authorization: str | None) -> bool:
-        token = self._state.settings.stats_token
+        token = self._token
         if token is not None and authorization is not None:
             scheme, _, given = authorization.partition(" ")
             if scheme.lower() == "bearer" and hmac.compare_digest(
@@ -176,7 +267,7 @@ class StatsService:
         try:
             return func() is True
         except Exception:  # the app's check failing must refuse, not 500 or allow
-            self._state.logger.exception("stats: the @stats_auth callable raised; request refused")
+            self._logger.exception("stats: the @stats_auth callable raised; request refused")
             return False
 
     # Figures -----------------------------------------------------------------------------------------
@@ -190,8 +281,7 @@ class StatsService:
         return result
 
     def _local(self, window: Window) -> dict[str, Any]:
-        store = self._state.store
-        assert store is not None
+        store = self._store
         # The store counts whole UTC hours: start at the hour containing ``from``.
         since = int(window.begin.timestamp()) // _HOUR * _HOUR
         rows = store.counts(since=since, until=window.end.timestamp())
@@ -223,36 +313,32 @@ class StatsService:
         }
 
     def _reporter(self) -> dict[str, Any]:
-        store, reporter = self._state.store, self._state.reporter
-        assert store is not None and reporter is not None
         now = time.time()
-        outbox = store.outbox_stats(now=now)
-        spool = self._state.spool
+        outbox = self._store.outbox_stats(now=now)
+        delivery = self._delivery()
         return {
-            "spooled": 0 if spool is None else unapplied(store, spool.directory),
+            "spooled": self._spooled(),
             "pending": outbox.pending,
             "in_flight": outbox.in_flight,
             "dead": outbox.dead,
             "oldest_pending_age_seconds": outbox.oldest_pending_age(now),
-            "delivering": reporter.running,
-            "breaker_state": reporter.breaker_state,
-            "degraded": reporter.degraded,
-            "last_error": reporter.last_error,
+            "delivering": delivery.delivering,
+            "breaker_state": delivery.breaker_state,
+            "degraded": delivery.degraded,
+            "last_error": delivery.last_error,
         }
 
     def _provider_figures(self, window: Window) -> dict[str, Any]:
-        name = self._state.settings.provider
         out: dict[str, Any] = {
             "provider": None,
-            "provider_name": name,
-            "provider_time_zone": PROVIDER_TIME_ZONE.get(name or ""),
+            "provider_name": self._provider_class.name,
+            "provider_time_zone": self._provider_class.statistics_time_zone,
             "stale": False,
             "provider_error": None,
         }
         # Hour-rounded key: repeated default requests within an hour share one cached provider answer.
         key = (int(window.begin.timestamp()) // _HOUR * _HOUR, int(window.end.timestamp()) // _HOUR * _HOUR)
-        reporter = self._state.reporter
-        if reporter is not None and reporter.degraded:  # the operator stopped every provider call, these too
+        if self._delivery().degraded:  # the operator stopped every provider call, these too
             out["provider_error"] = DEGRADED_ERROR
             with self._lock:
                 last = self._last_good.get(key)
@@ -267,7 +353,7 @@ class StatsService:
                 out["provider"] = self._last_good[key]
                 out["stale"] = True
             else:
-                self._state.logger.warning("stats: provider statistics failed: %s", out["provider_error"])
+                self._logger.warning("stats: provider statistics failed: %s", out["provider_error"])
         return out
 
     def _cached(self, key: tuple[int, int]) -> Any:
@@ -313,7 +399,7 @@ class StatsService:
     def _fetch(self, key: tuple[int, int]) -> Any:
         with self._lock:
             if self._provider is None:
-                self._provider = self._state.make_provider()
+                self._provider = self._provider_factory()
             provider = self._provider
         begin = datetime.fromtimestamp(key[0], timezone.utc)
         end = datetime.fromtimestamp(key[1], timezone.utc)
@@ -330,32 +416,50 @@ class StatsService:
 DEGRADED_ERROR = "degraded: provider calls are switched off (flask otp-conversion degrade off)"
 
 
-def _service() -> StatsService:
-    from ..extension import EXTENSION_KEY
+def _from_state(
+    state: _LegacyState,
+) -> tuple[Store, type[Provider], Callable[[], Provider], Callable[[], DeliveryStatus], Callable[[], int]]:
+    """The old constructor's argument, taken apart into what the service reads."""
+    from ..store.spool import unapplied
 
-    service: StatsService | None = getattr(current_app.extensions[EXTENSION_KEY], "stats", None)
-    assert service is not None
-    return service
+    store, reporter, spool = state.store, state.reporter, state.spool
+    if store is None or reporter is None:
+        raise TypeError("StatsService needs an enabled extension's state")
+
+    def delivery() -> DeliveryStatus:
+        return DeliveryStatus(reporter.running, reporter.breaker_state, reporter.degraded, reporter.last_error)
+
+    def spooled() -> int:
+        return 0 if spool is None else unapplied(store, spool.directory)
+
+    return store, _registered(state.settings.provider), state.make_provider, delivery, spooled
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[Response, int, dict[str, str]]:
     return jsonify(error=message), status, headers or {}
 
 
-def stats_view() -> tuple[Response, int, dict[str, str]]:
+def _answer(service: StatsService) -> tuple[Response, int, dict[str, str]]:
     """``GET {prefix}/stats``: see the module docstring. 401 unless the token or the app's callable allows."""
-    service = _service()
+    service.warn_if_unprotected()
     if not service.authorized(request.headers.get("Authorization")):
         return _error(401, "unauthorized", {"WWW-Authenticate": 'Bearer realm="otp-conversion-stats"'})
     try:
-        window = parse_window(request.args, provider=service.provider_name)
+        window = parse_window(request.args, provider=service.provider_class)
     except WindowError as exc:
         return _error(400, str(exc))
     return jsonify(service.collect(window)), 200, {"Cache-Control": "no-store"}
 
 
-def make_blueprint(url_prefix: str) -> Blueprint:
-    """A fresh blueprint per app (blueprint names are per app; each app has its own state)."""
+def make_blueprint(url_prefix: str, service: StatsService | None = None) -> Blueprint:
+    """A fresh blueprint per app serving ``service`` (blueprint names are per app; each app has its own state).
+    Without ``service`` (the old call), the view finds the app's in ``app.extensions`` on each request."""
+
+    def stats_view() -> tuple[Response, int, dict[str, str]]:
+        found = service if service is not None else getattr(current_app.extensions[_EXTENSION_KEY], "stats", None)
+        assert isinstance(found, StatsService)
+        return _answer(found)
+
     bp = Blueprint("otp_conversion_stats", __name__, url_prefix=url_prefix if url_prefix != "/" else None)
     bp.add_url_rule("/stats", view_func=stats_view, methods=["GET"])
     return bp

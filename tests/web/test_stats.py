@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
+import flask_otp_conversion
 from flask_otp_conversion import OTPConversion, otp_verified
+from flask_otp_conversion.providers import Provider
+from flask_otp_conversion.providers.tencent import TencentProvider
 from flask_otp_conversion.testing import EmulatorServer, Fault
 from tests.conftest import AppFactory
 
 TOKEN = "s3cret-stats-token"
+PACKAGE = Path(flask_otp_conversion.__file__).parent
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CN = "+8613711112222"
 US = "+14155550123"
@@ -192,10 +201,37 @@ def test_without_token_or_callable_every_request_is_refused(make_app: AppFactory
     assert app.test_client().get("/otp-conversion/stats", headers=AUTH).status_code == 401
 
 
-def test_without_token_a_warning_is_logged_at_init(make_app: AppFactory, caplog: pytest.LogCaptureFixture) -> None:
+def _warnings(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("refuses every request" in r.getMessage() for r in caplog.records)
+
+
+def test_without_token_the_warning_is_logged_once_when_the_endpoint_is_served(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = make_app(OTP_CONVERSION_TENCENT_ENDPOINT=OFFLINE)
+    client = app.test_client()
     with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
-        make_app()
-    assert sum("refuses every request" in r.getMessage() for r in caplog.records) == 1
+        get(client)
+        get(client)
+    assert _warnings(caplog) == 1
+
+
+def test_without_token_building_the_app_logs_no_warning(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
+        make_app(OTP_CONVERSION_TENCENT_ENDPOINT=OFFLINE)  # what every CLI command does first
+    assert _warnings(caplog) == 0
+
+
+def test_with_a_stats_auth_callable_the_endpoint_logs_no_warning(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, conversion = make_app(OTP_CONVERSION_TENCENT_ENDPOINT=OFFLINE)
+    conversion.stats_auth(lambda: True)
+    with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
+        assert get(app.test_client(), headers={}).status_code == 200
+    assert _warnings(caplog) == 0
 
 
 def test_missing_token_is_401_with_www_authenticate(make_app: AppFactory) -> None:
@@ -436,3 +472,52 @@ def test_alibaba_with_a_cust_space_serves_the_cams_sender_numbers(
     text = json.dumps(body["provider"])
     assert "6581234567" in text and "GREEN" in text and "TIER_1K" in text
     assert len(emulator.calls(action="ChatappSyncPhoneNumber", ok=True)) == 1
+
+
+# The service on its own: given what it reads, served without the extension ----------------------------
+
+
+class WeeklyTencent(TencentProvider):
+    """A provider whose statistics go back a week at most: the span comes from the class, not from its name."""
+
+    statistics_max_span = timedelta(days=7)
+    statistics_time_zone = "UTC+09:00"
+
+
+#: ``make_standalone_stats(provider_class, token)`` (tests/web/conftest.py)
+StandaloneFactory = Callable[[type[Provider], str], Flask]
+
+
+def test_service_built_from_its_parts_serves_without_the_extension(
+    make_standalone_stats: StandaloneFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app = make_standalone_stats(TencentProvider, TOKEN)
+    body = get(app.test_client()).get_json()
+    assert (body["requested"], body["reporter"]["spooled"], body["provider_time_zone"]) == (1, 3, "UTC+08:00")
+    assert len(provider_emulator_server.emulator.calls(action="SendStatusStatistics", ok=True)) == 1
+
+
+def test_longest_window_comes_from_the_provider_class(make_standalone_stats: StandaloneFactory) -> None:
+    app = make_standalone_stats(WeeklyTencent, TOKEN)
+    response = get(app.test_client(), "?since=8d")
+    assert response.status_code == 400
+    assert "WeeklyTencent" not in response.get_json()["error"]
+    assert "allows at most 7 days" in response.get_json()["error"]
+
+
+def test_time_zone_comes_from_the_provider_class(make_standalone_stats: StandaloneFactory) -> None:
+    app = make_standalone_stats(WeeklyTencent, TOKEN)
+    assert get(app.test_client()).get_json()["provider_time_zone"] == "UTC+09:00"
+
+
+def test_stats_module_imports_neither_the_extension_nor_the_cli() -> None:
+    # The package's __init__ imports the extension: stand in an empty package to see the module's own imports.
+    probe = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('flask_otp_conversion'); pkg.__path__ = [{str(PACKAGE)!r}]\n"
+        "sys.modules['flask_otp_conversion'] = pkg\n"
+        "import flask_otp_conversion.web.stats\n"
+        "print('flask_otp_conversion.extension' in sys.modules, 'flask_otp_conversion.cli' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
