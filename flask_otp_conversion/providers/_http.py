@@ -1,4 +1,5 @@
-"""What both provider clients share: the httpx client they are built on, and turning failures into errors.
+"""What both provider clients share: the HTTP transport under httpx they send through, and turning failures into
+errors.
 
 Deliberately small: signing and response classification are per provider; this module only holds the parts
 where the two must behave the same (timeouts, no retries, TLS verification, log hygiene, transport errors).
@@ -6,8 +7,15 @@ where the two must behave the same (timeouts, no retries, TLS verification, log 
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
+import http.client
 import json
+import os
+import re
+import select
+import socket
 import ssl
 import threading
 import urllib.request
@@ -17,12 +25,14 @@ from typing import Any
 
 import httpx
 
+from .._forks import ForkLocal
 from ..redaction import safe_text
 from .base import RetryableError
 
 __all__ = [
     "USER_AGENT",
     "HTTPSender",
+    "StdlibTransport",
     "environment_proxy",
     "host_header",
     "json_object",
@@ -40,6 +50,7 @@ def _package_version() -> str:
 
 
 USER_AGENT = f"flask-otp-conversion/{_package_version()}"
+DEFAULT_TIMEOUT = 5.0  # seconds, httpx's own default, for a request that carries no timeout extension
 # ---- sending ------------------------------------------------------------------------------------------
 
 
@@ -69,16 +80,16 @@ def default_ssl_context() -> ssl.SSLContext:
 
 
 class HTTPSender:
-    """Sends our fully built, signed requests through httpx's transport layer, one keep-alive transport per
-    origin, with an explicit timeout, TLS verification on, redirects not followed and no retries (the
-    reporter owns retrying, with backoff and a circuit breaker).
+    """Sends our fully built, signed requests through an httpx transport, one per origin, with an explicit
+    timeout, TLS verification on, redirects not followed and no retries (the reporter owns retrying, with
+    backoff and a circuit breaker).
 
     Not ``httpx.Client``: its cookie jar, auth and redirect flow, URL and header merging and event hooks
-    serve nothing here (we sign every header ourselves, providers set no cookies, a redirect is an error) and
-    cost ~0.3 ms of CPU a request, a third of the client's cost and the bound on one process's drain rate.
-    What the transport keeps is what matters: the connection pool, TLS (``SSL_CERT_FILE`` honoured) and the
-    proxy from the environment. The transport logs no URLs, so Alibaba's query (phone numbers, and the access
-    key id under v1) never reaches httpx's logs.
+    serve nothing here (we sign every header ourselves, providers set no cookies, a redirect is an error),
+    and they cost more CPU than the request itself. The transport is ``StdlibTransport`` (keep-alive, TLS
+    with ``SSL_CERT_FILE`` honoured, an ``http://`` proxy from the environment); a proxy of another scheme
+    (``socks5://``, ``https://``) goes through httpx's own ``HTTPTransport``. Neither logs URLs, so
+    Alibaba's query (phone numbers, and the access key id under v1) never reaches a log.
 
     ``transport`` exists so tests can route requests elsewhere (e.g. to a recording server while the signed
     ``Host`` stays the cloud's); production passes nothing.
@@ -99,9 +110,7 @@ class HTTPSender:
             with self._lock:
                 transport = self._transports.get(key)
                 if transport is None:
-                    transport = httpx.HTTPTransport(
-                        retries=0, verify=default_ssl_context(), proxy=environment_proxy(url)
-                    )
+                    transport = _transport(url)
                     self._transports[key] = transport
         return transport
 
@@ -121,6 +130,286 @@ class HTTPSender:
             self._transports.clear()
         for transport in transports:
             transport.close()
+
+
+def _transport(url: httpx.URL) -> httpx.BaseTransport:
+    proxy = environment_proxy(url)
+    if proxy is not None and not proxy.startswith("http://"):
+        return httpx.HTTPTransport(retries=0, verify=default_ssl_context(), proxy=proxy)
+    return StdlibTransport(ssl_context=default_ssl_context(), proxy=proxy)
+
+
+# ---- the transport ------------------------------------------------------------------------------------
+
+_Origin = tuple[bytes, bytes, int]  # (scheme, host, port): what one kept-alive connection can serve
+_UNSENT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_BAD_HEADER_BYTES = re.compile(rb"[\r\n\x00]")
+
+
+def _default_port(scheme: bytes) -> int:
+    return 443 if scheme == b"https" else 80
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive socket has been closed (or spoken on) by the server: anything readable on a
+    connection with no request outstanding means it cannot carry the next one."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError):
+        return True
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class StdlibTransport(httpx.BaseTransport, ForkLocal):
+    """An ``httpx`` transport on the standard library's sockets and ``http.client``'s response parser: the
+    part of httpcore these clients use (HTTP/1.1, keep-alive, TLS, an HTTP proxy) at well under its CPU cost
+    per request.
+
+    - Connections are kept alive per origin in a small pool shared by threads; each request holds one
+      connection to itself, so any number of threads may send at once (each opens a connection when none
+      is idle).
+    - TLS verifies certificates and host names with ``ssl_context`` (``default_ssl_context()`` by default).
+    - ``proxy`` (an ``http://`` URL, credentials allowed) forwards plain-HTTP requests in absolute form and
+      tunnels HTTPS with ``CONNECT``.
+    - The request's ``timeout`` extension (``httpx.Timeout.as_dict()``) bounds connecting (TLS handshake and
+      tunnel included), each write and each read; there is no pool wait, as no request waits for a connection.
+    - No redirects, no retries, with one exception: an idle connection found closed by the server before a
+      byte of the request was written is replaced by a new one. Once the request was written, a failure is
+      an error, even on a reused connection: a resent report could be counted twice.
+    - The whole response body is read before ``handle_request`` returns; errors are httpx's exception classes,
+      and their text never holds the URL (Alibaba's query carries phone numbers).
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | httpx.URL | None = None,
+        max_idle_per_origin: int = 64,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._proxy: httpx.URL | None = None
+        self._proxy_auth: bytes | None = None
+        if proxy is not None:
+            proxy_url = httpx.URL(proxy)
+            if proxy_url.scheme != "http":
+                raise ValueError("StdlibTransport supports http:// proxies only")
+            self._proxy = proxy_url
+            if proxy_url.username or proxy_url.password:
+                credentials = f"{proxy_url.username}:{proxy_url.password}".encode()
+                self._proxy_auth = b"Basic " + base64.b64encode(credentials)
+        self._max_idle = max_idle_per_origin
+        self._after_fork_in_child()
+        self._watch_forks()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's sockets stay the parent's: forget them (no close, no lock taken) and start empty.
+        self._pid = os.getpid()
+        self._idle: dict[_Origin, list[socket.socket]] = {}
+        self._lock = threading.Lock()
+
+    # -- connections
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = default_ssl_context()
+        return self._ssl_context
+
+    def _connect(self, origin: _Origin, timeout: float | None) -> socket.socket:
+        scheme, host, port = origin
+        target = (
+            (self._proxy.raw_host.decode("ascii"), self._proxy.port or 80)
+            if self._proxy
+            else (host.decode("ascii"), port)
+        )
+        try:
+            sock = socket.create_connection(target, timeout=timeout)
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(_describe(exc)) from exc
+        except OSError as exc:
+            raise httpx.ConnectError(_describe(exc)) from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == b"https":
+                if self._proxy is not None:
+                    self._tunnel(sock, host, port)
+                sock = self._context().wrap_socket(sock, server_hostname=host.decode("ascii"))
+        except httpx.TransportError:
+            _close_quietly(sock)
+            raise
+        except TimeoutError as exc:
+            _close_quietly(sock)
+            raise httpx.ConnectTimeout(_describe(exc)) from exc
+        except OSError as exc:  # ssl.SSLError included: a refused certificate says so in its text
+            _close_quietly(sock)
+            raise httpx.ConnectError(_describe(exc)) from exc
+        return sock
+
+    def _tunnel(self, sock: socket.socket, host: bytes, port: int) -> None:
+        authority = host + b":" + str(port).encode()
+        head = b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
+        if self._proxy_auth is not None:
+            head += b"Proxy-Authorization: " + self._proxy_auth + b"\r\n"
+        sock.sendall(head + b"\r\n")
+        reply = http.client.HTTPResponse(sock, method="CONNECT")
+        try:
+            reply.begin()
+        except http.client.HTTPException as exc:
+            raise httpx.ProxyError(f"the proxy answered CONNECT with no valid HTTP response: {_describe(exc)}") from exc
+        finally:
+            reply.close()  # the file over the socket, not the socket
+        if reply.status != 200:
+            raise httpx.ProxyError(f"the proxy refused the tunnel: HTTP {reply.status}")
+
+    def _checkout(self, origin: _Origin) -> socket.socket | None:
+        """An idle connection to ``origin`` the server has not closed, or None."""
+        with self._lock:
+            idle = self._idle.get(origin)
+            while idle:
+                sock = idle.pop()
+                if not _dropped(sock):
+                    return sock
+                _close_quietly(sock)
+        return None
+
+    def _checkin(self, origin: _Origin, sock: socket.socket) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < self._max_idle:
+                idle.append(sock)
+                return
+        _close_quietly(sock)
+
+    # -- requests
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._check_fork()
+        url = request.url
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol("only http:// and https:// URLs can be sent")
+        origin: _Origin = (scheme, url.raw_host, url.port or _default_port(scheme))
+        timeouts = request.extensions.get("timeout", {})
+        connect_timeout = timeouts.get("connect", DEFAULT_TIMEOUT)
+        data = self._request_bytes(request)
+
+        sock = self._checkout(origin)
+        while True:
+            fresh = sock is None
+            if sock is None:
+                sock = self._connect(origin, connect_timeout)
+            try:
+                sock.settimeout(timeouts.get("write", DEFAULT_TIMEOUT))
+                sent = sock.send(data)
+            except _UNSENT_ERRORS:
+                # Refused before a byte of this request was accepted: the server had already closed the
+                # connection. Safe to open another, once; on a fresh connection it is the server's answer.
+                _close_quietly(sock)
+                if fresh:
+                    raise httpx.WriteError("the server closed the connection before the request was sent") from None
+                sock = None
+                continue
+            except TimeoutError as exc:
+                _close_quietly(sock)
+                raise httpx.WriteTimeout(_describe(exc)) from exc
+            except OSError as exc:
+                _close_quietly(sock)
+                raise httpx.WriteError(_describe(exc)) from exc
+            break
+        try:
+            if sent < len(data):
+                sock.sendall(data[sent:])
+        except TimeoutError as exc:
+            _close_quietly(sock)
+            raise httpx.WriteTimeout(_describe(exc)) from exc
+        except OSError as exc:
+            _close_quietly(sock)
+            raise httpx.WriteError(_describe(exc)) from exc
+        return self._read_response(request, origin, sock, timeouts.get("read", DEFAULT_TIMEOUT))
+
+    def _request_bytes(self, request: httpx.Request) -> bytes:
+        url = request.url
+        if self._proxy is not None and url.raw_scheme == b"http":
+            target = url.raw_scheme + b"://" + url.netloc + url.raw_path  # absolute form, for the proxy
+        else:
+            target = url.raw_path
+        lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
+        chunked = False
+        for name, value in request.headers.raw:
+            if _BAD_HEADER_BYTES.search(name) or _BAD_HEADER_BYTES.search(value):
+                raise httpx.LocalProtocolError("a header name or value holds CR, LF or NUL")
+            lines.append(name + b": " + value)
+            chunked = chunked or (name.lower() == b"transfer-encoding" and value.lower() == b"chunked")
+        if self._proxy_auth is not None and url.raw_scheme == b"http":
+            lines.append(b"Proxy-Authorization: " + self._proxy_auth)
+        body = request.read()
+        if chunked:
+            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+        if _BAD_HEADER_BYTES.search(target):
+            raise httpx.LocalProtocolError("the request target holds CR, LF or NUL")
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+    def _read_response(
+        self, request: httpx.Request, origin: _Origin, sock: socket.socket, timeout: float | None
+    ) -> httpx.Response:
+        keep = False
+        try:
+            sock.settimeout(timeout)
+            reply = http.client.HTTPResponse(sock, method=request.method)
+            try:
+                reply.begin()
+                body = reply.read()
+                keep = not reply.will_close
+            finally:
+                reply.close()
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(_describe(exc)) from exc
+        except http.client.RemoteDisconnected:
+            raise httpx.RemoteProtocolError("the server closed the connection without answering") from None
+        except http.client.IncompleteRead as exc:
+            raise httpx.RemoteProtocolError(
+                f"the server closed the connection mid-answer ({len(exc.partial)} bytes read)"
+            ) from None
+        except http.client.HTTPException as exc:
+            raise httpx.RemoteProtocolError(f"not a valid HTTP response: {type(exc).__name__}") from None
+        except OSError as exc:  # ssl.SSLError included
+            raise httpx.ReadError(_describe(exc)) from exc
+        finally:
+            if not keep:
+                _close_quietly(sock)
+        if keep:
+            self._checkin(origin, sock)
+        return httpx.Response(
+            reply.status,
+            headers=reply.getheaders(),
+            stream=httpx.ByteStream(body),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason.encode("latin-1", "replace")},
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            sockets = [sock for idle in self._idle.values() for sock in idle]
+            self._idle.clear()
+        for sock in sockets:
+            _close_quietly(sock)
+
+
+def _describe(exc: BaseException) -> str:
+    """An OS-level error as text without any address: ``ConnectionRefusedError: [Errno 111] ...``."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def host_header(url: httpx.URL) -> str:
@@ -152,9 +441,7 @@ def retry_after_ms_header(response: httpx.Response) -> float | None:
     return millis / 1000.0 if millis > 0 else None
 
 
-def transport_error(
-    exc: httpx.HTTPError, *, provider: str, action: str, secrets: Iterable[str] = ()
-) -> RetryableError:
+def transport_error(exc: httpx.HTTPError, *, provider: str, action: str, secrets: Iterable[str] = ()) -> RetryableError:
     """A request that got no HTTP answer. Always retryable: nothing says the provider saw it.
 
     Any URL query is cut from the exception text (Alibaba's parameters travel there).
