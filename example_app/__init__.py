@@ -1,9 +1,10 @@
-"""Example app: OTP send and verify with flask-otp-conversion, on an embedded provider sandbox by default.
+"""Example app: OTP send and verify with flask-otp-conversion, on a local provider sandbox by default.
 
 ``make run`` (``flask --app example_app run``) starts it. Configuration comes from ``FLASK_*`` environment
 variables (``app.config.from_prefixed_env()``), e.g. ``FLASK_OTP_CONVERSION_PROVIDER=alibaba``. Without the
-chosen provider's credentials, the package's emulator runs on a loopback port inside the process and the real
-provider client (signing included) talks to it; with credentials, the real cloud is used.
+chosen provider's credentials, the package's emulator runs on a loopback port (one emulator process for the
+whole sandbox) and the real provider client (signing included) talks to it; with credentials, the real cloud is
+used.
 
 Routes (every error is JSON ``{"error": "..."}``; ``/otp/verify`` errors also carry ``"verified": false``)::
 
@@ -31,8 +32,8 @@ Own config keys (all optional): ``EXAMPLE_OTP_DB`` (SQLite file of the codes, de
 returning UNIX seconds, for tests), ``SECRET_KEY`` (HMAC key of the stored codes; default a random key kept in
 the codes file), ``MAX_CONTENT_LENGTH`` (4096 bytes). The extension's keys are its own (``OTP_CONVERSION_*``);
 the provider defaults to ``tencent``. In sandbox mode without ``OTP_CONVERSION_STATS_TOKEN``, a random token is
-generated and shown on the page (a configured token never is). The sandbox emulator lives in the process: run
-one process with it; several workers need credentials or an endpoint of their own.
+generated and shown on the page (a configured token never is). Every process of one sandbox (those sharing the
+extension's store: workers, a second server, CLI commands) shares one emulator process (``example_app.sandbox``).
 
 ``shutdown(app)`` stops what ``create_app`` started (it also happens at interpreter exit).
 """
@@ -50,7 +51,7 @@ from flask import Flask
 
 from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.extension import EXTENSION_KEY, ConversionState
-from flask_otp_conversion.testing import EmulatorServer
+from flask_otp_conversion.testing.shared import SharedEmulator
 
 from . import views
 from .otp import CheckResult, CodeStore, ResendTooSoon
@@ -76,26 +77,30 @@ class ExampleState:
     sender: SmsSender
     #: None for ``create_app(conversion=False)``
     conversion: OTPConversion | None
-    #: The running emulator in sandbox mode, else None
-    sandbox: EmulatorServer | None
+    #: The sandbox's shared emulator in sandbox mode (``.url``, ``.emulator``), else None
+    sandbox: SharedEmulator | None
     #: Where the extension's statistics endpoint is, if it is mounted
     stats_url: str | None
     #: The stats token generated for the sandbox (shown on the page); never a token from the config
     shown_stats_token: str | None
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, conversion: bool = True) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None, *, conversion: bool = True, instance_path: str | None = None
+) -> Flask:
     """Build the example app: defaults, then ``FLASK_*`` environment variables, then ``config``.
 
     ``conversion=False`` builds the same app without the extension: same routes, same code checks, the verify
     view undecorated and nothing recorded (a baseline for measuring the extension's overhead).
+    ``instance_path`` (default: Flask's ``instance/`` folder) holds the codes, the store and the sandbox record;
+    it is given here, at ``Flask(...)``, because the extension reads it once, in ``init_app``.
     """
-    app = Flask(__name__)
+    app = Flask(__name__, instance_path=instance_path)
     app.config.update(DEFAULTS)
     app.config.from_prefixed_env()
     app.config.update(config or {})
 
-    sandbox = start_sandbox(app.config) if wants_sandbox(app.config) else None
+    sandbox = start_sandbox(app.config, app.instance_path) if wants_sandbox(app.config) else None
     try:
         state = _build_state(app, sandbox, conversion)
     except BaseException:
@@ -110,7 +115,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, conversion: bool = Tr
     return app
 
 
-def _build_state(app: Flask, sandbox: EmulatorServer | None, conversion: bool) -> ExampleState:
+def _build_state(app: Flask, sandbox: SharedEmulator | None, conversion: bool) -> ExampleState:
     shown_token = None
     if sandbox is not None and not app.config.get("OTP_CONVERSION_STATS_TOKEN"):
         shown_token = app.config["OTP_CONVERSION_STATS_TOKEN"] = secrets.token_urlsafe(24)
@@ -138,7 +143,8 @@ def _build_state(app: Flask, sandbox: EmulatorServer | None, conversion: bool) -
 
 def shutdown(app: Flask) -> None:
     """Stop everything ``create_app`` started: the extension's reporter (flushing within its shutdown timeout),
-    the provider client, the code store, then the sandbox. Also happens at interpreter exit; idempotent."""
+    the provider client, the code store, then this app's hold on the sandbox emulator (which exits once no
+    process of the sandbox holds it). Also happens at interpreter exit; idempotent."""
     state: ExampleState = app.extensions[views.STATE_KEY]
     conversion_state: ConversionState | None = app.extensions.get(EXTENSION_KEY)
     if conversion_state is not None:

@@ -1,17 +1,21 @@
-"""The embedded provider sandbox: the package's emulator on a loopback port, when no credentials are configured.
+"""The provider sandbox: the package's emulator on a loopback port, when no credentials are configured.
 
 The real provider client runs against it, signing and all, so the whole flow (send, verify, the conversion
-report) works offline. The emulator lives in this process: with several workers each has its own, so the
-sandbox is for one-process runs (``make run``); give real credentials (or an endpoint of your own) otherwise.
+report) works offline. One emulator serves every process of a sandbox -- gunicorn workers, a second ``make run``
+on another port, ``flask otp-conversion stats`` or ``flush`` -- so a message id issued through one process is
+reported to the emulator that issued it, whichever process delivers it, and every process shows the same
+provider figures. The processes of a sandbox are those sharing the extension's store (rows are delivered by
+whoever shares it): the emulator is recorded beside the store file (by default in the instance folder); see
+:mod:`flask_otp_conversion.testing.shared` for how it is started, found, restarted and stopped.
 """
 
 from __future__ import annotations
 
-import atexit
-from collections.abc import MutableMapping
+import os
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from flask_otp_conversion.testing import EmulatorServer, ProviderEmulator
+from flask_otp_conversion.testing.shared import SharedEmulator
 
 #: The keys whose presence means "credentials are configured, talk to the real endpoint".
 CREDENTIAL_KEYS = {
@@ -30,13 +34,20 @@ def wants_sandbox(config: MutableMapping[str, Any]) -> bool:
     return keys is not None and not any(config.get(key) for key in keys)
 
 
-def start_sandbox(config: MutableMapping[str, Any]) -> EmulatorServer:
-    """Start the emulator and point the configured provider at it (credentials, endpoints, templates).
+def sandbox_record(config: Mapping[str, Any], instance_path: str) -> str:
+    """Where the sandbox's emulator is recorded: beside the SQLite store (a relative path is in the instance
+    folder, as the extension reads it), or in the instance folder for a store of no file."""
+    url = str(config.get("OTP_CONVERSION_STORE_URL") or "sqlite:///otp_conversion.db")
+    path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
+        return os.path.join(instance_path, "otp_sandbox_emulator.json")
+    return os.path.join(instance_path, path) + ".sandbox-emulator.json"
 
-    The server is also stopped at interpreter exit; :meth:`EmulatorServer.stop` is idempotent.
-    """
-    server = EmulatorServer(ProviderEmulator()).start()
-    atexit.register(server.stop)
+
+def start_sandbox(config: MutableMapping[str, Any], instance_path: str) -> SharedEmulator:
+    """Attach to the sandbox's emulator (starting it if none answers) and point the configured provider at it
+    (credentials, endpoints, templates). ``close()`` lets it go; process exit does too."""
+    server = SharedEmulator.attach(sandbox_record(config, instance_path))
     emulator = server.emulator
     if config["OTP_CONVERSION_PROVIDER"] == "tencent":
         config.update(

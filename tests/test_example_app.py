@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,11 +15,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from example_app import ExampleState
-from flask_otp_conversion.testing import EmulatorServer, ProviderEmulator
+from flask_otp_conversion.testing import EmulatorServer
+from flask_otp_conversion.testing.remote import RemoteEmulator
+from flask_otp_conversion.testing.shared import read_record
 
 from .conftest import ExampleAppFactory, FakeClock
 
 PHONE = "+8613711112222"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def state_of(app: Flask) -> ExampleState:
@@ -22,7 +30,7 @@ def state_of(app: Flask) -> ExampleState:
     return state
 
 
-def emulator_of(app: Flask) -> ProviderEmulator:
+def emulator_of(app: Flask) -> RemoteEmulator:
     sandbox = state_of(app).sandbox
     assert sandbox is not None
     return sandbox.emulator
@@ -319,3 +327,73 @@ def test_with_credentials_there_is_no_sandbox_and_no_code_route(
     assert send(client).status_code == 202
     assert emulator.code_for(PHONE) is not None
     assert client.get("/sandbox/last-code", query_string={"phone": PHONE}).status_code == 404
+
+
+# One emulator per sandbox -------------------------------------------------------------------------------
+
+
+def one_sandbox(tmp_path: Path) -> dict[str, str]:
+    """The config of apps in one sandbox: the same store (what makes a sandbox) and the same codes."""
+    return {
+        "OTP_CONVERSION_STORE_URL": f"sqlite:///{tmp_path / 'sandbox' / 'otp_conversion.db'}",
+        "EXAMPLE_OTP_DB": str(tmp_path / "sandbox" / "codes.db"),
+    }
+
+
+def test_apps_of_one_sandbox_share_one_emulator(make_example_app: ExampleAppFactory, tmp_path: Path) -> None:
+    first, second = make_example_app(**one_sandbox(tmp_path)), make_example_app(**one_sandbox(tmp_path))
+    assert emulator_of(first).url == emulator_of(second).url
+
+
+def test_apps_with_stores_of_their_own_have_emulators_of_their_own(make_example_app: ExampleAppFactory) -> None:
+    assert emulator_of(make_example_app()).url != emulator_of(make_example_app()).url
+
+
+def test_a_report_delivered_by_another_app_of_the_sandbox_reaches_the_emulator_that_sent(
+    make_example_app: ExampleAppFactory, tmp_path: Path
+) -> None:
+    web, other = make_example_app(**one_sandbox(tmp_path)), make_example_app(**one_sandbox(tmp_path))
+    code = sent_code(web)
+    assert verify(web.test_client(), code).status_code == 200
+    conversion = state_of(other).conversion
+    assert conversion is not None
+    with other.app_context():
+        assert conversion.flush(timeout=10) == 0
+    [report] = emulator_of(other).calls("ReportConversion")
+    assert report.ok and report.params["SerialNo"] == emulator_of(web).messages()[0].message_id
+
+
+@pytest.mark.timeout(60)
+def test_a_cli_command_of_the_sandbox_delivers_to_the_servers_emulator(
+    make_example_app: ExampleAppFactory, tmp_path: Path
+) -> None:
+    config = one_sandbox(tmp_path)
+    web = make_example_app(**config)
+    code = sent_code(web)
+    assert verify(web.test_client(), code).status_code == 200
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env.update({f"FLASK_{key}": value for key, value in config.items()})
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "example_app", "otp-conversion", "flush", "--timeout", "10"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=50,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [report] = emulator_of(web).calls("ReportConversion")
+    assert report.ok and report.params["SerialNo"] == emulator_of(web).messages()[0].message_id
+
+
+@pytest.mark.timeout(60)
+def test_an_app_started_after_the_sandbox_emulator_died_starts_it_again_on_its_port(
+    make_example_app: ExampleAppFactory, tmp_path: Path
+) -> None:
+    first = make_example_app(**one_sandbox(tmp_path))
+    sandbox = state_of(first).sandbox
+    assert sandbox is not None
+    record = read_record(sandbox.record)
+    assert record is not None
+    os.kill(record["pid"], signal.SIGKILL)  # the emulator this test started
+    deadline = time.monotonic() + 20
+    while emulator_of(first).answers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    make_example_app(**one_sandbox(tmp_path))
+    assert send(first.test_client()).status_code == 202  # the first app's endpoint is right again

@@ -33,6 +33,7 @@ from ._common import (
     json_body,
     to_e164,
 )
+from ._control import CONTROL_PREFIX, control_answer
 from ._tencent import TencentDialect
 
 if TYPE_CHECKING:
@@ -225,6 +226,7 @@ class ProviderEmulator:
         clock: Callable[[], float] = time.time,
         latency: float = 0.0,
         rate_limits: Mapping[str, float] | None = None,
+        on_call: Callable[[EmulatorCall], None] | None = None,
     ) -> None:
         self.TENCENT_SECRET_ID = tencent_secret_id or type(self).TENCENT_SECRET_ID
         self.TENCENT_SECRET_KEY = tencent_secret_key or type(self).TENCENT_SECRET_KEY
@@ -233,6 +235,8 @@ class ProviderEmulator:
         self.ALIBABA_ACCESS_KEY_SECRET = alibaba_access_key_secret or type(self).ALIBABA_ACCESS_KEY_SECRET
         self.ALIBABA_CUST_SPACE_ID = alibaba_cust_space_id or type(self).ALIBABA_CUST_SPACE_ID
         self._clock = clock
+        #: Called with every call recorded, outside the emulator's lock (the standalone server logs them).
+        self.on_call = on_call
         self._state = State(
             clock=clock,
             credentials={
@@ -402,12 +406,39 @@ class ProviderEmulator:
         with self._state.lock:
             return [c for c in self._state.conversions if provider is None or c.provider == provider]
 
+    def phone_of(self, call: EmulatorCall) -> str | None:
+        """The E.164 number a call concerns: the first one sent to, or the recipient of the message a
+        conversion report names; None when there is none (statistics, unknown ids)."""
+        params = call.params
+        numbers = params.get("PhoneNumberSet")
+        if isinstance(numbers, list) and numbers and isinstance(numbers[0], str):
+            return _e164(numbers[0])
+        for key in ("PhoneNumbers", "To", "PhoneNumber"):
+            value = params.get(key)
+            if isinstance(value, str) and value:
+                return _e164(value.split(",", 1)[0].strip())
+        for key in ("SerialNo", "MessageId", "BizId"):
+            value = params.get(key)
+            if isinstance(value, str):
+                with self._state.lock:
+                    sent = self._state.messages.get(value)
+                if sent:
+                    return sent[0].phone
+        return None
+
     # ---- WSGI ---------------------------------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         received_at = self._clock()
         stopping = environ.get(STOPPING_ENVIRON_KEY)
         inc = _incoming(environ)
+        if inc.path.startswith(CONTROL_PREFIX):
+            control = control_answer(self, inc)
+            start_response(
+                f"{control.status} {_REASONS.get(control.status, 'Error')}",
+                [*control.headers, ("Content-Length", str(len(control.body)))],
+            )
+            return [control.body]
         ex = Exchange()
         dialect = self._dialect_for(inc)
         if dialect is not None:
@@ -499,6 +530,8 @@ class ProviderEmulator:
         )
         with self._state.lock:
             self._calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
 
     def _pause(self, seconds: float, stopping: threading.Event | None) -> None:
         """Sleep up to ``seconds``; cut short by :meth:`release_hangs` or a stopping server."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -177,26 +178,70 @@ def test_url_of_a_stopped_server_is_an_error() -> None:
         _ = EmulatorServer().url
 
 
-@pytest.mark.timeout(30)
-def test_module_entry_point_prints_credentials_and_serves() -> None:
+@pytest.fixture
+def standalone() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """``python -m flask_otp_conversion.testing`` running, and the 10 lines it printed first."""
     process = subprocess.Popen(
         [sys.executable, "-m", "flask_otp_conversion.testing", "--port", "0", "--rate-limit", "SendSms=5"],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    assert process.stdout is not None
     try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(10)]
-        values = dict(line.strip().split("=", 1) for line in lines if line.startswith("OTP_CONVERSION_"))
-        assert values["OTP_CONVERSION_TENCENT_SECRET_ID"] == ProviderEmulator.TENCENT_SECRET_ID
-        assert values["OTP_CONVERSION_ALIBABA_CUST_SPACE_ID"] == ProviderEmulator.ALIBABA_CUST_SPACE_ID
-        url = values["OTP_CONVERSION_TENCENT_ENDPOINT"]
-        with httpx.Client(verify=False) as client:
-            wire = Wire(url, ProviderEmulator(), client)  # same default credentials as the process
-            payload = wire.tencent_response("DescribePhoneNumberInfo", {"PhoneNumberSet": [CN_PHONE]})
-        assert payload["PhoneNumberInfoSet"][0]["Code"] == "Ok"
+        yield process, [process.stdout.readline() for _ in range(10)]
     finally:
         process.terminate()
-        process.wait(timeout=10)
-    assert process.returncode == 0
+        process.communicate(timeout=10)
+
+
+def url_of(lines: list[str]) -> str:
+    [line] = [line for line in lines if line.startswith("export FLASK_OTP_CONVERSION_TENCENT_ENDPOINT=")]
+    return line.strip().split("=", 1)[1]
+
+
+@pytest.mark.timeout(30)
+def test_module_entry_point_prints_export_lines_that_configure_an_app_from_the_environment(
+    standalone: tuple[subprocess.Popen[str], list[str]],
+) -> None:
+    _, lines = standalone
+    app_settings = (
+        "from flask import Flask; from flask_otp_conversion.config import load_settings\n"
+        "app = Flask('pasted'); app.config.from_prefixed_env(); app.config['OTP_CONVERSION_PROVIDER'] = '{0}'\n"
+        "s = load_settings(app.config, instance_path='/i').provider_settings\n"
+        "print(s.endpoint, s.{1})\n"
+    )
+    pasted = "".join(lines)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    for provider, field, expected in [
+        ("tencent", "sdk_app_id", ProviderEmulator.TENCENT_SDK_APP_ID),
+        ("alibaba", "cust_space_id", ProviderEmulator.ALIBABA_CUST_SPACE_ID),
+    ]:
+        script = f"{pasted}\nexec {shlex.quote(sys.executable)} -c {shlex.quote(app_settings.format(provider, field))}"
+        result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=True)
+        assert result.stdout.split() == [url_of(lines), expected]
+
+
+@pytest.mark.timeout(30)
+def test_module_entry_point_serves_the_printed_url(standalone: tuple[subprocess.Popen[str], list[str]]) -> None:
+    _, lines = standalone
+    with httpx.Client(verify=False) as client:
+        wire = Wire(url_of(lines), ProviderEmulator(), client)  # same default credentials as the process
+        payload = wire.tencent_response("DescribePhoneNumberInfo", {"PhoneNumberSet": [CN_PHONE]})
+    assert payload["PhoneNumberInfoSet"][0]["Code"] == "Ok"
+
+
+@pytest.mark.timeout(30)
+def test_module_entry_point_logs_one_line_per_request_with_the_phone_masked(
+    standalone: tuple[subprocess.Popen[str], list[str]],
+) -> None:
+    process, lines = standalone
+    with httpx.Client(verify=False) as client:
+        Wire(url_of(lines), ProviderEmulator(), client).tencent_response(
+            "DescribePhoneNumberInfo", {"PhoneNumberSet": [CN_PHONE]}
+        )
+    assert process.stderr is not None
+    line = process.stderr.readline()  # written before the answer went out
+    assert line.rstrip().endswith("emulator: tencent DescribePhoneNumberInfo 200 ok phone=+86*********22")
+    assert CN_PHONE not in line
