@@ -1,11 +1,14 @@
-"""Stores for sends, verifications, counters and the outbox; ``open_store(url)`` picks one by URL."""
+"""Stores for sends, verifications, counters and the outbox; ``open_store(url)`` picks one by URL.
+
+``base.py`` is the contract, ``rules.py`` the decisions every engine shares, ``engine.py`` what an engine
+implements; ``sqlite.py`` and ``memory.py`` are the engines, ``spool.py`` fronts them on the verify path."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import parse_qsl
 
-from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, VerifyOutcome
+from .base import Coordination, CountRow, DeadLetter, Outbox, OutboxItem, OutboxStats, Records, Store, VerifyOutcome
 from .memory import MemoryStore
 from .sqlite import SYNCHRONOUS_MODES, SQLiteStore
 
@@ -74,11 +77,14 @@ def _open_sqlite(rest: str) -> Store:
 
 
 __all__ = [
+    "Coordination",
     "CountRow",
     "DeadLetter",
     "MemoryStore",
+    "Outbox",
     "OutboxItem",
     "OutboxStats",
+    "Records",
     "SQLiteStore",
     "Store",
     "VerifyOutcome",

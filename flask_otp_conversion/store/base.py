@@ -1,8 +1,18 @@
-"""The store interface: sent messages, verifications, hourly counters, the outbox and shared switches.
+"""The store contract: three small parts, each stating what an engine (SQLite, memory, PostgreSQL, Redis)
+must guarantee, and ``Store``, all of them together.
 
-Every method is one short atomic operation, so the interface maps onto SQLite transactions, a lock around
-dicts, or Redis scripts alike. Times are UNIX seconds (float), passed in by the caller so that tests and the
-reporter agree on one clock. The store knows nothing of providers beyond their names.
+``Records``
+    sends, verifications (matched by the one rule in ``rules.py``), hourly counters, spool checkpoints.
+``Outbox``
+    the queue of conversion reports: claim with a lease, ack, release, retry at a time, dead letters.
+``Coordination``
+    what the processes sharing a store agree on: flags, named leases, token budgets.
+
+Every method is one atomic operation, so the contract maps onto a SQLite transaction, a lock around dicts, a
+PostgreSQL transaction or a Redis script alike. Times are UNIX seconds (float), passed in by the caller, so
+that tests and the reporter agree on one clock; the store never reads a clock of its own. Arguments are
+checked once, by ``engine.Engine``, before an engine sees them: bad ones raise ``ValueError`` and change
+nothing. The store knows nothing of providers beyond their names.
 """
 
 from __future__ import annotations
@@ -98,14 +108,21 @@ class CountRow:
     unmatched: int
 
 
-class Store(ABC):
-    """Durable record of OTP sends and verifications, and the outbox of conversion reports."""
+class Records(ABC):
+    """Sends, verifications, counters and spool checkpoints.
 
-    # Records ------------------------------------------------------------------------------------------
+    Atomicity: each call is one transaction. ``record_verified`` and ``apply_verifications`` read the
+    candidate sends and write every effect the matching rule computed (sends marked verified, outbox rows,
+    counter increments, the spool position) in that one transaction, isolated from any concurrent
+    verification of the same send: of two verifications of one send racing in two processes, exactly one
+    enqueues. Counter increments are never lost under concurrency. Ordering: a send's record is committed
+    before its ``record_sent`` returns, so a verification applied after it can match it.
+    """
 
     @abstractmethod
     def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float) -> bool:
-        """Record a send (phone in E.164). Idempotent per (provider, message_id): False if already known."""
+        """Record a send (phone in E.164) and count one request in the hour of ``sent_at``. Idempotent per
+        (provider, message_id): False, and nothing counted, if already known."""
 
     @abstractmethod
     def record_verified(
@@ -117,12 +134,12 @@ class Store(ABC):
         verified_at: float,
         match_window: float,
     ) -> VerifyOutcome:
-        """Mark a send verified and enqueue its report, in one transaction.
+        """Match one verification by the rule in ``rules.match`` and enqueue its report, in one transaction.
 
-        With ``message_id``: that message of ``provider`` sent to ``phone``. Without: the most recent unverified
-        message sent to ``phone`` within ``match_window`` seconds before ``verified_at``. A message already
-        verified is not enqueued again. No match: counts an unmatched verification under ``provider`` and
-        enqueues nothing.
+        With ``message_id``: that message of ``provider`` sent to ``phone``. Without: the most recent send to
+        ``phone`` within ``match_window`` seconds before ``verified_at``. A message already verified is a
+        repeat and enqueues nothing. No match: counts an unmatched verification under ``provider`` in the
+        hour of ``verified_at`` and enqueues nothing. ``verified`` is counted in the hour of the send.
         """
 
     @abstractmethod
@@ -139,7 +156,7 @@ class Store(ABC):
         ``checkpoint`` is (spool name, position before the items, position after them). If the stored position
         is not the first (another process applied these lines already), nothing changes and the result is
         None. So a spool replayed after a crash, or read by two processes at once, never applies a line twice
-        and never skips one."""
+        and never skips one. One bad item refuses the whole batch (``ValueError``), position unmoved."""
 
     @abstractmethod
     def spool_position(self, name: str) -> int:
@@ -151,66 +168,71 @@ class Store(ABC):
 
     @abstractmethod
     def counts(self, *, since: float, until: float) -> list[CountRow]:
-        """Counter rows whose hour starts in ``[since, until)``."""
+        """Counter rows whose hour starts in ``[since, until)``, ordered by hour, provider, calling code."""
 
-    # Outbox -------------------------------------------------------------------------------------------
+
+class Outbox(ABC):
+    """The queue of conversion reports, one row per verified send.
+
+    Atomicity: ``claim`` leases its rows in one atomic step, so two claims never return the same row while
+    its lease holds (any number of processes, on any number of hosts for a shared engine); a row whose lease
+    expired is claimable again, under a new token. ``ack``, ``release``, ``retry`` and ``dead_letter``
+    change a row only while it still carries the item's lease token, atomically with that check: a worker
+    that stalled past its lease and lost the row changes nothing. A token that expired but was not re-claimed
+    still counts (the report did go out). Ordering: claims take due rows oldest ``next_attempt_at`` first,
+    then by id (insertion order). Row ids are never reused.
+    """
 
     @abstractmethod
-    def claim(
-        self,
-        *,
-        provider: str,
-        limit: int,
-        lease_seconds: float,
-        now: float,
-        created_before: float | None = None,
-    ) -> list[OutboxItem]:
-        """Atomically lease up to ``limit`` due rows of ``provider``, oldest first (with ``created_before``: only
-        rows created at or before it).
+    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
+        """Lease up to ``limit`` due rows of ``provider`` for ``lease_seconds``, in claim order.
 
-        Due: pending, ``next_attempt_at <= now``, and no unexpired lease. Two concurrent claims never return
-        the same row while its lease holds; a row whose lease expired is claimable again.
+        Due: pending, ``next_attempt_at <= now``, and no unexpired lease.
         """
 
     @abstractmethod
     def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
-        """Mark rows reported. Only rows still leased with the item's token change; returns how many did."""
+        """Mark rows reported (done at ``now``). Returns how many changed."""
+
+    @abstractmethod
+    def release(self, items: Sequence[OutboxItem]) -> int:
+        """Hand claimed rows back unsent: lease cleared, due at once, no attempt counted (a graceful stop, or
+        rows a worker could not send in time). Returns how many changed."""
 
     @abstractmethod
     def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str) -> bool:
         """Release the lease, count an attempt, keep the error, and make the row due at ``next_attempt_at``."""
 
     @abstractmethod
-    def release(self, items: Sequence[OutboxItem]) -> int:
-        """Hand claimed rows back unsent: lease cleared, due at once, no attempt counted. Only rows still
-        carrying the item's lease token change (a graceful stop, or rows a worker could not send in time);
-        returns how many did."""
-
-    @abstractmethod
     def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
         """Move the row to dead letters with ``reason`` (counts the attempt)."""
 
     @abstractmethod
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        """Dead letters, newest first."""
+    def dead_letters(self, *, limit: int = 100, ids: Sequence[int] | None = None) -> list[DeadLetter]:
+        """Dead letters (all, or those of ``ids``), newest first, at most ``limit``."""
 
     @abstractmethod
     def replay_dead_letters(self, ids: Sequence[int] | None = None, *, now: float) -> int:
-        """Make dead letters (all, or those ``ids``) pending again with a fresh attempt count."""
+        """Make dead letters (all, or those ``ids``) pending and due at ``now``, with attempts and age
+        (``created_at``) reset, so a replay gets a full ``max_report_age``. Returns how many."""
 
     @abstractmethod
     def outbox_stats(self, *, now: float) -> OutboxStats:
-        """Counts over the whole outbox."""
-
-    # Housekeeping and switches ----------------------------------------------------------------------
+        """Counts over the whole outbox, from one consistent snapshot."""
 
     @abstractmethod
     def prune(self, *, before: float) -> int:
-        """Delete messages, reported and dead outbox rows and counters older than ``before``; returns rows."""
+        """Delete sends, reported and dead rows and counter hours that ended before ``before``; pending rows are
+        kept however old. May run as several transactions (so writers are never held up for long); each
+        leaves the store consistent. Returns how many rows went."""
+
+
+class Coordination(ABC):
+    """What the processes sharing a store agree on. Each call is atomic; every process sees a write at once."""
 
     @abstractmethod
     def get_flag(self, name: str) -> str | None:
-        """A shared switch (e.g. ``degraded``), visible to every process using the store."""
+        """A shared switch (e.g. ``degraded``)."""
 
     @abstractmethod
     def set_flag(self, name: str, value: str | None) -> None:
@@ -218,21 +240,23 @@ class Store(ABC):
 
     @abstractmethod
     def acquire_lease(self, name: str, *, owner: str, ttl: float, now: float) -> bool:
-        """Take or renew a named lease for ``ttl`` seconds. True if ``owner`` holds it now."""
-
-    @abstractmethod
-    def release_lease(self, name: str, *, owner: str) -> None:
-        """Give up a lease ``owner`` holds (no-op otherwise)."""
+        """Take or renew a named lease for ``ttl`` seconds from ``now``. True if ``owner`` holds it now: at most
+        one owner holds a lease at any moment of the callers' clock."""
 
     @abstractmethod
     def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
         """Take up to ``want`` tokens from the shared token bucket ``name`` (refilled at ``rate`` a second,
-        holding at most ``burst``, full when first used), in one atomic step: every process that shares the
-        store draws on the same budget, so a provider's rate cap holds for the whole app.
+        holding at most ``burst``, full when first used), in one atomic step (``rules.draw_tokens``): every
+        process that shares the store draws on the same budget, so a provider's rate cap holds for the whole
+        app.
 
         Returns ``(granted, wait)``: ``wait`` is 0 when something was granted, else the seconds until the
         next token. A bucket asked with another ``rate``/``burst`` (a config change) continues with those.
         """
+
+
+class Store(Records, Outbox, Coordination):
+    """Durable record of OTP sends and verifications, the outbox of conversion reports, and coordination."""
 
     @abstractmethod
     def reopen(self) -> None:
@@ -240,4 +264,4 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Close connections held by this process."""
+        """Close connections held by this process; the store stays usable and reconnects on its next call."""

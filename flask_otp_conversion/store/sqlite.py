@@ -8,7 +8,7 @@ Concurrency
 Claims and leases
     ``claim`` stamps the due rows with a fresh uuid4 token and ``lease_until`` in one ``UPDATE`` inside one
     ``BEGIN IMMEDIATE`` transaction, so two processes never lease the same row, then reads them back by
-    token. Writes that touch many rows are one statement each, never a statement per row: between two
+    token. Acks and releases of many rows are one statement, never a statement per row: between two
     statements the thread may wait for the GIL while holding the write lock that every request queues on.
     ``ack``, ``retry`` and ``dead_letter`` change a row only while it still carries
     the caller's token: a worker that stalled past its lease finds the row re-claimed under a new token and
@@ -20,9 +20,15 @@ Processes and threads
     delivering process runs up to 64 reporter workers, and a connection costs ~230 KiB of RAM even idle, while
     SQLite lets one writer in at a time however many connections wait. Store calls wait on nothing but SQLite
     while they hold a connection, so a thread waiting for one never waits on a thread waiting for it.
-    Connections are tagged with the pid that opened them. One opened before ``os.fork`` is never used, closed
-    or finalised in the child (its SQLite locks and WAL index belong to the parent): the child leaves it
-    alone and opens its own on first use. ``reopen()`` does the same at once.
+    The pool belongs to the process that opened it (``_forks.ForkLocal``). A connection opened before
+    ``os.fork`` is never used, closed or finalised in the child (its SQLite locks and WAL index belong to the
+    parent): the child sets the parent's pool aside and opens its own on first use. ``reopen()`` does the
+    same at once.
+
+Matching
+    A batch of verifications is a handful of statements in one ``BEGIN IMMEDIATE`` transaction however long
+    it is: the candidate sends in one query per kind (by id; by phone and window), the rule in Python
+    (``rules.match``), then one ``executemany`` per kind of write, counters aggregated to one upsert per row.
 
 Schema
     Versioned with ``PRAGMA user_version``; created or migrated inside one ``BEGIN IMMEDIATE``
@@ -34,34 +40,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..phone import calling_code
-from ._common import (
-    HOUR,
-    check_batch,
-    check_count,
-    check_flag_value,
-    check_message_id,
-    check_name,
-    check_phone,
-    check_positive,
-    check_provider,
-    check_rate,
-    check_text,
-    check_time,
-    check_verification,
-    draw_tokens,
-    hour_of,
-)
-from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, Verification, VerifyOutcome
+from .._forks import ForkLocal
+from .base import CountRow, DeadLetter, OutboxItem, OutboxStats
+from .checks import check_positive
+from .engine import Engine, RecordsTransaction, T
+from .rules import HOUR, CounterKey, Report, Sent, Tally, Wanted, draw_tokens
 
 SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = ("normal", "full")
@@ -123,9 +114,6 @@ _SCHEMA_V2 = (
 )
 #: Version 3: how far each verification spool (``store/spool.py``) has been applied.
 _SCHEMA_V3 = ("CREATE TABLE IF NOT EXISTS spools (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",)
-#: Rows one ack statement takes (two parameters each, well under SQLite's variable limit).
-ACK_CHUNK = 400
-
 _BUMP = """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
     VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (hour, provider, calling_code) DO UPDATE SET
@@ -136,6 +124,12 @@ _BUMP = """INSERT INTO counters (hour, provider, calling_code, requested, verifi
 #: A claimable row (parameters: provider, now, now).
 _DUE = "state = 'pending' AND provider = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
 _ITEM_COLUMNS = "id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, last_error"
+_SENT_COLUMNS = "messages.id, provider, message_id, phone, sent_at, verified_at"
+#: Pending rows still carrying the given items' tokens (parameters: ``_held_params``).
+_HELD = (
+    "id IN (SELECT value FROM json_each(?)) AND +state = 'pending'"
+    " AND (id, lease_token) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+)
 
 #: Connections inherited from a parent process. Kept referenced for the life of the child so that they are
 #: never finalised here: closing one would run SQLite's close path (locks, WAL checkpoint) on the parent's
@@ -147,7 +141,6 @@ class _ProcessState:
     """Connections opened by one process. Replaced wholesale after a fork or ``close()``, never repaired."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self.lock = threading.Lock()
         self.slots = threading.BoundedSemaphore(POOL_SIZE)
         self.local = threading.local()  # ``conn``: the connection this thread holds
@@ -156,7 +149,7 @@ class _ProcessState:
         self.closed = False
 
 
-class SQLiteStore(Store):
+class SQLiteStore(Engine, ForkLocal):
     """A :class:`Store` in one SQLite file (created, with its parent folders, if missing)."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal", busy_timeout: float = 5.0) -> None:
@@ -169,7 +162,9 @@ class SQLiteStore(Store):
         self._busy_timeout = check_positive(busy_timeout, "busy_timeout")
         parent = os.path.dirname(os.path.abspath(self._path))
         os.makedirs(parent, exist_ok=True)
+        self._pid = os.getpid()
         self._state = _ProcessState()
+        self._watch_forks()
         # Create or check the schema now, so a bad file fails at start-up and not on the first request; the
         # connection is closed again so that nothing is held open across a later fork.
         conn = self._connect()
@@ -192,8 +187,6 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._use_wal(conn)
             self._ensure_schema(conn)
-            for statement in _BATCH_TABLE:
-                conn.execute(statement)
         except BaseException:
             conn.close()
             raise
@@ -250,9 +243,8 @@ class SQLiteStore(Store):
     def _connection(self) -> Iterator[sqlite3.Connection]:
         """A connection of this process for the length of one store call (the one this thread already holds,
         in a nested call)."""
+        self._check_fork()
         state = self._state
-        if state.pid != os.getpid():
-            state = self._forget_parent()
         held: sqlite3.Connection | None = getattr(state.local, "conn", None)
         if held is not None:
             yield held
@@ -280,27 +272,22 @@ class SQLiteStore(Store):
                     with contextlib.suppress(sqlite3.Error):
                         conn.close()
 
-    def _forget_parent(self) -> _ProcessState:
-        """In a forked child: set the parent's connections aside untouched (its lock may be held, too)."""
-        old = self._state
-        if old.pid != os.getpid():
-            _ABANDONED.extend(old.connections)
-            self._state = _ProcessState()
-        return self._state
+    def _after_fork_in_child(self) -> None:
+        """Set the parent's connections aside untouched (its pool lock may be held, too)."""
+        _ABANDONED.extend(self._state.connections)
+        self._state = _ProcessState()
+        self._pid = os.getpid()
 
     def reopen(self) -> None:
         """Drop connections inherited across ``os.fork`` (in the parent: close this process's own)."""
-        if self._state.pid != os.getpid():
-            self._forget_parent()
-        else:
+        if not self._check_fork():
             self.close()
 
     def close(self) -> None:
         """Close this process's connections; the store stays usable and reconnects on the next call."""
-        old = self._state
-        if old.pid != os.getpid():
-            self._forget_parent()
+        if self._check_fork():
             return
+        old = self._state
         self._state = _ProcessState()
         with old.lock:
             old.closed = True
@@ -346,107 +333,37 @@ class SQLiteStore(Store):
 
     # Records ------------------------------------------------------------------------------------------
 
-    def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float) -> bool:
-        phone = check_phone(phone)
-        message_id = check_message_id(message_id)
-        provider = check_provider(provider)
-        sent = check_time(sent_at, "sent_at")
+    def _in_records(self, body: Callable[[RecordsTransaction], T]) -> T:
         with self._write() as conn:
-            inserted = conn.execute(
-                "INSERT INTO messages (provider, message_id, phone, sent_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (provider, message_id) DO NOTHING",
-                (provider, message_id, phone, sent),
-            ).rowcount
-            if inserted:
-                conn.execute(_BUMP, (hour_of(sent), provider, calling_code(phone), 1, 0, 0))
-        return bool(inserted)
+            return body(_Records(conn))
 
-    def record_verified(
-        self,
-        *,
-        phone: str,
-        message_id: str | None,
-        provider: str,
-        verified_at: float,
-        match_window: float,
-    ) -> VerifyOutcome:
-        """See :meth:`Store.record_verified`. Without ``message_id`` the *most recent* send in the window
-        is the candidate: if it is already verified this is a repeat verification, and an older unverified
-        send is not taken instead (its code was superseded by the newer one)."""
-        item = check_verification(Verification(phone, message_id, verified_at))
-        provider = check_provider(provider)
-        window = check_positive(match_window, "match_window")
-        with self._write() as conn:
-            return _verify_batch(conn, [item], provider, window)[0]
-
-    def apply_verifications(
-        self,
-        items: Sequence[Verification],
-        *,
-        provider: str,
-        match_window: float,
-        checkpoint: tuple[str, int, int],
-    ) -> list[VerifyOutcome] | None:
-        checked, provider, window, (name, start, end) = check_batch(items, provider, match_window, checkpoint)
-        with self._write() as conn:
-            row = conn.execute("SELECT position FROM spools WHERE name = ?", (name,)).fetchone()
-            if (0 if row is None else row[0]) != start:
-                return None
-            conn.execute(
-                "INSERT INTO spools (name, position) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (name, end),
-            )
-            return _verify_batch(conn, checked, provider, window)
-
-    def spool_position(self, name: str) -> int:
-        key = check_name(name, "spool name")
+    def _spool_position(self, name: str) -> int:
         with self._connection() as conn:
-            row = conn.execute("SELECT position FROM spools WHERE name = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
+            return _Records(conn).spool_position(name)
 
-    def forget_spool(self, name: str) -> None:
-        key = check_name(name, "spool name")
+    def _forget_spool(self, name: str) -> None:
         with self._write() as conn:
-            conn.execute("DELETE FROM spools WHERE name = ?", (key,))
+            conn.execute("DELETE FROM spools WHERE name = ?", (name,))
 
-    def counts(self, *, since: float, until: float) -> list[CountRow]:
-        start = check_time(since, "since")
-        end = check_time(until, "until")
+    def _counts(self, since: float, until: float) -> list[CountRow]:
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT hour, provider, calling_code, requested, verified, unmatched FROM counters"
                 " WHERE hour >= ? AND hour < ? ORDER BY hour, provider, calling_code",
-                (start, end),
+                (since, until),
             ).fetchall()
         return [CountRow(*row) for row in rows]
 
     # Outbox -------------------------------------------------------------------------------------------
 
-    def claim(
-        self,
-        *,
-        provider: str,
-        limit: int,
-        lease_seconds: float,
-        now: float,
-        created_before: float | None = None,
-    ) -> list[OutboxItem]:
-        provider = check_provider(provider)
-        limit = check_count(limit)
-        lease = check_positive(lease_seconds, "lease_seconds")
-        at = check_time(now, "now")
-        newest = math.inf if created_before is None else check_time(created_before, "created_before")
-        if limit == 0:
-            return []
+    def _claim(self, provider: str, limit: int, lease_until: float, now: float) -> list[OutboxItem]:
         token = uuid.uuid4().hex
-        # One statement under the write lock, however many rows: a statement per row would let the lock be
-        # held across a GIL hand-off per row, and every verify request in every process waits for that lock.
+        # One statement under the write lock, however many rows (see "Claims and leases").
         with self._write() as conn:
             leased = conn.execute(
                 "UPDATE outbox SET lease_token = ?, lease_until = ? WHERE id IN"  # noqa: S608
-                f" (SELECT id FROM outbox WHERE {_DUE} AND created_at <= ? ORDER BY next_attempt_at, id LIMIT ?)",
-                (token, at + lease, provider, at, at, newest, limit),
+                f" (SELECT id FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT ?)",
+                (token, lease_until, provider, now, now, limit),
             ).rowcount
         if not leased:
             return []
@@ -458,117 +375,94 @@ class SQLiteStore(Store):
             ).fetchall()
         return [_item(row, token) for row in rows]
 
-    def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
-        """Rows still carrying the item's token become reported (see "Claims and leases" above)."""
-        at = check_time(now, "now")
-        if not items:
-            return 0
-        done = 0
-        with self._write() as conn:  # a statement per ACK_CHUNK rows, not per row (see claim)
-            for start in range(0, len(items), ACK_CHUNK):
-                chunk = items[start : start + ACK_CHUNK]
-                ids = [item.id for item in chunk]
-                pairs = [value for item in chunk for value in (item.id, item.lease_token)]
-                done += conn.execute(
+    def _ack(self, items: Sequence[OutboxItem], now: float) -> int:
+        with self._write() as conn:
+            return int(
+                conn.execute(
                     "UPDATE outbox SET state = 'reported', done_at = ?, lease_token = NULL, lease_until = NULL"  # noqa: S608
-                    f" WHERE id IN ({', '.join('?' * len(ids))}) AND state = 'pending'"
-                    f" AND (id, lease_token) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
-                    (at, *ids, *pairs),
+                    f" WHERE {_HELD}",
+                    (now, *_held_params(items)),
                 ).rowcount
-        return done
+            )
 
-    def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str) -> bool:
-        due = check_time(next_attempt_at, "next_attempt_at")
-        text = check_text(error, "error")
+    def _release(self, items: Sequence[OutboxItem]) -> int:
+        """``next_attempt_at`` is left alone: a claimed row was due already, so it keeps its place in line."""
+        with self._write() as conn:
+            return int(
+                conn.execute(
+                    f"UPDATE outbox SET lease_token = NULL, lease_until = NULL WHERE {_HELD}",  # noqa: S608
+                    _held_params(items),
+                ).rowcount
+            )
+
+    def _retry(self, item: OutboxItem, next_attempt_at: float, error: str) -> bool:
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
                 " lease_token = NULL, lease_until = NULL"
                 " WHERE id = ? AND lease_token = ? AND state = 'pending'",
-                (due, text, item.id, item.lease_token),
+                (next_attempt_at, error, item.id, item.lease_token),
             ).rowcount
         return bool(changed)
 
-    def release(self, items: Sequence[OutboxItem]) -> int:
-        """Rows still carrying the item's token become due at once, with no attempt counted. ``next_attempt_at``
-        is left alone: a claimed row was already due, so the row keeps its place in the claim order."""
-        if not items:
-            return 0
-        with self._write() as conn:
-            return conn.executemany(
-                "UPDATE outbox SET lease_token = NULL, lease_until = NULL"
-                " WHERE id = ? AND lease_token = ? AND state = 'pending'",
-                [(item.id, item.lease_token) for item in items],
-            ).rowcount
-
-    def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
-        text = check_text(reason, "reason")
-        at = check_time(now, "now")
+    def _dead_letter(self, item: OutboxItem, reason: str, now: float) -> bool:
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE outbox SET state = 'dead', reason = ?, done_at = ?, attempts = attempts + 1,"
                 " lease_token = NULL, lease_until = NULL"
                 " WHERE id = ? AND lease_token = ? AND state = 'pending'",
-                (text, at, item.id, item.lease_token),
+                (reason, now, item.id, item.lease_token),
             ).rowcount
         return bool(changed)
 
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        count = check_count(limit)
+    def _dead_letters(self, limit: int, ids: list[int] | None) -> list[DeadLetter]:
+        dead, params = _dead(ids)
         with self._connection() as conn:
             rows = conn.execute(
-                "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at"
-                " FROM outbox WHERE state = 'dead' ORDER BY done_at DESC, id DESC LIMIT ?",
-                (count,),
+                "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at"  # noqa: S608
+                f" FROM outbox WHERE {dead} ORDER BY done_at DESC, id DESC LIMIT ?",
+                (*params, limit),
             ).fetchall()
         return [DeadLetter(*row) for row in rows]
 
-    def replay_dead_letters(self, ids: Sequence[int] | None = None, *, now: float) -> int:
-        """Dead letters become pending and due at ``now``, with attempts and age (``created_at``) reset, so
-        a replay gets a full ``max_report_age`` instead of expiring again at once."""
-        at = check_time(now, "now")
-        fresh = (
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, created_at = ?,"
-            " reason = NULL, done_at = NULL, lease_token = NULL, lease_until = NULL WHERE state = 'dead'"
-        )
+    def _replay_dead_letters(self, ids: list[int] | None, now: float) -> int:
+        dead, params = _dead(ids)
         with self._write() as conn:
-            if ids is None:
-                return conn.execute(fresh, (at, at)).rowcount
-            done = 0
-            for row_id in _check_ids(ids):
-                done += conn.execute(fresh + " AND id = ?", (at, at, row_id)).rowcount
-            return done
+            return int(
+                conn.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, created_at = ?,"  # noqa: S608
+                    " reason = NULL, done_at = NULL, lease_token = NULL, lease_until = NULL"
+                    f" WHERE {dead}",
+                    (now, now, *params),
+                ).rowcount
+            )
 
-    def outbox_stats(self, *, now: float) -> OutboxStats:
-        at = check_time(now, "now")
+    def _outbox_stats(self, now: float) -> OutboxStats:
         with self._read() as conn:
             pending, in_flight, oldest = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(lease_until > ?), 0), MIN(created_at) FROM outbox"
                 " WHERE state = 'pending'",
-                (at,),
+                (now,),
             ).fetchone()
             dead = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
             reported = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'reported'").fetchone()[0]
         return OutboxStats(pending=pending, in_flight=in_flight, dead=dead, reported=reported, oldest_pending_at=oldest)
 
-    # Housekeeping and switches ----------------------------------------------------------------------
-
-    def prune(self, *, before: float) -> int:
+    def _prune(self, before: float) -> int:
         """Deletes in batches of :data:`PRUNE_BATCH` rows per transaction, so requests keep writing."""
-        cutoff = check_time(before, "before")
         batches: tuple[tuple[str, tuple[Any, ...]], ...] = (
             (
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE sent_at < ? LIMIT ?)",
-                (cutoff,),
+                (before,),
             ),
             (  # never pending rows: a report not yet made is kept however old
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
                 " WHERE state IN ('reported', 'dead') AND done_at < ? LIMIT ?)",
-                (cutoff,),
+                (before,),
             ),
-            (  # only whole hours before the cutoff (see _common.counter_expired)
+            (  # only whole hours before the cutoff (see rules.counter_expired)
                 "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE hour + ? <= ? LIMIT ?)",
-                (HOUR, cutoff),
+                (HOUR, before),
             ),
         )
         removed = 0
@@ -581,166 +475,133 @@ class SQLiteStore(Store):
                     break
         return removed
 
-    def get_flag(self, name: str) -> str | None:
-        key = check_name(name, "flag name")
+    # Coordination -------------------------------------------------------------------------------------
+
+    def _get_flag(self, name: str) -> str | None:
         with self._connection() as conn:
-            row = conn.execute("SELECT value FROM flags WHERE name = ?", (key,)).fetchone()
+            row = conn.execute("SELECT value FROM flags WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set_flag(self, name: str, value: str | None) -> None:
-        key = check_name(name, "flag name")
-        text = check_flag_value(value)
+    def _set_flag(self, name: str, value: str | None) -> None:
         with self._write() as conn:
-            if text is None:
-                conn.execute("DELETE FROM flags WHERE name = ?", (key,))
+            if value is None:
+                conn.execute("DELETE FROM flags WHERE name = ?", (name,))
             else:
                 conn.execute(
                     "INSERT INTO flags (name, value) VALUES (?, ?)"
                     " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (key, text),
+                    (name, value),
                 )
 
-    def acquire_lease(self, name: str, *, owner: str, ttl: float, now: float) -> bool:
-        key = check_name(name, "lease name")
-        who = check_name(owner, "lease owner")
-        seconds = check_positive(ttl, "ttl")
-        at = check_time(now, "now")
+    def _acquire_lease(self, name: str, owner: str, expires_at: float, now: float) -> bool:
         with self._write() as conn:
             changed = conn.execute(
                 "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
                 " WHERE leases.owner = excluded.owner OR leases.expires_at <= ?",
-                (key, who, at + seconds, at),
+                (name, owner, expires_at, now),
             ).rowcount
         return bool(changed)
 
-    def release_lease(self, name: str, *, owner: str) -> None:
-        key = check_name(name, "lease name")
-        who = check_name(owner, "lease owner")
+    def _take_tokens(self, name: str, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
         with self._write() as conn:
-            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (key, who))
-
-    def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
-        key = check_name(name, "bucket name")
-        count = check_count(want, "want", minimum=1)
-        rate_value, burst_value = check_rate(rate, burst)
-        at = check_time(now, "now")
-        with self._write() as conn:
-            row = conn.execute("SELECT tokens, updated FROM budgets WHERE name = ?", (key,)).fetchone()
+            row = conn.execute("SELECT tokens, updated FROM budgets WHERE name = ?", (name,)).fetchone()
             granted, wait, (tokens, updated) = draw_tokens(
-                None if row is None else (row[0], row[1]), want=count, rate=rate_value, burst=burst_value, now=at
+                None if row is None else (row[0], row[1]), want=want, rate=rate, burst=burst, now=now
             )
             conn.execute(
                 "INSERT INTO budgets (name, tokens, updated) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
-                (key, tokens, updated),
+                (name, tokens, updated),
             )
         return granted, wait
 
 
-#: The verifications of one ``apply_verifications`` call, matched and applied set-wise: one statement per
-#: step for the whole batch, not a few per verification (each statement lets another thread take the GIL,
-#: and the spool applies in the background of request threads).
-_BATCH_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS verify_batch (seq INTEGER PRIMARY KEY, phone TEXT NOT NULL, message_id TEXT,"
-    " verified_at REAL NOT NULL, verified_hour INTEGER NOT NULL, calling_code TEXT NOT NULL,"
-    " message_row INTEGER, outcome TEXT)",
-    "CREATE INDEX IF NOT EXISTS temp.verify_batch_row ON verify_batch (message_row)",
-)
-_BATCH_STEPS = (
-    # the candidate message: by id (and the same phone), or the most recent send to the phone in the window
-    """UPDATE temp.verify_batch SET message_row = CASE WHEN message_id IS NOT NULL THEN
-        (SELECT id FROM messages m WHERE m.provider = :provider AND m.message_id = verify_batch.message_id
-            AND m.phone = verify_batch.phone)
-      ELSE
-        (SELECT id FROM messages m WHERE m.phone = verify_batch.phone
-            AND m.sent_at >= verify_batch.verified_at - :window AND m.sent_at <= verify_batch.verified_at
-            ORDER BY m.sent_at DESC, m.id DESC LIMIT 1)
-      END""",
-    # the first verification of a message not verified before enqueues; later ones are repeats
-    """UPDATE temp.verify_batch SET outcome = CASE
-        WHEN message_row IS NULL THEN 'unmatched'
-        WHEN (SELECT verified_at FROM messages WHERE id = message_row) IS NULL
-            AND seq = (SELECT MIN(seq) FROM temp.verify_batch b WHERE b.message_row = verify_batch.message_row)
-            THEN 'enqueued'
-        ELSE 'repeat' END""",
-    """UPDATE messages SET verified_at = (SELECT verified_at FROM temp.verify_batch b
-        WHERE b.message_row = messages.id AND b.outcome = 'enqueued')
-      WHERE id IN (SELECT message_row FROM temp.verify_batch WHERE outcome = 'enqueued')""",
-    """INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state, attempts,
-        next_attempt_at)
-      SELECT m.message_id, b.phone, m.provider, m.sent_at, b.verified_at, b.verified_at, 'pending', 0, b.verified_at
-      FROM temp.verify_batch b JOIN messages m ON m.id = b.message_row WHERE b.outcome = 'enqueued' ORDER BY b.seq""",
-    # verified: counted in the hour the message was sent (integer division: exactly ``hour_of``)
-    """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
-      SELECT CAST(m.sent_at AS INTEGER) / 3600 * 3600, m.provider, b.calling_code, 0, COUNT(*), 0
-      FROM temp.verify_batch b JOIN messages m ON m.id = b.message_row WHERE b.outcome = 'enqueued'
-      GROUP BY 1, 2, 3
-      ON CONFLICT (hour, provider, calling_code) DO UPDATE SET verified = verified + excluded.verified""",
-    """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
-      SELECT verified_hour, :provider, calling_code, 0, 0, COUNT(*)
-      FROM temp.verify_batch WHERE outcome = 'unmatched' GROUP BY 1, 3
-      ON CONFLICT (hour, provider, calling_code) DO UPDATE SET unmatched = unmatched + excluded.unmatched""",
-)
+class _Records:
+    """``engine.RecordsTransaction`` on a connection in a ``BEGIN IMMEDIATE`` transaction: the write lock is
+    held from the first read, so the sends read cannot change before the effects are written."""
 
+    __slots__ = ("conn",)
 
-def _verify_batch(
-    conn: sqlite3.Connection, items: Sequence[Verification], provider: str, window: float
-) -> list[VerifyOutcome]:
-    """``record_verified`` for each item in order, inside the caller's write transaction."""
-    if not items:
-        return []
-    rows = [
-        (i, item.phone, item.message_id, item.verified_at, hour_of(item.verified_at), calling_code(item.phone))
-        for i, item in enumerate(items)
-    ]
-    conn.execute(
-        "INSERT INTO temp.verify_batch (seq, phone, message_id, verified_at, verified_hour, calling_code)"
-        " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-        " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?)",
-        (json.dumps(rows),),
-    )
-    try:
-        params = {"provider": provider, "window": window}
-        for step in _BATCH_STEPS:
-            conn.execute(step, params)
-        found = conn.execute(
-            "SELECT b.outcome, m.message_id FROM temp.verify_batch b LEFT JOIN messages m ON m.id = b.message_row"
-            " ORDER BY b.seq"
-        ).fetchall()
-    finally:
-        conn.execute("DELETE FROM temp.verify_batch")
-    return [
-        VerifyOutcome(
-            message_id=message_id,
-            enqueued=outcome == "enqueued",
-            already_verified=outcome == "repeat",
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float) -> bool:
+        return bool(
+            self.conn.execute(
+                "INSERT INTO messages (provider, message_id, phone, sent_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (provider, message_id) DO NOTHING",
+                (provider, message_id, phone, sent_at),
+            ).rowcount
         )
-        for outcome, message_id in found
-    ]
+
+    def find_sends(self, wanted: Wanted) -> list[Sent]:
+        found: list[Sent] = []
+        if wanted.ids:
+            rows = self.conn.execute(
+                f"SELECT {_SENT_COLUMNS} FROM messages WHERE provider = ?"  # noqa: S608
+                " AND message_id IN (SELECT value FROM json_each(?))",
+                (wanted.provider, json.dumps(list(wanted.ids))),
+            ).fetchall()
+            found.extend(Sent(*row) for row in rows)
+        if wanted.phones:
+            # CROSS JOIN keeps the phone list as the outer loop: one index range of messages per phone.
+            ranges = [[phone, earliest, latest] for phone, (earliest, latest) in wanted.phones.items()]
+            rows = self.conn.execute(
+                f"SELECT {_SENT_COLUMNS} FROM json_each(?) AS w CROSS JOIN messages"  # noqa: S608
+                " ON messages.phone = json_extract(w.value, '$[0]')"
+                " AND messages.sent_at >= json_extract(w.value, '$[1]')"
+                " AND messages.sent_at <= json_extract(w.value, '$[2]')",
+                (json.dumps(ranges),),
+            ).fetchall()
+            found.extend(Sent(*row) for row in rows)
+        return found
+
+    def mark_verified(self, verified: Sequence[tuple[int, float]]) -> None:
+        self.conn.executemany("UPDATE messages SET verified_at = ? WHERE id = ?", [(at, key) for key, at in verified])
+
+    def insert_reports(self, reports: Sequence[Report]) -> None:
+        self.conn.executemany(
+            "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state, attempts,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+            [
+                (r.message_id, r.phone, r.provider, r.sent_at, r.verified_at, r.verified_at, r.verified_at)
+                for r in reports
+            ],
+        )
+
+    def add_counts(self, counters: Mapping[CounterKey, Tally]) -> None:
+        self.conn.executemany(
+            _BUMP, [(*key, tally.requested, tally.verified, tally.unmatched) for key, tally in counters.items()]
+        )
+
+    def spool_position(self, name: str) -> int:
+        row = self.conn.execute("SELECT position FROM spools WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_spool_position(self, name: str, position: int) -> None:
+        self.conn.execute(
+            "INSERT INTO spools (name, position) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (name, position),
+        )
+
 
 def _item(row: Sequence[Any], token: str) -> OutboxItem:
-    return OutboxItem(
-        id=row[0],
-        message_id=row[1],
-        phone=row[2],
-        provider=row[3],
-        sent_at=row[4],
-        verified_at=row[5],
-        created_at=row[6],
-        attempts=row[7],
-        last_error=row[8],
-        lease_token=token,
-    )
+    row_id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, error = row
+    return OutboxItem(row_id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, error, token)
 
 
-def _check_ids(ids: Sequence[int]) -> list[int]:
-    result = []
-    for row_id in ids:
-        if isinstance(row_id, bool) or not isinstance(row_id, int):
-            raise ValueError(f"dead letter ids must be ints, not {type(row_id).__name__}")
-        result.append(row_id)
-    return result
+def _held_params(items: Sequence[OutboxItem]) -> tuple[str, str]:
+    """Parameters of :data:`_HELD`: the items' ids and (id, token) pairs, as JSON (no variable limit)."""
+    return json.dumps([item.id for item in items]), json.dumps([[item.id, item.lease_token] for item in items])
+
+
+def _dead(ids: list[int] | None) -> tuple[str, tuple[str, ...]]:
+    """The condition for dead letters (all, or those of ``ids``: looked up by id, not by scanning the dead)."""
+    if ids is None:
+        return "state = 'dead'", ()
+    return "id IN (SELECT value FROM json_each(?)) AND +state = 'dead'", (json.dumps(ids),)
 
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]

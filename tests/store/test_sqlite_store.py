@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +13,6 @@ from store_helpers import CN, HOUR0, SG, US, send, verify
 
 from flask_otp_conversion.store import SQLiteStore, open_store
 from flask_otp_conversion.store.sqlite import CACHE_KIB, POOL_SIZE
-
-WORKER = Path(__file__).with_name("store_worker.py")
 
 
 def pragma(path: Path, name: str) -> Any:
@@ -282,100 +275,4 @@ def test_the_default_synchronous_is_normal(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     assert isinstance(store, SQLiteStore)
     assert held(store).execute("PRAGMA synchronous").fetchone()[0] == 1
-    store.close()
-
-
-# Many processes -------------------------------------------------------------------------------------------
-
-
-class Workers:
-    """Worker processes started together and released phase by phase through their stdin."""
-
-    def __init__(self, args: list[list[str]]) -> None:
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, str(WORKER), *a],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for a in args
-        ]
-
-    def release(self) -> None:
-        for proc in self.procs:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-
-    def results(self) -> list[dict[str, Any]]:
-        out = []
-        for proc in self.procs:
-            stdout, _ = proc.communicate(timeout=60)
-            assert proc.returncode == 0
-            out.append(json.loads(stdout.strip().splitlines()[-1]))
-        return out
-
-    def kill(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.mark.timeout(120)
-def test_four_processes_of_four_threads_record_and_claim_every_report_exactly_once(tmp_path: Path) -> None:
-    processes, threads, per_thread = 4, 4, 150
-    db = tmp_path / "fresh" / "otp.db"  # created by the workers themselves, all at once
-    base = time.time() - 3600
-    expected = {
-        f"p{p}t{t}m{i}"
-        for p in range(processes)
-        for t in range(threads)
-        for i in range(per_thread)
-        if i % 10 != 9
-    }
-
-    recorders = Workers(
-        [["record", str(db), str(p), str(threads), str(per_thread), str(base)] for p in range(processes)]
-    )
-    try:
-        recorders.release()  # phase 1: sends, each verified as it goes
-        recorders.release()  # phase 2: all processes verify the same remaining messages at once
-        recorded = recorders.results()
-    finally:
-        recorders.kill()
-    assert [r["errors"] for r in recorded] == [[]] * processes
-    enqueued = Counter(mid for r in recorded for mid in r["enqueued"])
-    assert set(enqueued) == expected
-    assert set(enqueued.values()) == {1}
-    assert sum(r["unmatched"] for r in recorded) == 0
-
-    conn = sqlite3.connect(db)
-    rows_per_message = Counter(mid for (mid,) in conn.execute("SELECT message_id FROM outbox"))
-    conn.close()
-    assert rows_per_message == Counter(expected)
-    store = SQLiteStore(db)
-    (requested, verified, unmatched) = (
-        sum(getattr(row, field) for row in store.counts(since=0, until=1e11))
-        for field in ("requested", "verified", "unmatched")
-    )
-    assert (requested, verified, unmatched) == (processes * threads * per_thread, len(expected), 0)
-
-    claimers = Workers([["claim", str(db), "2", "7"] for _ in range(processes)])
-    try:
-        claimers.release()
-        claimed = claimers.results()
-    finally:
-        claimers.kill()
-    assert [r["errors"] for r in claimed] == [[]] * processes
-    claims = Counter(row_id for r in claimed for row_id, _ in r["claimed"])
-    assert set(claims.values()) == {1}
-    assert {mid for r in claimed for _, mid in r["claimed"]} == expected
-    assert sum(r["acked"] for r in claimed) == len(expected)
-    stats = store.outbox_stats(now=time.time())
-    assert (stats.pending, stats.reported) == (0, len(expected))
     store.close()

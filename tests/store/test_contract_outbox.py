@@ -1,4 +1,5 @@
-"""The outbox (claim, lease, ack, retry, dead letters), pruning, flags and leases, on both stores."""
+"""The contract's outbox part (``base.Outbox``), on every store: claim, lease, ack, release, retry, dead letters,
+stats and pruning."""
 
 from __future__ import annotations
 
@@ -55,19 +56,23 @@ def test_claim_leaves_rows_not_yet_due(store: Store) -> None:
     assert ids(claim(store, HOUR0 + 50)) == ["m1"]
 
 
-def test_claim_with_created_before_leaves_newer_rows(store: Store) -> None:
-    enqueue(store, CN, "old", HOUR0 + 10)
-    enqueue(store, SG, "new", HOUR0 + 40)
-    taken = store.claim(provider="tencent", limit=10, lease_seconds=LEASE, now=HOUR0 + 50, created_before=HOUR0 + 10)
-    assert ids(taken) == ["old"]
-    assert ids(claim(store, HOUR0 + 50)) == ["new"]
-
-
 def test_claim_only_takes_rows_of_the_given_provider(store: Store) -> None:
     enqueue(store, CN, "t1", HOUR0, provider="tencent")
     enqueue(store, SG, "a1", HOUR0, provider="alibaba")
     assert ids(claim(store, HOUR0 + 1, provider="alibaba")) == ["a1"]
     assert ids(claim(store, HOUR0 + 1, provider="tencent")) == ["t1"]
+
+
+def test_two_claims_at_the_same_moment_never_share_a_row(store: Store) -> None:
+    for n in range(5):
+        enqueue(store, f"+658100000{n}", f"m{n}", HOUR0)
+    first = claim(store, HOUR0 + 1, limit=3)
+    second = claim(store, HOUR0 + 1, limit=3)
+    assert len(first) == 3
+    assert len(second) == 2
+    assert {item.id for item in first}.isdisjoint(item.id for item in second)
+    assert len({item.lease_token for item in first}) == 1
+    assert first[0].lease_token != second[0].lease_token
 
 
 def test_claim_with_limit_zero_takes_nothing(store: Store) -> None:
@@ -198,6 +203,25 @@ def test_replay_of_chosen_ids_leaves_the_other_dead_letters(store: Store) -> Non
     assert [item.id for item in claim(store, HOUR0 + 5)] == [second.id]
 
 
+def test_dead_letters_can_be_listed_by_id(store: Store) -> None:
+    for n, phone in enumerate((CN, SG, US)):
+        enqueue(store, phone, f"m{n}", HOUR0)
+    items = claim(store, HOUR0 + 1)
+    for item in items:
+        store.dead_letter(item, reason="no", now=HOUR0 + 2)
+    wanted = [items[2].id, items[0].id, 999_999]
+    assert [d.message_id for d in store.dead_letters(ids=wanted)] == ["m2", "m0"]
+    assert store.dead_letters(ids=[]) == []
+
+
+def test_dead_letters_by_id_leave_out_rows_that_are_not_dead(store: Store) -> None:
+    enqueue(store, CN, "m1", HOUR0)
+    (item,) = claim(store, HOUR0 + 1)
+    assert store.dead_letters(ids=[item.id]) == []
+    assert store.replay_dead_letters([item.id], now=HOUR0 + 2) == 0
+    assert store.outbox_stats(now=HOUR0 + 2).in_flight == 1
+
+
 # Stats ----------------------------------------------------------------------------------------------------
 
 
@@ -252,56 +276,18 @@ def test_a_pruned_send_can_no_longer_be_verified(store: Store) -> None:
     assert verify(store, CN, HOUR0 + 60, message_id="m1").message_id is None
 
 
-# Flags and leases -----------------------------------------------------------------------------------------
-
-
-def test_a_flag_is_set_read_and_cleared(store: Store) -> None:
-    assert store.get_flag("degraded") is None
-    store.set_flag("degraded", "1")
-    store.set_flag("other", "x")
-    assert store.get_flag("degraded") == "1"
-    store.set_flag("degraded", None)
-    assert store.get_flag("degraded") is None
-    assert store.get_flag("other") == "x"
-
-
-def test_a_lease_is_held_by_one_owner_until_it_expires(store: Store) -> None:
-    assert store.acquire_lease("drain", owner="a", ttl=5, now=HOUR0)
-    assert not store.acquire_lease("drain", owner="b", ttl=5, now=HOUR0 + 4.9)
-    assert store.acquire_lease("drain", owner="b", ttl=5, now=HOUR0 + 5)
-    assert not store.acquire_lease("drain", owner="a", ttl=5, now=HOUR0 + 6)
-
-
-def test_renewing_a_lease_extends_it(store: Store) -> None:
-    assert store.acquire_lease("drain", owner="a", ttl=5, now=HOUR0)
-    assert store.acquire_lease("drain", owner="a", ttl=5, now=HOUR0 + 4)
-    assert not store.acquire_lease("drain", owner="b", ttl=5, now=HOUR0 + 8)
-
-
-def test_releasing_a_lease_frees_it_only_for_its_owner(store: Store) -> None:
-    store.acquire_lease("drain", owner="a", ttl=60, now=HOUR0)
-    store.release_lease("drain", owner="b")
-    assert not store.acquire_lease("drain", owner="b", ttl=60, now=HOUR0 + 1)
-    store.release_lease("drain", owner="a")
-    assert store.acquire_lease("drain", owner="b", ttl=60, now=HOUR0 + 1)
-
-
-def test_leases_with_different_names_are_independent(store: Store) -> None:
-    assert store.acquire_lease("drain", owner="a", ttl=60, now=HOUR0)
-    assert store.acquire_lease("prune", owner="b", ttl=60, now=HOUR0)
-
-
 @pytest.mark.parametrize(
     "call",
     [
         lambda s: s.claim(provider="tencent", limit=-1, lease_seconds=LEASE, now=HOUR0),
         lambda s: s.claim(provider="tencent", limit=1, lease_seconds=0, now=HOUR0),
-        lambda s: s.acquire_lease("", owner="a", ttl=5, now=HOUR0),
-        lambda s: s.acquire_lease("drain", owner="a", ttl=-1, now=HOUR0),
-        lambda s: s.set_flag("degraded", 1),
+        lambda s: s.claim(provider="", limit=1, lease_seconds=LEASE, now=HOUR0),
+        lambda s: s.retry(None, next_attempt_at=float("nan"), error="x"),
         lambda s: s.replay_dead_letters(["1"], now=HOUR0),
+        lambda s: s.dead_letters(ids=[True]),
+        lambda s: s.prune(before="yesterday"),
     ],
-    ids=["negative limit", "zero lease", "empty lease name", "negative ttl", "non-string flag", "string id"],
+    ids=["negative limit", "zero lease", "empty provider", "nan retry time", "string id", "bool id", "string time"],
 )
 def test_bad_outbox_arguments_raise_value_error(store: Store, call: object) -> None:
     with pytest.raises(ValueError):

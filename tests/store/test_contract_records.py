@@ -1,14 +1,13 @@
-"""Sends, verifications and counters: the same behaviour from the SQLite and the memory store."""
+"""The contract's records part (``base.Records``), on every store: sends, the matching rule, counters and
+spool checkpoints."""
 
 from __future__ import annotations
-
-import threading
 
 import pytest
 from store_helpers import CN, HOUR0, SG, US, WINDOW, empty_stats, send, verify
 
 from flask_otp_conversion.store import CountRow, OutboxItem, Store, VerifyOutcome
-from flask_otp_conversion.store.base import MAX_MESSAGE_ID_LENGTH, MAX_PROVIDER_LENGTH
+from flask_otp_conversion.store.base import MAX_MESSAGE_ID_LENGTH, MAX_PROVIDER_LENGTH, Verification
 
 ALL_TIME = {"since": 0.0, "until": 1e11}
 
@@ -49,6 +48,26 @@ def test_a_phone_only_verify_matches_the_most_recent_send_in_the_window(store: S
     assert outcome.enqueued
     assert not outcome.already_verified
     assert [item.message_id for item in claim_all(store, HOUR0 + 300)] == ["newer"]
+
+
+def test_a_phone_only_verify_matches_sends_at_both_ends_of_the_window(store: Store) -> None:
+    send(store, CN, "at-start", HOUR0 + 100)
+    send(store, SG, "at-end", HOUR0 + 100 + WINDOW)
+    assert verify(store, CN, HOUR0 + 100 + WINDOW).message_id == "at-start"
+    assert verify(store, SG, HOUR0 + 100 + WINDOW).message_id == "at-end"
+
+
+def test_of_two_sends_at_the_same_moment_the_one_recorded_later_is_matched(store: Store) -> None:
+    send(store, CN, "recorded-first", HOUR0 + 100)
+    send(store, CN, "recorded-second", HOUR0 + 100)
+    assert verify(store, CN, HOUR0 + 200).message_id == "recorded-second"
+
+
+def test_a_phone_only_verify_matches_a_send_of_another_provider(store: Store) -> None:
+    send(store, CN, "m1", HOUR0 + 100, provider="alibaba")
+    outcome = verify(store, CN, HOUR0 + 200, provider="tencent")
+    assert (outcome.message_id, outcome.enqueued) == ("m1", True)
+    assert store.counts(**ALL_TIME) == [CountRow(HOUR0, "alibaba", "86", 1, 1, 0)]
 
 
 def test_a_phone_only_verify_ignores_sends_after_the_verification(store: Store) -> None:
@@ -124,26 +143,6 @@ def test_a_repeat_verify_does_not_fall_back_to_an_older_superseded_send(store: S
     assert [item.message_id for item in claim_all(store, HOUR0 + 400)] == ["latest"]
 
 
-@pytest.mark.timeout(30)
-def test_threads_verifying_the_same_send_at_once_enqueue_it_once(store: Store) -> None:
-    send(store, CN, "m1", HOUR0 + 100)
-    barrier = threading.Barrier(8)
-    outcomes: list[VerifyOutcome] = []
-
-    def verify_at_once(by_id: bool) -> None:
-        barrier.wait()
-        outcomes.append(verify(store, CN, HOUR0 + 200, message_id="m1" if by_id else None))
-
-    threads = [threading.Thread(target=verify_at_once, args=(n % 2 == 0,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(o.enqueued for o in outcomes) == [False] * 7 + [True]
-    assert all(o.message_id == "m1" for o in outcomes)
-    assert store.outbox_stats(now=HOUR0 + 300).pending == 1
-
-
 def test_a_verification_is_counted_in_the_hour_of_the_send(store: Store) -> None:
     send(store, CN, "m1", HOUR0 + 3590)
     verify(store, CN, HOUR0 + 3610)
@@ -208,10 +207,18 @@ def test_a_bad_send_raises_value_error_and_writes_nothing(store: Store, change: 
     assert store.record_sent(**GOOD_SEND)  # type: ignore[arg-type]  # the id was not taken
 
 
+def test_a_verify_by_id_after_a_phone_only_verify_of_the_same_send_is_a_repeat(store: Store) -> None:
+    send(store, CN, "m1", HOUR0 + 100)
+    assert verify(store, CN, HOUR0 + 200).enqueued
+    again = verify(store, CN, HOUR0 + 210, message_id="m1")
+    assert (again.message_id, again.enqueued, again.already_verified) == ("m1", False, True)
+
+
 GOOD_VERIFY = {"phone": CN, "message_id": "m1", "provider": "tencent", "verified_at": HOUR0 + 60.0}
 BAD_VERIFIES = {
     "national number": {"phone": "13711112222"},
     "leading 00": {"phone": "008613711112222"},
+    "fullwidth digits": {"phone": "+\uff18\uff1613711112222"},
     "empty message id": {"message_id": ""},
     "overlong message id": {"message_id": "x" * (MAX_MESSAGE_ID_LENGTH + 1)},
     "overlong provider": {"provider": "p" * (MAX_PROVIDER_LENGTH + 1)},
@@ -235,3 +242,109 @@ def test_a_value_error_names_the_field_but_not_the_number(store: Store) -> None:
     with pytest.raises(ValueError, match="phone") as info:
         send(store, "13711112222", "m1", HOUR0)
     assert "13711112222" not in str(info.value)
+
+
+# Spool checkpoints: apply_verifications --------------------------------------------------------------------
+
+
+def apply(
+    store: Store, items: list[Verification], start: int, end: int, name: str = "spool-a"
+) -> list[VerifyOutcome] | None:
+    checkpoint = (name, start, end)
+    return store.apply_verifications(items, provider="tencent", match_window=WINDOW, checkpoint=checkpoint)
+
+
+def test_a_batch_matches_each_verification_like_record_verified_in_order(store: Store) -> None:
+    send(store, CN, "m1", HOUR0 + 10)
+    send(store, US, "m2", HOUR0 + 11)
+    outcomes = apply(
+        store,
+        [
+            Verification(CN, None, HOUR0 + 20),
+            Verification(CN, None, HOUR0 + 30),  # the same send again, earlier in this batch: a repeat
+            Verification(SG, None, HOUR0 + 40),  # nothing sent to this phone
+            Verification(US, "m2", HOUR0 + 50),
+            Verification(US, None, HOUR0 + 60),  # m2 again, by phone this time
+        ],
+        start=0,
+        end=99,
+    )
+    assert outcomes == [
+        VerifyOutcome("m1", enqueued=True),
+        VerifyOutcome("m1", enqueued=False, already_verified=True),
+        VerifyOutcome(None, enqueued=False),
+        VerifyOutcome("m2", enqueued=True),
+        VerifyOutcome("m2", enqueued=False, already_verified=True),
+    ]
+    assert store.counts(**ALL_TIME) == [
+        CountRow(HOUR0, "tencent", "1", 1, 1, 0),
+        CountRow(HOUR0, "tencent", "65", 0, 0, 1),
+        CountRow(HOUR0, "tencent", "86", 1, 1, 0),
+    ]
+    assert [item.message_id for item in claim_all(store, HOUR0 + 100)] == ["m1", "m2"]
+
+
+def test_a_batch_counts_several_verifications_of_one_hour_in_one_row(store: Store) -> None:
+    for n in range(5):
+        send(store, f"+658100000{n}", f"m{n}", HOUR0 + n)
+    items = [Verification(f"+658100000{n}", None, HOUR0 + 100) for n in range(5)]
+    items += [Verification(f"+658200000{n}", None, HOUR0 + 100) for n in range(3)]
+    apply(store, items, 0, 10)
+    assert store.counts(**ALL_TIME) == [CountRow(HOUR0, "tencent", "65", 5, 5, 3)]
+
+
+def test_a_batch_stores_its_spool_position(store: Store) -> None:
+    assert store.spool_position("spool-a") == 0
+    assert apply(store, [], 0, 120) == []
+    assert apply(store, [], 120, 240) == []
+    assert store.spool_position("spool-a") == 240
+    assert store.spool_position("spool-b") == 0
+
+
+def test_the_same_batch_applied_twice_applies_once(store: Store) -> None:
+    send(store, CN, "m1", HOUR0 + 10)
+    batch = [Verification(CN, None, HOUR0 + 20), Verification(SG, None, HOUR0 + 20)]
+    assert apply(store, batch, 0, 80) is not None
+    assert apply(store, batch, 0, 80) is None
+    assert store.outbox_stats(now=HOUR0 + 50).pending == 1
+    assert store.counts(**ALL_TIME) == [
+        CountRow(HOUR0, "tencent", "65", 0, 0, 1),
+        CountRow(HOUR0, "tencent", "86", 1, 1, 0),
+    ]
+
+
+def test_a_batch_that_does_not_start_at_the_stored_position_changes_nothing(store: Store) -> None:
+    send(store, CN, "m1", HOUR0 + 10)
+    assert apply(store, [], 0, 100) == []
+    # a second reader of the same file, behind: these lines were applied already
+    assert apply(store, [Verification(CN, None, HOUR0 + 20)], 0, 50) is None
+    # ahead: lines in between would be skipped
+    assert apply(store, [Verification(CN, None, HOUR0 + 20)], 150, 200) is None
+    assert store.spool_position("spool-a") == 100
+    assert store.outbox_stats(now=HOUR0 + 50).pending == 0
+
+
+def test_a_batch_with_a_bad_item_applies_nothing_and_keeps_the_position(store: Store) -> None:
+    send(store, CN, "m1", HOUR0 + 10)
+    apply(store, [], 0, 50)
+    with pytest.raises(ValueError):
+        apply(store, [Verification(CN, None, HOUR0 + 20), Verification("not a phone", None, HOUR0 + 21)], 50, 90)
+    assert store.spool_position("spool-a") == 50
+    assert store.outbox_stats(now=HOUR0 + 50).pending == 0
+
+
+def test_a_forgotten_spool_starts_again_at_zero(store: Store) -> None:
+    apply(store, [], 0, 70)
+    store.forget_spool("spool-a")
+    store.forget_spool("never-seen")
+    assert store.spool_position("spool-a") == 0
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [("", 0, 10), ("s", -1, 10), ("s", 0, 1.5), ("s", 0)],
+    ids=["empty name", "negative start", "float end", "two parts"],
+)
+def test_a_bad_checkpoint_is_refused(store: Store, checkpoint: object) -> None:
+    with pytest.raises(ValueError):
+        store.apply_verifications([], provider="tencent", match_window=WINDOW, checkpoint=checkpoint)  # type: ignore[arg-type]

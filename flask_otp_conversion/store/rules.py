@@ -1,0 +1,186 @@
+"""The store's decisions, as pure functions of the state an engine read and the time it was given.
+
+Every engine (SQLite, memory, and the shared ones to come) runs these inside its own transaction: it reads
+the candidate sends (``Wanted`` says which), lets ``match`` decide, and writes the ``Effects`` back. So the
+matching rule, hour bucketing and the token bucket are written once and cannot drift apart between engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..phone import calling_code
+from .base import Verification, VerifyOutcome
+
+HOUR = 3600
+
+#: A counter row's key: (hour start, provider, calling code).
+CounterKey = tuple[int, str, str]
+
+
+def hour_of(ts: float) -> int:
+    """Start of the UTC hour holding ``ts``, in epoch seconds: the one hour bucketing of every counter."""
+    return int(ts // HOUR) * HOUR
+
+
+def counter_expired(hour: int, before: float) -> bool:
+    """A counter row is prunable only once its whole hour lies before ``before``."""
+    return hour + HOUR <= before
+
+
+@dataclass(slots=True)
+class Tally:
+    """Increments of one counter row."""
+
+    requested: int = 0
+    verified: int = 0
+    unmatched: int = 0
+
+
+@dataclass(slots=True)
+class Sent:
+    """A recorded send as an engine read it. ``key`` is the engine's id of the row and orders sends recorded
+    at the same ``sent_at`` (the later recorded wins a tie)."""
+
+    key: int
+    provider: str
+    message_id: str
+    phone: str
+    sent_at: float
+    verified_at: float | None
+
+
+@dataclass(slots=True)
+class Report:
+    """An outbox row to insert: due at once, created when the verification happened."""
+
+    message_id: str
+    phone: str
+    provider: str
+    sent_at: float
+    verified_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """The sends a batch can match, for an engine to read in one go.
+
+    ``ids``: message ids of ``provider`` (verifications that name one). ``phones``: for each phone verified
+    without an id, the ``(earliest, latest)`` range of ``sent_at`` its verifications' windows span. An engine
+    may return more sends than asked for; it must not return fewer.
+    """
+
+    provider: str
+    ids: frozenset[str]
+    phones: dict[str, tuple[float, float]]
+
+
+@dataclass(slots=True)
+class Effects:
+    """What a batch changes, for an engine to write in the same transaction it read in."""
+
+    outcomes: list[VerifyOutcome] = field(default_factory=list)
+    #: (``Sent.key``, verified_at) of each send verified now.
+    verified: list[tuple[int, float]] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
+    counters: dict[CounterKey, Tally] = field(default_factory=dict)
+
+
+def wanted(items: Sequence[Verification], *, provider: str, window: float) -> Wanted:
+    ids: set[str] = set()
+    phones: dict[str, tuple[float, float]] = {}
+    for item in items:
+        if item.message_id is not None:
+            ids.add(item.message_id)
+            continue
+        earliest, latest = item.verified_at - window, item.verified_at
+        known = phones.get(item.phone)
+        if known is not None:
+            earliest, latest = min(earliest, known[0]), max(latest, known[1])
+        phones[item.phone] = (earliest, latest)
+    return Wanted(provider, frozenset(ids), phones)
+
+
+def match(items: Sequence[Verification], sends: Iterable[Sent], *, provider: str, window: float) -> Effects:
+    """The matching rule, for each verification in order.
+
+    With a message id: that message of ``provider``, sent to that phone. Without: the most recent send to the
+    phone (of any provider) within ``window`` seconds before ``verified_at``; if that one is verified already,
+    this is a repeat, and an older unverified send is not taken instead (its code was superseded). A message
+    verified before, or earlier in the same batch, is a repeat and enqueues nothing. No match counts an
+    unmatched verification under ``provider`` in the hour it happened. ``verified`` is counted in the hour the
+    message was *sent*, so an hour's rate is a true conversion rate.
+    """
+    by_id: dict[str, Sent] = {}
+    by_phone: dict[str, list[Sent]] = {}
+    for sent in sends:
+        if sent.provider == provider:
+            by_id[sent.message_id] = sent
+        by_phone.setdefault(sent.phone, []).append(sent)
+    effects = Effects()
+    verified_now: set[int] = set()
+    for item in items:
+        found: Sent | None
+        if item.message_id is not None:
+            found = by_id.get(item.message_id)
+            if found is not None and found.phone != item.phone:
+                found = None
+        else:
+            found = _latest(by_phone.get(item.phone, ()), item.verified_at - window, item.verified_at)
+        code = calling_code(item.phone)
+        if found is None:
+            _tally(effects.counters, (hour_of(item.verified_at), provider, code)).unmatched += 1
+            effects.outcomes.append(VerifyOutcome(message_id=None, enqueued=False))
+        elif found.verified_at is not None or found.key in verified_now:
+            effects.outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=False, already_verified=True))
+        else:
+            verified_now.add(found.key)
+            effects.verified.append((found.key, item.verified_at))
+            effects.reports.append(
+                Report(found.message_id, item.phone, found.provider, found.sent_at, item.verified_at)
+            )
+            _tally(effects.counters, (hour_of(found.sent_at), found.provider, code)).verified += 1
+            effects.outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=True))
+    return effects
+
+
+def sent_counter(phone: str, provider: str, sent_at: float) -> dict[CounterKey, Tally]:
+    """The counter a new send bumps: one request in the hour it was sent."""
+    return {(hour_of(sent_at), provider, calling_code(phone)): Tally(requested=1)}
+
+
+def _latest(sends: Iterable[Sent], earliest: float, latest: float) -> Sent | None:
+    best: Sent | None = None
+    for sent in sends:
+        if earliest <= sent.sent_at <= latest and (
+            best is None or (sent.sent_at, sent.key) > (best.sent_at, best.key)
+        ):
+            best = sent
+    return best
+
+
+def _tally(counters: dict[CounterKey, Tally], key: CounterKey) -> Tally:
+    tally = counters.get(key)
+    if tally is None:
+        tally = counters[key] = Tally()
+    return tally
+
+
+def draw_tokens(
+    state: tuple[float, float] | None, *, want: int, rate: float, burst: float, now: float
+) -> tuple[int, float, tuple[float, float]]:
+    """One step of a token bucket, run by an engine inside its atomic section.
+
+    ``state`` is ``(tokens, updated)`` or None for a new (full) bucket. Returns ``(granted, wait, new
+    state)``. A clock that steps back refills nothing rather than taking tokens away.
+    """
+    tokens, updated = (burst, now) if state is None else state
+    if now > updated:
+        tokens = min(burst, tokens + (now - updated) * rate)
+        updated = now
+    tokens = min(tokens, burst)  # a smaller burst than last time applies at once
+    granted = min(want, int(tokens))
+    tokens -= granted
+    wait = 0.0 if granted else max(0.0, 1.0 - tokens) / rate
+    return granted, wait, (tokens, updated)

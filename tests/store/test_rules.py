@@ -1,0 +1,133 @@
+"""The store's decisions as pure functions (``store/rules.py``): no store, no clock, every case by hand."""
+
+from __future__ import annotations
+
+import pytest
+from store_helpers import CN, HOUR0, SG, WINDOW
+
+from flask_otp_conversion.store.base import Verification, VerifyOutcome
+from flask_otp_conversion.store.rules import Report, Sent, Tally, draw_tokens, hour_of, match, wanted
+
+
+def sent(key: int, message_id: str, at: float, phone: str = CN, provider: str = "tencent") -> Sent:
+    return Sent(key, provider, message_id, phone, at, None)
+
+
+def test_hour_of_rounds_down_to_the_start_of_the_utc_hour() -> None:
+    assert [hour_of(HOUR0), hour_of(HOUR0 + 3599.9), hour_of(HOUR0 + 3600)] == [HOUR0, HOUR0, HOUR0 + 3600]
+
+
+def test_hour_of_rounds_a_time_before_1970_down_too() -> None:
+    assert hour_of(-1.0) == -3600
+
+
+def test_wanted_spans_each_phones_windows_and_collects_the_ids() -> None:
+    items = [
+        Verification(CN, None, HOUR0 + 1000),
+        Verification(CN, None, HOUR0 + 2000),
+        Verification(SG, "m9", HOUR0 + 3000),
+    ]
+    need = wanted(items, provider="tencent", window=WINDOW)
+    assert need.ids == {"m9"}
+    assert need.phones == {CN: (HOUR0 + 1000 - WINDOW, HOUR0 + 2000)}
+
+
+def test_match_enqueues_the_latest_send_in_the_window_and_marks_it() -> None:
+    effects = match(
+        [Verification(CN, None, HOUR0 + 300)],
+        [sent(1, "older", HOUR0 + 100), sent(2, "newer", HOUR0 + 200), sent(3, "later", HOUR0 + 301)],
+        provider="tencent",
+        window=WINDOW,
+    )
+    assert effects.outcomes == [VerifyOutcome("newer", enqueued=True)]
+    assert effects.verified == [(2, HOUR0 + 300)]
+    assert effects.reports == [Report("newer", CN, "tencent", HOUR0 + 200, HOUR0 + 300)]
+    assert effects.counters == {(HOUR0, "tencent", "86"): Tally(verified=1)}
+
+
+def test_match_counts_verified_in_the_hour_of_the_send_under_the_sends_provider() -> None:
+    effects = match(
+        [Verification(CN, None, HOUR0 + 3700)],
+        [sent(1, "m1", HOUR0 + 3500, provider="alibaba")],
+        provider="tencent",
+        window=WINDOW,
+    )
+    assert effects.counters == {(HOUR0, "alibaba", "86"): Tally(verified=1)}
+
+
+def test_match_without_a_send_counts_unmatched_in_the_hour_of_the_verification() -> None:
+    effects = match([Verification(SG, None, HOUR0 + 3700)], [], provider="tencent", window=WINDOW)
+    assert effects.outcomes == [VerifyOutcome(None, enqueued=False)]
+    assert (effects.verified, effects.reports) == ([], [])
+    assert effects.counters == {(HOUR0 + 3600, "tencent", "65"): Tally(unmatched=1)}
+
+
+def test_match_takes_a_named_message_only_of_the_provider_and_the_phone() -> None:
+    sends = [sent(1, "m1", HOUR0, phone=SG), sent(2, "m2", HOUR0, provider="alibaba")]
+    items = [Verification(CN, "m1", HOUR0 + 10), Verification(CN, "m2", HOUR0 + 10)]
+    effects = match(items, sends, provider="tencent", window=WINDOW)
+    assert effects.outcomes == [VerifyOutcome(None, enqueued=False)] * 2
+
+
+def test_match_calls_a_send_verified_before_a_repeat() -> None:
+    earlier = Sent(1, "tencent", "m1", CN, HOUR0, HOUR0 + 50)
+    effects = match([Verification(CN, None, HOUR0 + 100)], [earlier], provider="tencent", window=WINDOW)
+    assert effects.outcomes == [VerifyOutcome("m1", enqueued=False, already_verified=True)]
+    assert effects.counters == {}
+
+
+def test_match_calls_a_send_verified_earlier_in_the_batch_a_repeat() -> None:
+    items = [Verification(CN, "m1", HOUR0 + 100), Verification(CN, None, HOUR0 + 110)]
+    effects = match(items, [sent(1, "m1", HOUR0)], provider="tencent", window=WINDOW)
+    assert [o.enqueued for o in effects.outcomes] == [True, False]
+    assert effects.outcomes[1].already_verified
+    assert len(effects.reports) == 1
+
+
+def test_match_does_not_fall_back_to_an_older_send_when_the_latest_is_verified() -> None:
+    sends = [sent(1, "superseded", HOUR0), Sent(2, "tencent", "latest", CN, HOUR0 + 10, HOUR0 + 20)]
+    effects = match([Verification(CN, None, HOUR0 + 30)], sends, provider="tencent", window=WINDOW)
+    assert effects.outcomes == [VerifyOutcome("latest", enqueued=False, already_verified=True)]
+
+
+def test_match_breaks_a_tie_in_sent_at_by_the_later_recorded_send() -> None:
+    effects = match(
+        [Verification(CN, None, HOUR0 + 30)],
+        [sent(7, "second", HOUR0), sent(3, "first", HOUR0)],
+        provider="tencent",
+        window=WINDOW,
+    )
+    assert effects.outcomes == [VerifyOutcome("second", enqueued=True)]
+
+
+def test_match_ignores_extra_sends_outside_every_window() -> None:
+    effects = match(
+        [Verification(CN, None, HOUR0 + WINDOW + 1)], [sent(1, "old", HOUR0)], provider="tencent", window=WINDOW
+    )
+    assert effects.outcomes == [VerifyOutcome(None, enqueued=False)]
+
+
+def test_match_adds_up_the_counters_of_a_batch_per_row() -> None:
+    items = [Verification(f"+658100000{n}", None, HOUR0 + 100) for n in range(4)]
+    sends = [sent(n, f"m{n}", HOUR0 + n, phone=f"+658100000{n}") for n in range(3)]
+    effects = match(items, sends, provider="tencent", window=WINDOW)
+    assert effects.counters == {(HOUR0, "tencent", "65"): Tally(verified=3, unmatched=1)}
+
+
+def test_a_new_bucket_is_full() -> None:
+    assert draw_tokens(None, want=10, rate=2.0, burst=4.0, now=100.0) == (4, 0.0, (0.0, 100.0))
+
+
+def test_an_empty_bucket_says_how_long_until_the_next_token() -> None:
+    granted, wait, state = draw_tokens((0.5, 100.0), want=1, rate=2.0, burst=4.0, now=100.0)
+    assert (granted, state) == (0, (0.5, 100.0))
+    assert wait == pytest.approx(0.25)
+
+
+def test_a_bucket_refills_with_time_up_to_its_burst() -> None:
+    assert draw_tokens((0.0, 100.0), want=10, rate=2.0, burst=4.0, now=101.0)[0] == 2
+    assert draw_tokens((0.0, 100.0), want=10, rate=2.0, burst=4.0, now=200.0)[0] == 4
+
+
+def test_a_clock_stepping_back_refills_nothing_and_keeps_the_later_time() -> None:
+    assert draw_tokens((1.0, 100.0), want=5, rate=2.0, burst=4.0, now=50.0) == (1, 0.0, (0.0, 100.0))
