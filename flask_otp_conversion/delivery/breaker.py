@@ -1,32 +1,55 @@
-"""A circuit breaker for the provider: stop calling a provider that is down or refusing our credentials.
+"""A circuit breaker for the provider, as a pure state machine: every method takes ``now`` and returns what changed.
 
-States: *closed* (calls flow; consecutive retryable failures are counted), *open* (no calls until
-``retry_at``), *half-open* (exactly one probe call is out; everyone else is refused until it reports).
-A successful probe closes the breaker; a failed one reopens it with the reset timeout doubled, up to a cap,
-so a long outage costs one request every ``max_reset_timeout`` seconds rather than a steady trickle.
+States: *closed* (calls flow; consecutive failures are counted), *open* (no calls until ``retry_at``),
+*half-open* (exactly one probe is out; every other call is refused until it ends). A successful probe closes
+the breaker; a failed one reopens it with the reset timeout doubled, up to a cap, so a long outage costs one
+request every ``max_reset_timeout`` seconds rather than a steady trickle.
 
-Pure logic on an injected clock: no threads, no sleeping. Callbacks run after the lock is released, so they
-may call back into the breaker (or send signals whose receivers do).
+Every probe ends, by construction: ``admit`` hands out a ``Probe`` that only ``success``, ``failure`` or
+``cancel`` settle, and a probe not settled within ``probe_timeout`` (the longest a request can take) is
+treated as cancelled by the next ``admit``. So a caller that forgets to settle one delays the next probe by
+``probe_timeout`` at most; it can never leave the breaker half-open for good.
+
+No threads, no locks, no clock: the worker holds its own lock around calls and emits the transitions.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half-open"
 
 
-class CircuitBreaker:
-    """Thread-safe circuit breaker.
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The one call a half-open breaker lets out; ``number`` tells a settled probe from the current one."""
 
-    Callers ask ``allow()`` right before a call and report its outcome with ``record_success()`` or
-    ``record_failure()``. A caller that was allowed but did not make the call must say so with
-    ``cancel()``, or a half-open breaker would wait forever for its probe.
-    """
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """The breaker opened (or reopened after a failed probe): no calls until ``retry_at``."""
+
+    reason: str
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A probe succeeded: calls flow again."""
+
+
+Transition = Opened | Closed | None
+
+#: What ``admit`` answers: True (closed: go), a ``Probe`` (half-open: go, and settle it), or None (refused).
+Admission = bool | Probe | None
+
+
+class Breaker:
+    """The breaker's state; see the module docstring. Not thread-safe on purpose (the caller serialises)."""
 
     def __init__(
         self,
@@ -34,119 +57,104 @@ class CircuitBreaker:
         threshold: int = 5,
         reset_timeout: float = 30.0,
         max_reset_timeout: float = 600.0,
-        clock: Callable[[], float] = time.monotonic,
-        on_open: Callable[[str, float], None] | None = None,
-        on_close: Callable[[], None] | None = None,
+        probe_timeout: float = 10.0,
     ) -> None:
         if threshold < 1:
             raise ValueError("threshold must be >= 1")
         if reset_timeout <= 0 or max_reset_timeout < reset_timeout:
             raise ValueError("need 0 < reset_timeout <= max_reset_timeout")
+        if probe_timeout <= 0:
+            raise ValueError("probe_timeout must be > 0")
         self.threshold = threshold
         self.reset_timeout = reset_timeout
         self.max_reset_timeout = max_reset_timeout
-        self._clock = clock
-        self._on_open = on_open
-        self._on_close = on_close
-        self._lock = threading.Lock()
-        self._state = CLOSED
-        self._failures = 0
-        self._timeout = reset_timeout
-        self._retry_at: float | None = None
-        self._last_error: str | None = None
-
-    # Introspection ------------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> str:
-        """``"closed"``, ``"open"`` or ``"half-open"``."""
-        return self._state
+        self.probe_timeout = probe_timeout
+        self.state = CLOSED
+        self.failures = 0
+        #: How long the breaker stays open the next (or current) time it opens.
+        self.timeout = reset_timeout
+        self._retry_at = 0.0
+        self._probe: Probe | None = None
+        self._probe_expires_at = 0.0
+        self._probes = 0
 
     @property
     def retry_at(self) -> float | None:
-        """When (on the breaker's clock) an open breaker lets its probe through; None unless open."""
-        return self._retry_at if self._state == OPEN else None
+        """When an open breaker lets its probe out; None unless open."""
+        return self._retry_at if self.state == OPEN else None
 
-    @property
-    def last_error(self) -> str | None:
-        """The failure that last counted against the breaker (cleared when it closes)."""
-        return self._last_error
+    def blocked_for(self, now: float) -> float:
+        """Seconds until ``admit`` can say yes (0 when it can now)."""
+        if self.state == CLOSED:
+            return 0.0
+        if self.state == OPEN:
+            return max(0.0, self._retry_at - now)
+        return max(0.0, self._probe_expires_at - now)  # a probe is out: wait for it, or for it to expire
 
-    @property
-    def consecutive_failures(self) -> int:
-        return self._failures
+    def admit(self, now: float) -> Admission:
+        """May a call go out now? Closed: True. Open past ``retry_at``, or half-open with the probe expired:
+        a new ``Probe``. Otherwise None."""
+        if self.state == CLOSED:
+            return True
+        if self.state == HALF_OPEN and now < self._probe_expires_at:
+            return None
+        if self.state == OPEN and now < self._retry_at:
+            return None
+        self._probes += 1
+        self._probe = Probe(self._probes)
+        self._probe_expires_at = now + self.probe_timeout
+        self.state = HALF_OPEN
+        return self._probe
 
-    @property
-    def current_reset_timeout(self) -> float:
-        """How long the breaker stays open the next (or current) time it opens."""
-        return self._timeout
+    def current(self, probe: Probe | None) -> bool:
+        """Whether a call under ``probe`` (None: a call admitted while closed) may still go out."""
+        return self.state == CLOSED if probe is None else self._is_current(probe)
 
-    # Protocol -----------------------------------------------------------------------------------------
+    def success(self, now: float, probe: Probe | None = None) -> Transition:
+        """The provider answered (it is up). Resets the failure count; the current probe closes the breaker.
 
-    def allow(self) -> bool:
-        """May a call go out now? In an open breaker whose timeout has passed, the first caller becomes the
-        half-open probe and every later caller is refused until the probe reports."""
-        with self._lock:
-            if self._state == CLOSED:
-                return True
-            if self._state == OPEN and self._retry_at is not None and self._clock() >= self._retry_at:
-                self._state = HALF_OPEN
-                return True
-            return False
+        Answers to calls made before the breaker opened say little about the provider now: only the probe
+        moves an open or half-open breaker."""
+        if self.state == CLOSED:
+            self.failures = 0
+            return None
+        if probe is None or not self._is_current(probe):
+            return None
+        self.state = CLOSED
+        self.failures = 0
+        self.timeout = self.reset_timeout
+        self._probe = None
+        return Closed()
 
-    def cancel(self) -> None:
-        """An allowed call was not made after all. A half-open breaker goes back to open, probe due now."""
-        with self._lock:
-            if self._state == HALF_OPEN:
-                self._state = OPEN
-                self._retry_at = self._clock()
+    def failure(self, now: float, reason: str, probe: Probe | None = None, *, auth: bool = False) -> Transition:
+        """A failure of the provider (with ``auth``: our credentials were refused, which opens at once). The
+        current probe failing reopens with the timeout doubled; failures of older calls change nothing."""
+        if self.state == CLOSED:
+            self.failures += 1
+            if auth or self.failures >= self.threshold:
+                return self._open(now, reason)
+            return None
+        if probe is None or not self._is_current(probe):
+            return None
+        self.timeout = min(self.timeout * 2, self.max_reset_timeout)
+        return self._open(now, reason)
 
-    def record_success(self) -> None:
-        """The provider answered. Closes a half-open breaker and resets the failure count.
+    def cancel(self, probe: Probe | None) -> None:
+        """An admitted call was not made after all: the current probe goes back, and the next is due now."""
+        if probe is not None and self._is_current(probe):
+            self.state = OPEN
+            self._probe = None
+            self._retry_at = 0.0
 
-        A success arriving while the breaker is open came from a call made before it opened; it says little
-        about the provider now, so only the probe may close the breaker.
-        """
-        closed = False
-        with self._lock:
-            if self._state == OPEN:
-                return
-            if self._state == HALF_OPEN:
-                self._state = CLOSED
-                self._retry_at = None
-                self._timeout = self.reset_timeout
-                self._last_error = None
-                closed = True
-            self._failures = 0
-        if closed and self._on_close is not None:
-            self._on_close()
+    def _is_current(self, probe: Probe) -> bool:
+        return self.state == HALF_OPEN and probe == self._probe
 
-    def record_failure(self, error: str, *, auth: bool = False) -> None:
-        """A retryable failure (or, with ``auth=True``, a credentials failure, which opens at once).
-
-        A failed probe reopens the breaker with the reset timeout doubled (up to ``max_reset_timeout``).
-        Failures of calls made before the breaker opened do not extend it.
-        """
-        opened: tuple[str, float] | None = None
-        with self._lock:
-            if self._state == OPEN:
-                return
-            self._last_error = error
-            if self._state == HALF_OPEN:
-                self._timeout = min(self._timeout * 2, self.max_reset_timeout)
-                opened = self._open(error)
-            else:
-                self._failures += 1
-                if auth or self._failures >= self.threshold:
-                    opened = self._open(error)
-        if opened is not None and self._on_open is not None:
-            self._on_open(*opened)
-
-    def _open(self, error: str) -> tuple[str, float]:
-        self._state = OPEN
-        self._failures = 0
-        self._retry_at = self._clock() + self._timeout
-        return error, self._retry_at
+    def _open(self, now: float, reason: str) -> Opened:
+        self.state = OPEN
+        self.failures = 0
+        self._probe = None
+        self._retry_at = now + self.timeout
+        return Opened(reason, self._retry_at)
 
     def __repr__(self) -> str:
-        return f"<CircuitBreaker {self._state} failures={self._failures} timeout={self._timeout:g}s>"
+        return f"<Breaker {self.state} failures={self.failures} timeout={self.timeout:g}s>"

@@ -109,10 +109,16 @@ class SharedTokenBucket:
 
         ``upcoming``: how many tokens the caller expects to spend now, this one included. A grant is never
         larger, since tokens left unspent when their grant expires are budget lost to every process.
+
+        One caller at a time waits for the budget, holding the lock: the others queue behind it rather than
+        each asking the store, and the waiter sleeps until a whole grant is due, not the next single token,
+        so that at the cap a store write still buys a grant rather than one token.
         """
         deadline = None if timeout is None else self._clock() + timeout
-        while True:
-            with self._lock:
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return None
+        try:
+            while True:
                 now = self._clock()
                 if now - self._granted_at > self._grant_ttl:
                     self._left = 0  # an old grant is not spent late: that would clump arrivals
@@ -125,10 +131,12 @@ class SharedTokenBucket:
                     self._left = granted - 1
                     self._granted_at = now
                     return Token(now + self._start_window)
-            remaining = math.inf if deadline is None else deadline - self._clock()
-            if remaining <= 0:
-                return None
-            self._sleep(min(max(wait, 0.001), remaining))
+                remaining = math.inf if deadline is None else deadline - self._clock()
+                if remaining <= 0:
+                    return None
+                self._sleep(min(max(wait, (want - 1) / self.rate, 0.001), remaining))
+        finally:
+            self._lock.release()
 
     def fresh(self, token: Token) -> bool:
         """Whether a request may still start on ``token``."""

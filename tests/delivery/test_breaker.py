@@ -1,216 +1,136 @@
-"""CircuitBreaker: pure state machine on a fake clock."""
+"""The breaker as a pure state machine, driven with explicit times."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from flask_otp_conversion.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from flask_otp_conversion.delivery.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, Closed, Opened, Probe
+
+T0 = 1_000.0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Events:
-    def __init__(self) -> None:
-        self.opened: list[tuple[str, float]] = []
-        self.closed = 0
-
-    def on_open(self, reason: str, retry_at: float) -> None:
-        self.opened.append((reason, retry_at))
-
-    def on_close(self) -> None:
-        self.closed += 1
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def events() -> Events:
-    return Events()
-
-
-@pytest.fixture
-def breaker(clock: FakeClock, events: Events) -> CircuitBreaker:
-    return CircuitBreaker(
-        threshold=3,
-        reset_timeout=30,
-        max_reset_timeout=100,
-        clock=clock,
-        on_open=events.on_open,
-        on_close=events.on_close,
-    )
-
-
-def fail(breaker: CircuitBreaker, times: int, error: str = "InternalError") -> None:
-    for _ in range(times):
-        breaker.record_failure(error)
-
-
-def open_and_probe(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    fail(breaker, breaker.threshold)
-    clock.advance(breaker.current_reset_timeout)
-    assert breaker.allow()
-
-
-def test_starts_closed_and_allows_calls(breaker: CircuitBreaker) -> None:
-    assert breaker.state == CLOSED
-    assert breaker.allow()
-    assert breaker.retry_at is None
-
-
-def test_stays_closed_below_threshold(breaker: CircuitBreaker) -> None:
-    fail(breaker, 2)
-    assert breaker.state == CLOSED
-    assert breaker.allow()
-
-
-def test_opens_after_threshold_consecutive_failures(breaker: CircuitBreaker, events: Events) -> None:
-    fail(breaker, 3, "InternalError.Timeout")
+def opened(threshold: int = 2, reset: float = 10.0, cap: float = 40.0, probe_timeout: float = 5.0) -> Breaker:
+    breaker = Breaker(threshold=threshold, reset_timeout=reset, max_reset_timeout=cap, probe_timeout=probe_timeout)
+    for _ in range(threshold):
+        breaker.failure(T0, "boom")
     assert breaker.state == OPEN
-    assert events.opened == [("InternalError.Timeout", 1030.0)]
+    return breaker
 
 
-def test_success_resets_the_consecutive_count(breaker: CircuitBreaker) -> None:
-    fail(breaker, 2)
-    breaker.record_success()
-    fail(breaker, 2)
+def test_a_closed_breaker_admits_every_call() -> None:
+    breaker = Breaker(threshold=3)
+    assert all(breaker.admit(T0) is True for _ in range(10))
+
+
+def test_it_opens_after_threshold_consecutive_failures() -> None:
+    breaker = Breaker(threshold=3, reset_timeout=10.0)
+    assert breaker.failure(T0, "a") is None
+    assert breaker.failure(T0, "b") is None
+    assert breaker.failure(T0, "c") == Opened("c", T0 + 10.0)
+    assert breaker.admit(T0 + 1) is None
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    breaker = Breaker(threshold=2)
+    breaker.failure(T0, "a")
+    breaker.success(T0)
+    assert breaker.failure(T0, "b") is None
     assert breaker.state == CLOSED
 
 
-def test_auth_failure_opens_at_once(breaker: CircuitBreaker, events: Events) -> None:
-    breaker.record_failure("AuthFailure.SecretIdNotFound", auth=True)
-    assert breaker.state == OPEN
-    assert breaker.last_error == "AuthFailure.SecretIdNotFound"
-    assert len(events.opened) == 1
+def test_an_auth_failure_opens_at_once() -> None:
+    breaker = Breaker(threshold=5, reset_timeout=10.0)
+    assert isinstance(breaker.failure(T0, "auth", auth=True), Opened)
 
 
-def test_open_breaker_refuses_calls_until_reset_timeout(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    fail(breaker, 3)
-    clock.advance(29.9)
-    assert not breaker.allow()
-    assert breaker.retry_at == 1030.0
-
-
-def test_after_reset_timeout_exactly_one_probe_is_allowed(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    fail(breaker, 3)
-    clock.advance(30)
-    assert breaker.allow()
+def test_after_the_reset_timeout_exactly_one_probe_is_admitted() -> None:
+    breaker = opened(reset=10.0)
+    assert breaker.admit(T0 + 9.9) is None
+    probe = breaker.admit(T0 + 10.0)
+    assert isinstance(probe, Probe)
     assert breaker.state == HALF_OPEN
-    assert not breaker.allow()
-    assert not breaker.allow()
+    assert breaker.admit(T0 + 10.1) is None
 
 
-def test_probe_success_closes_and_fires_on_close(breaker: CircuitBreaker, clock: FakeClock, events: Events) -> None:
-    open_and_probe(breaker, clock)
-    breaker.record_success()
-    assert breaker.state == CLOSED
-    assert breaker.last_error is None
-    assert events.closed == 1
-    assert breaker.allow()
+def test_a_successful_probe_closes_the_breaker() -> None:
+    breaker = opened()
+    probe = breaker.admit(T0 + 10)
+    assert isinstance(probe, Probe)
+    assert breaker.success(T0 + 10.1, probe) == Closed()
+    assert breaker.admit(T0 + 10.2) is True
 
 
-def test_probe_failure_reopens_with_doubled_timeout(breaker: CircuitBreaker, clock: FakeClock, events: Events) -> None:
-    open_and_probe(breaker, clock)
-    breaker.record_failure("still down")
-    assert breaker.state == OPEN
-    assert breaker.retry_at == clock.now + 60
-    assert len(events.opened) == 2
+def test_a_failed_probe_reopens_with_the_timeout_doubled_up_to_the_cap() -> None:
+    breaker = opened(reset=10.0, cap=25.0)
+    now = T0 + 10
+    retry_ats = []
+    for _ in range(3):
+        probe = breaker.admit(now)
+        assert isinstance(probe, Probe)
+        transition = breaker.failure(now, "still down", probe)
+        assert isinstance(transition, Opened)
+        retry_ats.append(transition.retry_at - now)
+        now = transition.retry_at
+    assert retry_ats == [20.0, 25.0, 25.0]
 
 
-def test_reset_timeout_doubling_stops_at_the_cap(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    fail(breaker, 3)
-    timeouts = []
-    for _ in range(4):
-        clock.advance(breaker.current_reset_timeout)
-        assert breaker.allow()
-        breaker.record_failure("down")
-        timeouts.append(breaker.current_reset_timeout)
-    assert timeouts == [60, 100, 100, 100]
+def test_a_cancelled_probe_lets_the_next_one_out_at_once() -> None:
+    breaker = opened()
+    probe = breaker.admit(T0 + 10)
+    assert isinstance(probe, Probe)
+    breaker.cancel(probe)
+    assert isinstance(breaker.admit(T0 + 10), Probe)
 
 
-def test_closing_restores_the_base_timeout(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    open_and_probe(breaker, clock)
-    breaker.record_failure("down")
-    clock.advance(60)
-    assert breaker.allow()
-    breaker.record_success()
-    fail(breaker, 3)
-    assert breaker.retry_at == clock.now + 30
+def test_a_probe_never_settled_expires_after_the_probe_timeout() -> None:
+    breaker = opened(probe_timeout=5.0)
+    forgotten = breaker.admit(T0 + 10)
+    assert isinstance(forgotten, Probe)
+    assert breaker.admit(T0 + 14.9) is None
+    assert isinstance(breaker.admit(T0 + 15.0), Probe)
 
 
-def test_cancelled_probe_lets_the_next_caller_probe(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    open_and_probe(breaker, clock)
-    breaker.cancel()
-    assert breaker.state == OPEN
-    assert breaker.allow()
+def test_the_answer_of_an_expired_probe_does_not_move_the_breaker() -> None:
+    breaker = opened(probe_timeout=5.0)
+    old = breaker.admit(T0 + 10)
+    new = breaker.admit(T0 + 15)
+    assert isinstance(old, Probe) and isinstance(new, Probe)
+    assert breaker.success(T0 + 15.1, old) is None
+    assert breaker.state == HALF_OPEN
+    assert breaker.success(T0 + 15.2, new) == Closed()
 
 
-def test_late_failures_do_not_extend_an_open_breaker(breaker: CircuitBreaker, clock: FakeClock, events: Events) -> None:
-    fail(breaker, 3)
-    clock.advance(10)
-    fail(breaker, 5)
-    assert breaker.retry_at == 1030.0
-    assert len(events.opened) == 1
+def test_answers_to_calls_made_before_it_opened_do_not_move_it() -> None:
+    breaker = opened()
+    assert breaker.success(T0 + 1) is None
+    assert breaker.failure(T0 + 1, "late") is None
+    assert breaker.retry_at == T0 + 10
 
 
-def test_late_success_does_not_close_an_open_breaker(breaker: CircuitBreaker, events: Events) -> None:
-    fail(breaker, 3)
-    breaker.record_success()
-    assert breaker.state == OPEN
-    assert events.closed == 0
+def test_blocked_for_counts_down_to_the_probe() -> None:
+    breaker = opened(reset=10.0)
+    assert breaker.blocked_for(T0 + 4) == pytest.approx(6.0)
+    assert breaker.blocked_for(T0 + 10) == 0.0
 
 
-def test_callbacks_may_reenter_the_breaker(clock: FakeClock) -> None:
-    seen: list[str] = []
-    breaker: CircuitBreaker
-
-    def on_open(reason: str, retry_at: float) -> None:
-        seen.append(breaker.state)
-        breaker.allow()
-
-    breaker = CircuitBreaker(threshold=1, clock=clock, on_open=on_open)
-    breaker.record_failure("x")
-    assert seen == [OPEN]
-
-
-def test_concurrent_callers_get_a_single_probe(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    fail(breaker, 3)
-    clock.advance(30)
-    results: list[bool] = []
-    lock = threading.Lock()
-    start = threading.Barrier(16)
-
-    def call() -> None:
-        start.wait()
-        allowed = breaker.allow()
-        with lock:
-            results.append(allowed)
-
-    threads = [threading.Thread(target=call) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results.count(True) == 1
+def test_a_non_probe_call_may_not_go_out_while_it_is_not_closed() -> None:
+    breaker = opened()
+    assert not breaker.current(None)
+    probe = breaker.admit(T0 + 10)
+    assert isinstance(probe, Probe)
+    assert breaker.current(probe)
+    assert not breaker.current(None)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"threshold": 0}, {"reset_timeout": 0}, {"reset_timeout": 10, "max_reset_timeout": 5}],
+    ("kwargs", "message"),
+    [
+        ({"threshold": 0}, "threshold"),
+        ({"reset_timeout": 0}, "reset_timeout"),
+        ({"reset_timeout": 10, "max_reset_timeout": 5}, "reset_timeout"),
+        ({"probe_timeout": 0}, "probe_timeout"),
+    ],
 )
-def test_rejects_nonsense_settings(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
-        CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+def test_bad_settings_are_refused(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Breaker(**kwargs)  # type: ignore[arg-type]
