@@ -8,7 +8,6 @@ written. An engine implements the underscore methods, each with the atomicity it
 
 from __future__ import annotations
 
-import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
@@ -202,20 +201,12 @@ class Engine(Store):
 
     # Outbox -------------------------------------------------------------------------------------------
 
-    def claim(
-        self, *, provider: str, limit: int, lease_seconds: float, now: float, created_before: float | None = None
-    ) -> list[OutboxItem]:
-        """``created_before`` is deprecated and goes with the reporter's yield window: it now means "due by
-        then" (a subset of "created by then", since a row is never due before it was created)."""
+    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
         provider = check_provider(provider)
         limit = check_count(limit)
         lease = check_positive(lease_seconds, "lease_seconds")
         at = check_time(now, "now")
-        due_by = at
-        if created_before is not None:
-            warnings.warn("claim(created_before=...) is deprecated", DeprecationWarning, stacklevel=2)
-            due_by = min(at, check_time(created_before, "created_before"))
-        return self._claim(provider, limit, at + lease, due_by) if limit else []
+        return self._claim(provider, limit, at + lease, at) if limit else []
 
     def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
         at = check_time(now, "now")

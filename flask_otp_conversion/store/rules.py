@@ -102,6 +102,10 @@ def wanted(items: Sequence[Verification], *, provider: str, window: float) -> Wa
     return Wanted(provider, frozenset(ids), phones)
 
 
+#: Shared by every unmatched verification: the outcome is immutable, and one is built per item otherwise.
+_UNMATCHED = VerifyOutcome(message_id=None, enqueued=False)
+
+
 def match(items: Sequence[Verification], sends: Iterable[Sent], *, provider: str, window: float) -> Effects:
     """The matching rule, for each verification in order.
 
@@ -119,6 +123,7 @@ def match(items: Sequence[Verification], sends: Iterable[Sent], *, provider: str
             by_id[sent.message_id] = sent
         by_phone.setdefault(sent.phone, []).append(sent)
     effects = Effects()
+    outcomes, counters = effects.outcomes, effects.counters
     verified_now: set[int] = set()
     for item in items:
         found: Sent | None
@@ -128,20 +133,19 @@ def match(items: Sequence[Verification], sends: Iterable[Sent], *, provider: str
                 found = None
         else:
             found = _latest(by_phone.get(item.phone, ()), item.verified_at - window, item.verified_at)
-        code = calling_code(item.phone)
         if found is None:
-            _tally(effects.counters, (hour_of(item.verified_at), provider, code)).unmatched += 1
-            effects.outcomes.append(VerifyOutcome(message_id=None, enqueued=False))
+            _tally(counters, (hour_of(item.verified_at), provider, calling_code(item.phone))).unmatched += 1
+            outcomes.append(_UNMATCHED)
         elif found.verified_at is not None or found.key in verified_now:
-            effects.outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=False, already_verified=True))
+            outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=False, already_verified=True))
         else:
             verified_now.add(found.key)
             effects.verified.append((found.key, item.verified_at))
             effects.reports.append(
                 Report(found.message_id, item.phone, found.provider, found.sent_at, item.verified_at)
             )
-            _tally(effects.counters, (hour_of(found.sent_at), found.provider, code)).verified += 1
-            effects.outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=True))
+            _tally(counters, (hour_of(found.sent_at), found.provider, calling_code(item.phone))).verified += 1
+            outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=True))
     return effects
 
 
