@@ -31,6 +31,7 @@ from cachetools import TTLCache
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import SecretStr
 
+from .._forks import ForkLocal
 from ..providers import Provider
 from ..providers import provider_class as _registered
 from ..redaction import describe_error
@@ -172,9 +173,9 @@ class _LegacyState(Protocol):
     def make_provider(self) -> Provider: ...
 
 
-class StatsService:
+class StatsService(ForkLocal):
     """One per app: the provider figures cache, its single-flight locks, and a lazily made provider client
-    (one per process: recreated after a fork, closed at shutdown).
+    (one per process: a forked child starts over with its own, the parent's is closed at shutdown).
 
     It is given what it reads, nothing more: the store (local counts, the outbox), ``delivery`` and ``spooled``
     (called per answer), the provider's class (its statistics facts) and a factory of clients, the token and the
@@ -219,18 +220,16 @@ class StatsService:
         #: How long a failed fetch answers for its window (at least 1 s, to spare the provider's rate limit).
         self._failure_ttl = min(max(cache_ttl, 1.0), 10.0)
         self._warned = threading.Event()
-        self._reset_process_state()
+        self._after_fork_in_child()  # builds this process's state; the name is ForkLocal's
+        self._watch_forks()
 
-    def _reset_process_state(self) -> None:
-        # Locks held by another thread at fork time would stay held forever in the child: make new ones.
+    def _after_fork_in_child(self) -> None:
+        # Locks held by another thread at fork time would stay held forever in the child, and the parent's
+        # client (and its sockets) belong to the parent: new ones, the client made again on first use.
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[int, int], threading.Lock] = {}
         self._provider: Provider | None = None
-
-    def _check_fork(self) -> None:
-        if self._pid != os.getpid():
-            self._reset_process_state()  # the parent's client (and its sockets) belong to the parent
 
     @property
     def provider_name(self) -> str:
@@ -407,9 +406,10 @@ class StatsService:
         return None if model is None else model.model_dump(mode="json")
 
     def close(self) -> None:
+        self._check_fork()  # in a child, the client is the parent's: forget it, never close it
         with self._lock:
             provider, self._provider = self._provider, None
-        if provider is not None and self._pid == os.getpid():
+        if provider is not None:
             provider.close()
 
 
