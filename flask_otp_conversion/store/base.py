@@ -8,8 +8,8 @@ must guarantee, and ``Store``, all of them together.
 ``Coordination``
     what the processes sharing a store agree on: flags, named leases, token budgets.
 
-Every method is one atomic operation, so the contract maps onto a SQLite transaction, a lock around dicts, a
-PostgreSQL transaction or a Redis script alike. Times are UNIX seconds (float), passed in by the caller, so
+Every method is one atomic operation (``prune`` may take several), so the contract maps onto a SQLite
+transaction, a lock around dicts, a PostgreSQL transaction or a Redis script alike. Times are UNIX seconds (float), passed in by the caller, so
 that tests and the reporter agree on one clock; the store never reads a clock of its own. Arguments are
 checked once, by ``engine.Engine``, before an engine sees them: bad ones raise ``ValueError`` and change
 nothing. The store knows nothing of providers beyond their names.
@@ -44,7 +44,7 @@ class VerifyOutcome:
 class Verification:
     """One verification as the spool keeps it until the store applies it (phone in E.164). Not frozen: one is
     built in every verify request and for every spooled line applied, and a frozen dataclass's ``__init__``
-    costs three times as much (~1.5 µs against ~0.4)."""
+    costs several times as much."""
 
     phone: str
     message_id: str | None

@@ -17,7 +17,7 @@ Claims and leases
 Processes and threads
     Each store call borrows one of at most ``POOL_SIZE`` connections of its process and hands it back when it
     returns; a call made while its thread already holds one (nested) uses that one. Not one per thread: a
-    delivering process runs up to 64 reporter workers, and a connection costs ~230 KiB of RAM even idle, while
+    delivering process runs many reporter workers, and every connection keeps its own memory even idle, while
     SQLite lets one writer in at a time however many connections wait. Store calls wait on nothing but SQLite
     while they hold a connection, so a thread waiting for one never waits on a thread waiting for it.
     The pool belongs to the process that opened it (``_forks.ForkLocal``). A connection opened before

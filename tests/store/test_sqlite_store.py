@@ -112,6 +112,13 @@ def test_an_empty_sqlite_file_gets_the_schema(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_file_that_is_not_a_database_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"these are not the pages of a database\n" * 200)
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        SQLiteStore(path)
+
+
 def test_the_store_keeps_working_after_close(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     send(store, CN, "m1", HOUR0)
