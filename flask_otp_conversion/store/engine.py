@@ -54,7 +54,8 @@ class RecordsTransaction(Protocol):
         """Add the increments to the counter rows, creating missing ones."""
 
     def spool_position(self, name: str) -> int:
-        """The stored position of spool ``name`` (0 if none)."""
+        """The stored position of spool ``name`` (0 if none). Two transactions that read the same position
+        must not both commit a move from it: lock the row (creating it if missing), or fail the later one."""
 
     def set_spool_position(self, name: str, position: int) -> None: ...
 

@@ -60,6 +60,40 @@ def test_threads_claiming_at_once_never_share_a_row(store: Store) -> None:
     assert len(claimed) == len(set(claimed)) == 200
 
 
+def race(count: int, body: Any) -> list[Any]:
+    """``body(n)`` in ``count`` threads released at once; their results."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run_one(n: int) -> None:
+        barrier.wait()
+        results[n] = body(n)
+
+    threads = [threading.Thread(target=run_one, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.timeout(30)
+def test_threads_racing_for_a_lease_give_it_to_one_owner(store: Store) -> None:
+    won = race(8, lambda n: store.acquire_lease("drain", owner=f"owner-{n}", ttl=60, now=HOUR0))
+    assert won.count(True) == 1
+
+
+@pytest.mark.timeout(30)
+def test_threads_drawing_on_one_budget_never_get_more_than_it_holds(store: Store) -> None:
+    def draw(n: int) -> int:
+        total = 0
+        for _ in range(20):
+            total += store.take_tokens("rate:x", want=1, rate=1.0, burst=50.0, now=HOUR0)[0]
+        return total
+
+    assert sum(race(8, draw)) == 50
+
+
 class Workers:
     """Worker processes started together and released phase by phase through their stdin."""
 

@@ -50,6 +50,22 @@ def test_claim_takes_the_longest_due_rows_first_up_to_the_limit(store: Store) ->
     assert ids(claim(store, HOUR0 + 100, limit=2)) == ["third"]
 
 
+def test_claim_takes_rows_due_at_the_same_moment_in_the_order_they_were_enqueued(store: Store) -> None:
+    for n, phone in enumerate((US, CN, SG)):
+        enqueue(store, phone, f"m{n}", HOUR0)
+    assert ids(claim(store, HOUR0 + 1)) == ["m0", "m1", "m2"]
+
+
+def test_row_ids_are_never_reused_after_a_prune(store: Store) -> None:
+    enqueue(store, CN, "m1", HOUR0)
+    (first,) = claim(store, HOUR0 + 1)
+    store.ack([first], now=HOUR0 + 2)
+    store.prune(before=HOUR0 + 10)
+    enqueue(store, SG, "m2", HOUR0 + 20)
+    (second,) = claim(store, HOUR0 + 21)
+    assert second.id > first.id
+
+
 def test_claim_leaves_rows_not_yet_due(store: Store) -> None:
     enqueue(store, CN, "m1", HOUR0 + 50)
     assert claim(store, HOUR0 + 49) == []
