@@ -31,12 +31,14 @@ docs: $(STAMP)
 
 test: lint typecheck docs pytest
 
-# Every benchmark in benchmarks/, results in benchmarks/RESULTS.md (~9.5 minutes on 2 cores). Needs wrk (load),
-# nginx (drain.py's fixed-answer server) and the Tencent SDK (drain.py's comparison; not a project dependency).
+# Every benchmark in benchmarks/, results in benchmarks/RESULTS.md (~11 minutes on 2 cores). Needs wrk (load),
+# nginx (the fixed-answer provider) and the Tencent SDK (report_cpu.py's comparison; not a project dependency).
+# BENCH_BASE=<git ref> also measures that commit's delivery, from a throw-away worktree (~2 minutes more).
+BENCH_BASE ?=
 bench: $(STAMP)
 	{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null || (apt-get install -y wrk nginx-light || sudo apt-get install -y wrk nginx-light)
 	$(BIN)/python -c 'import tencentcloud.sms' 2>/dev/null || $(BIN)/python -m pip install --quiet tencentcloud-sdk-python-sms
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(if $(BENCH_BASE),--base $(BENCH_BASE))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache instance

@@ -180,3 +180,33 @@ def preissue(kind: str, config: Mapping[str, Any], sent: Sequence[tuple[str, str
 
         shutdown(app)
     return [(phone, codes[phone]) for phone, _ in sent]
+
+
+def preissue_in(
+    root: str, kind: str, config: Mapping[str, Any], sent: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """``preissue`` run by ``root``'s code (another commit's worktree) in a process of its own."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="otp-bench-preissue-") as tmp:
+        sent_file, pairs_file = os.path.join(tmp, "sent.csv"), os.path.join(tmp, "pairs.csv")
+        with open(sent_file, "w") as f:
+            f.writelines(f"{phone},{serial}\n" for phone, serial in sent)
+        subprocess.run(
+            [sys.executable, __file__, kind, json.dumps(dict(config)), sent_file, pairs_file],
+            env=dict(os.environ, PYTHONPATH=root), cwd=root, check=True,
+        )  # fmt: skip
+        with open(pairs_file) as f:
+            return [(phone, code) for phone, code in (line.strip().split(",") for line in f if line.strip())]
+
+
+if __name__ == "__main__":  # python benchmarks/_apps.py KIND CONFIG_JSON SENT_CSV PAIRS_CSV
+    import sys
+
+    _kind, _config_json, _sent, _out = sys.argv[1:5]
+    with open(_sent) as _f:
+        _pairs = preissue(_kind, json.loads(_config_json), [tuple(line.strip().split(",")) for line in _f])  # type: ignore[misc]
+    with open(_out, "w") as _f:
+        _f.writelines(f"{phone},{code}\n" for phone, code in _pairs)

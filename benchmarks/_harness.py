@@ -149,6 +149,7 @@ class Server:
         *,
         conversion: bool = True,
         max_connections: int | None = None,
+        root: Path = ROOT,
     ) -> None:
         """``max_connections``: per worker (gunicorn's ``--worker-connections``). A worker that holds that many
         stops accepting, so a load generator's connections cannot all land on one worker."""
@@ -157,6 +158,7 @@ class Server:
         self.config = config
         self.workdir = workdir
         self.conversion = conversion
+        self.root = root  # the checkout whose package and example app are served
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -171,17 +173,17 @@ class Server:
 
     def start(self, timeout: float = 30.0) -> Server:
         self.port = free_port()
-        env = dict(os.environ, BENCH_APP_CONFIG=json.dumps(self.config), PYTHONPATH=f"{BENCH}:{ROOT}")
+        env = dict(os.environ, BENCH_APP_CONFIG=json.dumps(self.config), PYTHONPATH=f"{BENCH}:{self.root}")
         cmd = [
             PYTHON, "-m", "gunicorn",
             "--workers", str(WORKERS), "--worker-class", "gthread", "--threads", str(THREADS),
             "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
-            "--graceful-timeout", "10", "--chdir", str(ROOT),
+            "--graceful-timeout", "10", "--chdir", str(self.root),
             *(["--worker-connections", str(self.max_connections)] if self.max_connections else []),
             f"_apps:{self.factory}()",
         ]  # fmt: skip
         log = (self.workdir / f"gunicorn-{self.factory}-{self.port}.log").open("wb")
-        self._proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -503,3 +505,38 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+@contextlib.contextmanager
+def checkout(ref: str | None) -> Iterator[Path | None]:
+    """A throw-away git worktree of ``ref`` (detached HEAD) to measure another commit's code with this harness;
+    removed afterwards. None without a ref."""
+    if not ref:
+        yield None
+        return
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="otp-bench-base-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT, check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
+
+
+def commit_of(root: Path) -> str:
+    done = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=root, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    return done.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
+
+
+def wrk_plain(url: str, script: str, *, seconds: float, connections: int) -> float:
+    """Requests/s ``wrk`` gets from ``url`` with ``script`` (its summary line; for servers that are not ours)."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise RuntimeError(f"no Requests/sec line in wrk's output:\n{out}")

@@ -8,7 +8,9 @@ verifies nothing; signature checking is the emulator's job and the tests' (``tes
         server.url                              # http://127.0.0.1:<port>, each answer 50 ms late
 
 With ``latency`` the answer is delayed by nginx's echo module (``echo_sleep``, a timer, no thread held), as a
-provider's round trip would be; nginx-light ships the module.
+provider's round trip would be; nginx-light ships the module. With ``log_arrivals`` nginx writes one access log
+line per request, from which ``arrivals()`` gives each request's arrival time (the log's time of writing minus
+the request's processing time, millisecond resolution): what the provider would see of our rate.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    log_format arrivals '$msec $request_time';
+    access_log {access_log};
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -72,13 +75,14 @@ def free_port() -> int:
 class FixedServer:
     """An nginx process of our own (own config, own temp dir, foreground), stopped on exit."""
 
-    def __init__(self, body: str = REPORT_OK, *, latency: float = 0.0) -> None:
+    def __init__(self, body: str = REPORT_OK, *, latency: float = 0.0, log_arrivals: bool = False) -> None:
         nginx = find_nginx()
         if nginx is None:
             raise RuntimeError("nginx not found: apt-get install -y nginx-light")
         self._nginx = nginx
         self._body = body
         self.latency = latency
+        self.log_arrivals = log_arrivals
         self._dir = Path(tempfile.mkdtemp(prefix="otp-bench-nginx-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -96,7 +100,10 @@ class FixedServer:
             )
         else:
             load, answer = "", f"            return 200 '{body}';"
-        conf.write_text(CONFIG.format(load=load, dir=self._dir, port=self.port, answer=answer))
+        access_log = f"{self._dir / 'access.log'} arrivals" if self.log_arrivals else "off"
+        conf.write_text(
+            CONFIG.format(load=load, dir=self._dir, port=self.port, answer=answer, access_log=access_log)
+        )
         self._proc = subprocess.Popen([self._nginx, "-c", str(conf), "-p", str(self._dir)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -109,6 +116,17 @@ class FixedServer:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"nginx did not start; see {self._dir / 'error.log'}")
+
+    def arrivals(self) -> list[float]:
+        """Arrival time (epoch seconds) of every request so far, in log order (``log_arrivals`` only)."""
+        path = self._dir / "access.log"
+        if not path.exists():
+            return []
+        times = []
+        for line in path.read_text().splitlines():
+            written, _, taken = line.partition(" ")
+            times.append(float(written) - float(taken))
+        return times
 
     def stop(self) -> None:
         if self._proc is not None:

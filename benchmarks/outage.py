@@ -1,9 +1,8 @@
 """Provider outage: verify latency and worker memory while the emulator fails, then the backlog drain.
 
 One gunicorn (2 gthread workers x 4 threads) serves the example app with the extension (SQLite default store,
-default reporter settings: breaker after 5 failures, 30 s reset doubling, 5 s read timeout), except that
-background work gives way to requests for 1 s, not 30 s: so the reporter meets the outage while verifications
-arrive, as under load that outlasts the default window (with the default, runs this short defer every call).
+default reporter settings: breaker after 5 failures, 30 s reset doubling, 5 s read timeout); its deliverer meets
+the outage while the verifications arrive.
 Phases, with ``wrk`` (its own process, fixed connections, one fresh pre-issued code per request) and the emulator
 in its own process, switched at run time through ``benchmarks/_emulator.py``:
 
@@ -37,9 +36,7 @@ def run(*, verifications: int, normal_seconds: float, connections: int, drain_ti
     half = verifications // 2
     with tempfile.TemporaryDirectory(prefix="otp-bench-") as tmp, h.Emulator() as emulator:
         workdir = Path(tmp)
-        # Background work gives way to requests for 1 s only (default 30 s): the reporter then meets the outage
-        # while the verifications arrive, as it would under load that outlasts the default window.
-        config = h.app_config(emulator.url, workdir / "ours", OTP_CONVERSION_YIELD_TO_REQUESTS=1)
+        config = h.app_config(emulator.url, workdir / "ours")
         normal_pairs = int(normal_seconds * 1500) + 500
         spare = connections  # in flight when a count-bound run stops
         pairs = _apps.preissue("ours", config, emulator.issue(normal_pairs + 2 * (half + spare)))

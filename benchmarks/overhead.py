@@ -11,10 +11,9 @@ at most its share of wrk's connections and two more (gunicorn's ``--worker-conne
 
     plain          create_app(conversion=False): the baseline
     plain-twin     the baseline again: the control of the paired rounds (two equal apps should come out at 1)
-    ours           create_app(), default config (background work gives way to requests for up to 30 s; one
-                   worker applies the spools and delivers)
+    ours           create_app(), default config (one worker, the deliverer, applies the spools and delivers
+                   beside the requests it serves)
     ours-every     the same with OTP_CONVERSION_SINGLE_DELIVERER=False: every worker applies and delivers
-    ours-sustained the same with OTP_CONVERSION_YIELD_TO_REQUESTS=1: load that outlasts the window
     append-only    OTP_CONVERSION_REPORTER_AUTOSTART=false, nobody applying: the request path alone
     disabled       OTP_CONVERSION_ENABLED=false: the decorator alone
     degraded       OTP_CONVERSION_DEGRADED: spool applied, no provider calls
@@ -65,8 +64,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ours-nginx": ("ours", {"_provider": "nginx"}),
     # delivery moved out of the web workers: `flask otp-conversion deliver --nice 19` in a process of its own
     "ours-sidecar": ("ours", {"_provider": "nginx", "_sidecar": True, "OTP_CONVERSION_REPORTER_AUTOSTART": False}),
-    # load that outlasts the yield window: background work gives way for 1 s only, then runs beside the requests
-    "ours-sustained": ("ours", {"OTP_CONVERSION_YIELD_TO_REQUESTS": 1}),
     # the request path alone: no background threads in the workers, nobody applies the spools
     "append-only": ("ours", {"OTP_CONVERSION_REPORTER_AUTOSTART": False}),
     # the decorator alone: the extension disabled, so the signal has no receiver
@@ -326,8 +323,8 @@ def main() -> int:
     parser.add_argument("--max-rps", type=int, default=1500, help="pairs pre-issued per second of a run")
     parser.add_argument(
         "--variants",
-        default="plain,ours,ours-sustained,append-only",
-        help=f"comma-separated, of: {', '.join(VARIANTS)} (default: plain,ours,ours-sustained,append-only)",
+        default="plain,ours,append-only",
+        help=f"comma-separated, of: {', '.join(VARIANTS)} (default: plain,ours,append-only)",
     )
     parser.add_argument(
         "--paired-rounds",
