@@ -9,10 +9,10 @@ must guarantee, and ``Store``, all of them together.
     what the processes sharing a store agree on: flags, named leases, token budgets.
 
 Every method is one atomic operation (``prune`` may take several), so the contract maps onto a SQLite
-transaction, a lock around dicts, a PostgreSQL transaction or a Redis script alike. Times are UNIX seconds (float), passed in by the caller, so
-that tests and the reporter agree on one clock; the store never reads a clock of its own. Arguments are
-checked once, by ``engine.Engine``, before an engine sees them: bad ones raise ``ValueError`` and change
-nothing. The store knows nothing of providers beyond their names.
+transaction, a lock around dicts, a PostgreSQL transaction or a Redis script alike. Times are UNIX seconds
+(float), passed in by the caller, so that tests and the reporter agree on one clock; the store never reads a
+clock of its own. Arguments are checked once, by ``engine.Engine``, before an engine sees them: bad ones raise
+``ValueError`` and change nothing. The store knows nothing of providers beyond their names.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Claims and leases
     ``BEGIN IMMEDIATE`` transaction, so two processes never lease the same row, then reads them back by
     token. Acks and releases of many rows are one statement, never a statement per row: between two
     statements the thread may wait for the GIL while holding the write lock that every request queues on.
-    ``ack``, ``retry`` and ``dead_letter`` change a row only while it still carries
-    the caller's token: a worker that stalled past its lease finds the row re-claimed under a new token and
+    ``ack``, ``release``, ``retry`` and ``dead_letter`` change a row only while it still carries the caller's
+    token: a worker that stalled past its lease finds the row re-claimed under a new token and
     changes nothing. A token that expired but was not re-claimed still counts, since the report did go out.
 
 Processes and threads
