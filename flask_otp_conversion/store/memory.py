@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .._forks import ForkLocal
 from .base import CountRow, DeadLetter, OutboxItem, OutboxStats
 from .engine import Engine, RecordsTransaction, T
-from .rules import CounterKey, Report, Sent, Tally, Wanted, counter_expired, draw_tokens
+from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_tokens, first_kept_hour
 
 PENDING = "pending"
 REPORTED = "reported"
@@ -235,7 +235,8 @@ class MemoryStore(Engine, ForkLocal):
             ]
             for row_id in old_rows:
                 del self._outbox[row_id]
-            old_counters = [key for key in self._counters if counter_expired(key[0], before)]
+            kept = first_kept_hour(before)
+            old_counters = [key for key in self._counters if key[0] < kept]
             for key in old_counters:
                 del self._counters[key]
         return old_sends + len(old_rows) + len(old_counters)

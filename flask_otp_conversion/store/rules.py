@@ -24,9 +24,10 @@ def hour_of(ts: float) -> int:
     return int(ts // HOUR) * HOUR
 
 
-def counter_expired(hour: int, before: float) -> bool:
-    """A counter row is prunable only once its whole hour lies before ``before``."""
-    return hour + HOUR <= before
+def first_kept_hour(before: float) -> int:
+    """Pruning at ``before`` keeps the counter rows of this hour and later: an hour goes only once all of it
+    lies before ``before``."""
+    return hour_of(before)
 
 
 @dataclass(slots=True)

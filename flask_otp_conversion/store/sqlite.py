@@ -52,7 +52,7 @@ from .._forks import ForkLocal
 from .base import CountRow, DeadLetter, OutboxItem, OutboxStats
 from .checks import check_positive
 from .engine import Engine, RecordsTransaction, T
-from .rules import HOUR, CounterKey, Report, Sent, Tally, Wanted, draw_tokens
+from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_tokens, first_kept_hour
 
 SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = ("normal", "full")
@@ -460,9 +460,9 @@ class SQLiteStore(Engine, ForkLocal):
                 " WHERE state IN ('reported', 'dead') AND done_at < ? LIMIT ?)",
                 (before,),
             ),
-            (  # only whole hours before the cutoff (see rules.counter_expired)
-                "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE hour + ? <= ? LIMIT ?)",
-                (HOUR, before),
+            (
+                "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE hour < ? LIMIT ?)",
+                (first_kept_hour(before),),
             ),
         )
         removed = 0

@@ -6,7 +6,7 @@ import pytest
 from store_helpers import CN, HOUR0, SG, WINDOW
 
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
-from flask_otp_conversion.store.rules import Report, Sent, Tally, draw_tokens, hour_of, match, wanted
+from flask_otp_conversion.store.rules import Report, Sent, Tally, draw_tokens, first_kept_hour, hour_of, match, wanted
 
 
 def sent(key: int, message_id: str, at: float, phone: str = CN, provider: str = "tencent") -> Sent:
@@ -19,6 +19,14 @@ def test_hour_of_rounds_down_to_the_start_of_the_utc_hour() -> None:
 
 def test_hour_of_rounds_a_time_before_1970_down_too() -> None:
     assert hour_of(-1.0) == -3600
+
+
+def test_pruning_keeps_the_counters_of_the_hour_still_running_at_the_cutoff() -> None:
+    assert [first_kept_hour(HOUR0), first_kept_hour(HOUR0 + 1), first_kept_hour(HOUR0 + 3600)] == [
+        HOUR0,
+        HOUR0,
+        HOUR0 + 3600,
+    ]
 
 
 def test_wanted_spans_each_phones_windows_and_collects_the_ids() -> None:
