@@ -58,8 +58,6 @@ class Settings(BaseModel):
 
     #: The selected provider's validated settings (a ``Provider.settings_model`` instance).
     provider_settings: Any = None
-    #: TEMPORARY: read by the old reporter until the delivery rewrite lands; not a config key any more.
-    yield_to_requests: float = 0.0
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -101,7 +99,7 @@ def _format_errors(exc: ValidationError, key_of: Mapping[str, str], secret_keys:
 
 def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
     """Validate the app's ``OTP_CONVERSION_*`` keys; ``ConfigurationError`` names every bad one."""
-    core_fields = set(Settings.model_fields) - {"provider_settings", "yield_to_requests"}
+    core_fields = set(Settings.model_fields) - {"provider_settings"}
     raw = {
         key[len(PREFIX) :].lower(): value
         for key, value in config.items()

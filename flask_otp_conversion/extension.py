@@ -14,26 +14,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Flask, current_app
 from werkzeug.local import LocalProxy
 
+from .cli import register_cli
 from .config import Settings, load_settings, make_provider
 from .delivery.election import DeliveryLock, lock_path
 from .delivery.reporter import Reporter
 from .phone import mask_phone, normalize_phone
-from .providers import Provider
+from .providers import Provider, provider_class
 from .signals import otp_sent, otp_verified
 from .store import MemoryStore, SQLiteStore, Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
-from .store.spool import Spool, folder_for
+from .store.spool import Spool, folder_for, unapplied
 from .verify import FieldSource, make_verify_route
-from .web.stats import StatsService, make_blueprint
+from .web.stats import DeliveryStatus, StatsService, make_blueprint
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 EXTENSION_KEY = "otp_conversion"
-#: Seconds between a process's looks at its background work (a deliverer: its threads still run; any other worker:
-#: whether it can take the deliverer lock). The middleware asks on every request, and a full check (threads
-#: alive, the deliverer lock held) costs ~3.5 µs against ~0.4.
-RECHECK_BACKGROUND_EVERY = 1.0
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -68,8 +65,6 @@ class ConversionState:
         #: With one deliverer per host (``OTP_CONVERSION_SINGLE_DELIVERER``): the lock that makes this process it
         self.delivery_lock: DeliveryLock | None = None
         self.stats: StatsService | None = None
-        # (pid, monotonic time): until then, this process's background threads need no look (see start_background)
-        self._background_ok_until = (0, -math.inf)
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
@@ -105,6 +100,30 @@ class ConversionState:
         if isinstance(self.store, SQLiteStore):
             return self.store.path
         return os.path.join(app.instance_path, "otp_conversion")
+
+    def make_stats(self, auth: Callable[[], Callable[[], bool] | None]) -> StatsService:
+        """The statistics service, given what it reads (the stats know nothing of this state)."""
+        store, reporter, spool, settings = self.store, self.reporter, self.spool, self.settings
+        assert store is not None and reporter is not None and settings.provider is not None
+
+        def delivery() -> DeliveryStatus:
+            return DeliveryStatus(reporter.running, reporter.breaker_state, reporter.degraded, reporter.last_error)
+
+        def spooled() -> int:
+            return 0 if spool is None else unapplied(store, spool.directory)
+
+        return StatsService(
+            store=store,
+            provider_class=provider_class(settings.provider),
+            provider_factory=self.make_provider,
+            delivery=delivery,
+            spooled=spooled,
+            auth=auth,
+            token=settings.stats_token,
+            cache_ttl=settings.stats_cache_ttl,
+            url_prefix=settings.url_prefix,
+            logger=self.logger,
+        )
 
     def make_provider(self) -> Provider:
         """A fresh client (one per process: the reporter calls this again after a fork)."""
@@ -219,18 +238,13 @@ class ConversionState:
 
     def start_background(self) -> None:
         """Start this process's background threads on its first request (a forked worker starts its own), or,
-        with one deliverer per store, once this process becomes it. Once they run, they are looked at again
-        (and restarted, should one have died) at most once per ``RECHECK_BACKGROUND_EVERY``; a process that is
-        not the deliverer asks for the lock as often. Never fails the request: what the spool holds waits for
-        the next start."""
-        pid, until = self._background_ok_until
-        if time.monotonic() < until and pid == os.getpid():  # looked at less than a second ago
-            return
+        with one deliverer per host, once this process becomes it; restart one that died. Cheap enough for every
+        request (a thread's liveness, and the lock's own once-a-second retry). Never fails the request: what the
+        spool holds waits for the next start."""
         lock = self.delivery_lock
         if lock is not None:
             try:
                 if not lock.acquire():  # another process applies and delivers; this one only appends
-                    self._background_ok_until = (os.getpid(), time.monotonic() + RECHECK_BACKGROUND_EVERY)
                     return
             except OSError as exc:  # deliver anyway: several deliverers are safe, none would stall the outbox
                 self.logger.error("otp-conversion deliverer lock %s: %s; delivering from this process", lock.path, exc)
@@ -241,11 +255,8 @@ class ConversionState:
                 self.spool.start(everyone=lock is not None)
             except Exception as exc:
                 self.logger.error("otp-conversion spool applier could not start: %s: %s", type(exc).__name__, exc)
-                return
-        self._background_ok_until = (os.getpid(), time.monotonic() + RECHECK_BACKGROUND_EVERY)
 
     def shutdown(self) -> None:
-        self._background_ok_until = (0, -math.inf)
         if self.stats is not None:
             self.stats.close()
         if self.spool is not None:  # first, so that the reporter's last flush can deliver what it applies
@@ -281,6 +292,7 @@ class OTPConversion:
         settings = load_settings(app.config, instance_path=app.instance_path)
         state = ConversionState(app, settings, self.logger)
         app.extensions[EXTENSION_KEY] = state
+        register_cli(app)  # a disabled app's commands say so, rather than "No such command"
         if not settings.enabled:
             return
         # Connected for any sender, each state picking its own app: an app may send with ``current_app``, a proxy
@@ -290,12 +302,8 @@ class OTPConversion:
         if settings.reporter_autostart:
             app.wsgi_app = _StartsBackground(app.wsgi_app, state.start_background)  # type: ignore[method-assign]
         atexit.register(_shutdown_at_exit, weakref.ref(state))
-        state.stats = StatsService(state, auth=lambda: self._stats_auth)
-        app.register_blueprint(make_blueprint(settings.url_prefix))
-
-        from .cli import otp_conversion_cli
-
-        app.cli.add_command(otp_conversion_cli)
+        state.stats = state.make_stats(auth=lambda: self._stats_auth)
+        app.register_blueprint(make_blueprint(settings.url_prefix, state.stats))
 
     def _state(self, app: Flask | None = None) -> ConversionState:
         app = app or current_app

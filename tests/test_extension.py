@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, current_app, jsonify, request
 
-from flask_otp_conversion import OTPConversion, extension, otp_sent, otp_verified
+from flask_otp_conversion import OTPConversion, otp_sent, otp_verified
 from flask_otp_conversion.delivery import election as deliverer
 from flask_otp_conversion.store import Store
 from flask_otp_conversion.store._common import check_verification
@@ -505,20 +505,19 @@ def test_deliverer_delivers_what_another_process_spooled(
 
 
 @pytest.mark.parametrize(
-    ("recheck_every", "takes_over"),
+    ("retry_every", "takes_over"),
     [(0.0, True), (3600.0, False)],
-    ids=["once-the-recheck-interval-passed", "not-within-the-recheck-interval"],
+    ids=["once-the-lock-retry-interval-passed", "not-within-the-lock-retry-interval"],
 )
 def test_another_process_delivers_once_the_deliverer_shuts_down(
     make_app: AppFactory,
     provider_emulator_server: EmulatorServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    recheck_every: float,
+    retry_every: float,
     takes_over: bool,
 ) -> None:
-    monkeypatch.setattr(deliverer, "RETRY_EVERY", 0.0)
-    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", recheck_every)
+    monkeypatch.setattr(deliverer, "RETRY_EVERY", retry_every)
     (first, _), (second, _) = shared_store_apps(make_app, provider_emulator_server, tmp_path)
     first.test_client().get("/")
     second.test_client().get("/")
@@ -537,24 +536,14 @@ def stop_spool_thread(app: Flask) -> None:
     assert not thread.is_alive()
 
 
-@pytest.mark.parametrize(
-    ("recheck_every", "restarted"),
-    [(0.0, True), (3600.0, False)],
-    ids=["restarted-once-the-interval-passed", "not-looked-at-within-the-interval"],
-)
-def test_requests_look_at_the_background_threads_once_per_recheck_interval(
-    make_app: AppFactory,
-    provider_emulator_server: EmulatorServer,
-    monkeypatch: pytest.MonkeyPatch,
-    recheck_every: float,
-    restarted: bool,
+def test_the_next_request_restarts_a_background_thread_that_died(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
 ) -> None:
-    monkeypatch.setattr(extension, "RECHECK_BACKGROUND_EVERY", recheck_every)
     app, _ = emulator_app(make_app, provider_emulator_server, OTP_CONVERSION_REPORTER_AUTOSTART=True)
     app.test_client().get("/")
     stop_spool_thread(app)
     app.test_client().get("/")
-    assert app.extensions["otp_conversion"].spool._thread.is_alive() is restarted
+    assert app.extensions["otp_conversion"].spool._thread.is_alive()
 
 
 def test_every_process_delivers_without_single_deliverer(

@@ -1,13 +1,15 @@
-"""Which process of a host delivers: the one holding a lock beside the SQLite store.
+"""Which process of a host delivers: the one holding an ``flock`` on the host's deliverer lock file.
 
-Web workers that share one SQLite store need only one of them to apply the spools and run the reporter. The
-background threads cost a saturated worker throughput even while they hold back (paired benchmark runs: 3-8 %
-more CPU a request than the same worker without them), so with N workers, N-1 of them only append.
+The web workers of one host share one spool folder; one of them is enough to apply it and to deliver, and the
+others then spend no CPU on background threads. It stays with shared stores too: delivery scales across hosts
+(each host's deliverer claims from the shared outbox and draws on the shared rate budget), and within a host one
+process per store is what the CPU allows anyway. The lock sits beside a SQLite store file, or in the instance
+folder for a shared store (``extension.ConversionState._host_base``).
 
-The lock is an ``flock`` on ``<store>-deliverer.lock``. The kernel drops it when its holder exits, however it
-exits (``kill -9`` included), and the other workers try again at most once per ``RETRY_EVERY``, so another one
-takes over about a second after the deliverer dies. A forked child shares its parent's open file description,
-and with it the lock: the child closes its copy, which leaves the parent's lock in place.
+The kernel drops the lock when its holder exits, however it exits (``kill -9`` included), and the other workers try
+again at most once per ``RETRY_EVERY``, so another one takes over about a second after the deliverer dies. A forked
+child shares its parent's open file description, and with it the lock: the child closes its copy, which leaves the
+parent's lock in place.
 """
 
 from __future__ import annotations

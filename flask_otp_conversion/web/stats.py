@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from cachetools import TTLCache
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import SecretStr
 
 from .._forks import ForkLocal
@@ -52,9 +52,6 @@ DEFAULT_SPAN = timedelta(hours=24)
 _SINCE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _HOUR = 3600
-#: Where the extension keeps its state in ``app.extensions``; read only to serve apps built with the old
-#: ``make_blueprint(url_prefix)`` call, which names no service.
-_EXTENSION_KEY = "otp_conversion"
 
 
 class _FetchFailed(Exception):
@@ -160,49 +157,29 @@ class DeliveryStatus:
     last_error: str | None
 
 
-class _LegacyState(Protocol):
-    """What ``StatsService(state, auth=...)`` (the constructor before the stats took only what they read)
-    reads of the extension's state."""
-
-    settings: Any
-    logger: logging.Logger
-    store: Store | None
-    reporter: Any
-    spool: Any
-
-    def make_provider(self) -> Provider: ...
-
-
 class StatsService(ForkLocal):
     """One per app: the provider figures cache, its single-flight locks, and a lazily made provider client
     (one per process: a forked child starts over with its own, the parent's is closed at shutdown).
 
     It is given what it reads, nothing more: the store (local counts, the outbox), ``delivery`` and ``spooled``
     (called per answer), the provider's class (its statistics facts) and a factory of clients, the token and the
-    cache TTL. ``StatsService(state, auth=...)`` with the extension's state still works.
+    cache TTL.
     """
 
     def __init__(
         self,
-        state: _LegacyState | None = None,
-        auth: Callable[[], Callable[[], bool] | None] = lambda: None,
         *,
-        store: Store | None = None,
-        provider_class: type[Provider] | None = None,
-        provider_factory: Callable[[], Provider] | None = None,
-        delivery: Callable[[], DeliveryStatus] | None = None,
+        store: Store,
+        provider_class: type[Provider],
+        provider_factory: Callable[[], Provider],
+        delivery: Callable[[], DeliveryStatus],
+        auth: Callable[[], Callable[[], bool] | None] = lambda: None,
         spooled: Callable[[], int] = lambda: 0,
         token: SecretStr | None = None,
         cache_ttl: float = 60.0,
         url_prefix: str = "/otp-conversion",
         logger: logging.Logger | None = None,
     ) -> None:
-        if state is not None:
-            store, provider_class, provider_factory, delivery, spooled = _from_state(state)
-            token, cache_ttl = state.settings.stats_token, state.settings.stats_cache_ttl
-            url_prefix, logger = state.settings.url_prefix, state.logger
-        if store is None or provider_class is None or provider_factory is None or delivery is None:
-            raise TypeError("StatsService needs store, provider_class, provider_factory and delivery")
         self._store = store
         self._provider_class = provider_class
         self._provider_factory = provider_factory
@@ -416,25 +393,6 @@ class StatsService(ForkLocal):
 DEGRADED_ERROR = "degraded: provider calls are switched off (flask otp-conversion degrade off)"
 
 
-def _from_state(
-    state: _LegacyState,
-) -> tuple[Store, type[Provider], Callable[[], Provider], Callable[[], DeliveryStatus], Callable[[], int]]:
-    """The old constructor's argument, taken apart into what the service reads."""
-    from ..store.spool import unapplied
-
-    store, reporter, spool = state.store, state.reporter, state.spool
-    if store is None or reporter is None:
-        raise TypeError("StatsService needs an enabled extension's state")
-
-    def delivery() -> DeliveryStatus:
-        return DeliveryStatus(reporter.running, reporter.breaker_state, reporter.degraded, reporter.last_error)
-
-    def spooled() -> int:
-        return 0 if spool is None else unapplied(store, spool.directory)
-
-    return store, _registered(state.settings.provider), state.make_provider, delivery, spooled
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[Response, int, dict[str, str]]:
     return jsonify(error=message), status, headers or {}
 
@@ -451,14 +409,11 @@ def _answer(service: StatsService) -> tuple[Response, int, dict[str, str]]:
     return jsonify(service.collect(window)), 200, {"Cache-Control": "no-store"}
 
 
-def make_blueprint(url_prefix: str, service: StatsService | None = None) -> Blueprint:
-    """A fresh blueprint per app serving ``service`` (blueprint names are per app; each app has its own state).
-    Without ``service`` (the old call), the view finds the app's in ``app.extensions`` on each request."""
+def make_blueprint(url_prefix: str, service: StatsService) -> Blueprint:
+    """A fresh blueprint per app serving ``service`` (blueprint names are per app; each app has its own state)."""
 
     def stats_view() -> tuple[Response, int, dict[str, str]]:
-        found = service if service is not None else getattr(current_app.extensions[_EXTENSION_KEY], "stats", None)
-        assert isinstance(found, StatsService)
-        return _answer(found)
+        return _answer(service)
 
     bp = Blueprint("otp_conversion_stats", __name__, url_prefix=url_prefix if url_prefix != "/" else None)
     bp.add_url_rule("/stats", view_func=stats_view, methods=["GET"])

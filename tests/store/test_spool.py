@@ -6,6 +6,7 @@ import logging
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -92,6 +93,23 @@ def test_the_background_thread_applies_without_being_asked(store: SQLiteStore, t
     spool.append(Verification(phone(0), None, NOW))
     assert wait_until_pending(store, 1) == 1
     spool.close()
+
+
+def test_a_verification_spooled_while_the_store_refuses_is_applied_once_it_answers(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db", busy_timeout=0.1)
+    sent(store, 1)
+    spool = make_spool(store, tmp_path, autostart=True)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the store is unreachable: every write times out
+    try:
+        spool.append(Verification(phone(0), None, NOW))
+        time.sleep(0.5)  # the applier tried, and failed, meanwhile
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert wait_until_pending(store, 1) == 1
+    spool.close()
+    store.close()
 
 
 def test_a_verification_applied_late_is_matched_at_its_own_time(store: SQLiteStore, tmp_path: Path) -> None:
