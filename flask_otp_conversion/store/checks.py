@@ -23,7 +23,7 @@ _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 def check_phone(phone: object) -> str:
     """Already in E.164 (the store never guesses a spelling: one person must not end up under two)."""
-    if type(phone) is not str or _E164.fullmatch(phone) is None:
+    if not isinstance(phone, str) or _E164.fullmatch(phone) is None:
         # never echo the number: it is personal data and this message may be logged
         raise ValueError("phone must already be normalised to E.164 (use phone.normalize_phone)")
     return phone
