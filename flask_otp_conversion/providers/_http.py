@@ -152,16 +152,25 @@ def _default_port(scheme: bytes) -> int:
 
 def _dropped(sock: socket.socket) -> bool:
     """Whether an idle kept-alive socket has been closed (or spoken on) by the server: anything readable on a
-    connection with no request outstanding means it cannot carry the next one."""
+    connection with no request outstanding means it cannot carry the next one, except TLS records meant for
+    the TLS layer alone (a session ticket sent late), which a non-blocking read consumes."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
     try:
         if hasattr(select, "poll"):
             poller = select.poll()
             poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
+            readable = bool(poller.poll(0))
+        else:
+            readable = bool(select.select([sock], [], [], 0)[0])
+        if not readable or not isinstance(sock, ssl.SSLSocket):
+            return readable
+        sock.setblocking(False)  # the caller sets the request's timeouts again before using it
+        try:
+            sock.recv(1)
+        except ssl.SSLWantReadError:
+            return False
+        return True  # closed (b"") or bytes no request asked for
     except (OSError, ValueError):
         return True
 

@@ -405,13 +405,16 @@ def make_certificate(directory: Path, subject_alt_name: str) -> tuple[Path, Path
 
 
 @contextmanager
-def tls_server(cert: Path, key: Path) -> Iterator[int]:
-    """An HTTPS server on 127.0.0.1 answering every POST with ``{}``; yields its port."""
+def tls_server(cert: Path, key: Path, client_ports: list[int] | None = None) -> Iterator[int]:
+    """An HTTPS server on 127.0.0.1 answering every POST with ``{}``; yields its port. Each request's client
+    port is appended to ``client_ports``."""
 
     class Ok(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
+            if client_ports is not None:
+                client_ports.append(self.client_address[1])
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.send_response(200)
             self.send_header("Content-Length", "2")
@@ -583,3 +586,37 @@ def test_the_sender_trusts_the_certificates_ssl_cert_file_names(certificate: tup
             env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert (done.returncode, done.stdout.strip()) == (0, "200"), done.stderr[-2000:]
+
+
+def test_https_requests_reuse_one_connection(certificate: tuple[Path, Path]) -> None:
+    ports: list[int] = []
+    with (
+        tls_server(*certificate, client_ports=ports) as port,
+        StdlibTransport(ssl_context=trusting(certificate[0])) as transport,
+    ):
+        for _ in range(3):
+            post(transport, f"https://127.0.0.1:{port}/")
+    assert len(set(ports)) == 1
+
+
+def test_an_idle_tls_connection_the_server_closed_is_replaced(certificate: tuple[Path, Path]) -> None:
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(*certificate)
+    closed = threading.Event()
+
+    def over_tls(script: Script) -> Script:
+        def run(conn: socket.socket) -> None:
+            with server_context.wrap_socket(conn, server_side=True) as tls:
+                script(tls)
+
+        return run
+
+    with (
+        scripted_server(over_tls(answer_then_close(closed)), over_tls(answer())) as server,
+        StdlibTransport(ssl_context=trusting(certificate[0])) as transport,
+    ):
+        url = server.url.replace("http://", "https://")
+        post(transport, url)
+        assert closed.wait(5)
+        assert post(transport, url).status_code == 200
+        assert server.connections() == 2
