@@ -620,3 +620,24 @@ def test_an_idle_tls_connection_the_server_closed_is_replaced(certificate: tuple
         assert closed.wait(5)
         assert post(transport, url).status_code == 200
         assert server.connections() == 2
+
+
+def test_a_streamed_request_body_goes_out_chunked() -> None:
+    received: list[bytes] = []
+
+    def script(conn: socket.socket) -> None:
+        data = b""
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        received.append(data)
+        conn.sendall(OK_ANSWER)
+
+    with scripted_server(script) as server, StdlibTransport() as transport:
+        request = httpx.Request("POST", server.url, content=iter([b"ab", b"cd"]))
+        transport.handle_request(request).read()
+    head, _, body = received[0].partition(b"\r\n\r\n")
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert body == b"4\r\nabcd\r\n0\r\n\r\n"
