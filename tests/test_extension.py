@@ -12,7 +12,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from flask_otp_conversion import OTPConversion, otp_sent, otp_verified
 from flask_otp_conversion.delivery import election as deliverer
 from flask_otp_conversion.store import Store
-from flask_otp_conversion.store._common import check_verification
+from flask_otp_conversion.store.checks import check_verification
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import AppFactory
 

@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._forks import ForkLocal
-from ._common import check_verification
 from .base import Store, Verification, VerifyOutcome
+from .checks import check_verification
 
 SUFFIX = ".spool"
 #: Seconds between the background thread's passes.

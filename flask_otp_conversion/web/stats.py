@@ -36,6 +36,7 @@ from ..providers import Provider
 from ..providers import provider_class as _registered
 from ..redaction import describe_error
 from ..store import Store
+from ..store.rules import hour_of
 
 __all__ = [
     "DEFAULT_SPAN",
@@ -51,7 +52,6 @@ __all__ = [
 DEFAULT_SPAN = timedelta(hours=24)
 _SINCE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-_HOUR = 3600
 
 
 class _FetchFailed(Exception):
@@ -259,7 +259,7 @@ class StatsService(ForkLocal):
     def _local(self, window: Window) -> dict[str, Any]:
         store = self._store
         # The store counts whole UTC hours: start at the hour containing ``from``.
-        since = int(window.begin.timestamp()) // _HOUR * _HOUR
+        since = hour_of(window.begin.timestamp())
         rows = store.counts(since=since, until=window.end.timestamp())
         total = _bucket()
         by_provider: dict[str, dict[str, int]] = {}
@@ -313,7 +313,7 @@ class StatsService(ForkLocal):
             "provider_error": None,
         }
         # Hour-rounded key: repeated default requests within an hour share one cached provider answer.
-        key = (int(window.begin.timestamp()) // _HOUR * _HOUR, int(window.end.timestamp()) // _HOUR * _HOUR)
+        key = (hour_of(window.begin.timestamp()), hour_of(window.end.timestamp()))
         if self._delivery().degraded:  # the operator stopped every provider call, these too
             out["provider_error"] = DEGRADED_ERROR
             with self._lock:
