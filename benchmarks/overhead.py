@@ -320,7 +320,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per variant, order rotated (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    parser.add_argument("--max-rps", type=int, default=1500, help="pairs pre-issued per second of a run")
+    parser.add_argument("--max-rps", type=int, default=3500, help="pairs pre-issued per second of a run (default 3500)")
     parser.add_argument(
         "--variants",
         default="plain,ours,append-only",

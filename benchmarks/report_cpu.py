@@ -14,6 +14,8 @@ that reached nginx (its access log counts them).
                   measured (drain at the documented cap: ``cap.py``).
     base          the same harness on another commit's code (--base REF, in a throw-away git worktree)
     client alone  the package's Tencent client reporting one after another: signing and HTTP, no store
+    HTTPSender    the pre-signed request through the clients' sender on its own transport (StdlibTransport),
+                  and "on httpcore": the same sender on httpx.HTTPTransport, the transport it replaced
     httpx.Client  a stock ``httpx.Client`` posting a pre-signed Tencent-shaped request in a loop
     http.client   the standard library's ``http.client`` doing the same: the floor of an HTTP POST in Python
     SDK           ``tencentcloud-sdk-python-sms`` reporting in a loop (if installed): a hand-written integration
@@ -104,6 +106,24 @@ def client_loop(server: FixedServer) -> Callable[[], None]:
     return send
 
 
+def sender_loop(server: FixedServer, *, httpcore: bool) -> Callable[[], None]:
+    """The pre-signed request through ``HTTPSender``, on its own transport or on httpx's (httpcore)."""
+    import httpx
+
+    from flask_otp_conversion.providers._http import HTTPSender
+
+    transport = httpx.HTTPTransport(retries=0) if httpcore else None
+    sender = HTTPSender(timeout=httpx.Timeout(5.0), transport=transport)
+    url = httpx.URL(server.url + "/")
+    headers = [("Host", f"127.0.0.1:{server.port}"), *HEADERS.items()]
+
+    def send() -> None:
+        if sender.send(url, headers, BODY).status_code != 200:
+            raise RuntimeError("nginx did not answer 200")
+
+    return send
+
+
 def sdk_loop(server: FixedServer) -> Callable[[], None] | None:
     try:
         from tencentcloud.common import credential
@@ -164,6 +184,8 @@ def main() -> int:
             print(f"{name}: outbox of {args.rows:,} filled in {seconds:.1f} s ({figures['code'][name]})", flush=True)
         loops: dict[str, Callable[[], None]] = {
             "client alone": client_loop(server),
+            "HTTPSender": sender_loop(server, httpcore=False),
+            "HTTPSender on httpcore": sender_loop(server, httpcore=True),
             "httpx.Client": httpx_loop(server),
             "http.client": http_client_loop(server),
         }
@@ -191,7 +213,7 @@ def main() -> int:
             for name, send in loops.items():
                 one = cpu_per_request(server, send, args.requests)
                 runs.setdefault(name, []).append(one)
-                print(f"round {r + 1} {name:13s} {one['cpu_ms_per_request']:.3f} ms CPU/request "
+                print(f"round {r + 1} {name:22s} {one['cpu_ms_per_request']:.3f} ms CPU/request "
                       f"{one['per_s']:7,.0f} req/s", flush=True)
     figures["variants"] = {
         name: {
@@ -211,7 +233,7 @@ def main() -> int:
     }  # fmt: skip
     for name, m in v.items():
         c = m["cpu_ms"]
-        print(f"{name:13s} {c['median']:.3f} ms CPU (±{c['spread_pct']:.1f} %)  "
+        print(f"{name:22s} {c['median']:.3f} ms CPU (±{c['spread_pct']:.1f} %)  "
               f"{figures['ratios'][name]['vs_http_client']:.2f}x http.client, "
               f"{figures['ratios'][name]['vs_httpx_client']:.2f}x httpx.Client")
     h.write_json(str(args.json) if args.json else None, figures)

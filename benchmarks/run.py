@@ -350,8 +350,10 @@ def _report_cpu_section(entry: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {name} | {c['median']:.3f} ({c['min']:.3f} to {c['max']:.3f}) | {r['vs_http_client']:.2f}x "
                      f"| {r['vs_httpx_client']:.2f}x | {m['per_s']['median']:,.0f} | ±{c['spread_pct']:.1f} % |")
     lines += ["", "- `client alone`: the package's Tencent client (signing, `HTTPSender`, answer parsing) in a loop, "
-              "no store; `httpx.Client` and `http.client`: a pre-signed Tencent-shaped POST in a loop; `SDK`: "
-              "`tencentcloud-sdk-python-sms` in a loop (when installed).", ""]
+              "no store; `HTTPSender`: the pre-signed request through the clients' sender (`StdlibTransport`), and "
+              "`on httpcore` through the same sender on `httpx.HTTPTransport`; `httpx.Client` and `http.client`: the "
+              "pre-signed Tencent-shaped POST in a loop; `SDK`: `tencentcloud-sdk-python-sms` in a loop (when "
+              "installed).", ""]
     return lines
 
 
