@@ -134,7 +134,7 @@ class SharedTokenBucket:
                 remaining = math.inf if deadline is None else deadline - self._clock()
                 if remaining <= 0:
                     return None
-                self._sleep(min(max(wait, (want - 1) / self.rate, 0.001), remaining))
+                self._sleep(min(max(wait, 0.001) + (want - 1) / self.rate, remaining))
         finally:
             self._lock.release()
 

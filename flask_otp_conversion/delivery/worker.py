@@ -225,7 +225,7 @@ class Reporter(ForkLocal):
                 if thread is not threading.current_thread():
                     thread.join(max(0.0, deadline - time.monotonic()))
                 self._drain(threading.Event(), deadline)
-            self._close(deadline)
+            self._close()
         except Exception as exc:
             self._logger.error("otp-conversion reporter did not stop cleanly: %s", describe_error(exc))
         self._log_summary(force=True)
@@ -319,6 +319,7 @@ class Reporter(ForkLocal):
             if deadline is not None:
                 return
         while not stop.is_set():
+            self._wake.clear()  # before the pass: a wake-up set during it is not lost
             try:
                 wait, idle = self._pass()
             except Exception as exc:
@@ -332,7 +333,6 @@ class Reporter(ForkLocal):
                 wait = min(wait, left)
             if wait > 0:
                 self._wake.wait(wait)
-                self._wake.clear()
         if deadline is not None:
             self._settle(deadline)
 
@@ -436,7 +436,7 @@ class Reporter(ForkLocal):
         self._flush_acks(force=True)
         self._hand_back_pending()
 
-    def _close(self, deadline: float) -> None:
+    def _close(self) -> None:
         """End the sender threads and close their clients."""
         with self._lock:
             self._closing = True
@@ -445,7 +445,6 @@ class Reporter(ForkLocal):
             for job in left:
                 self._policy.cancel(job.probe)
             self._rows.notify_all()
-            busy = self._inflight > 0
         self._hand_back([job.item for job in left], "reporter stopping")
         with self._lock:  # senders waiting for a token hand their rows back within TOKEN_WAIT
             end = time.monotonic() + 2 * TOKEN_WAIT
@@ -644,14 +643,8 @@ class Reporter(ForkLocal):
             items, self._handback = self._handback, []
         if not items:
             return
-        release: Callable[[Sequence[OutboxItem]], Any] | None = getattr(self._store, "release", None)
         try:
-            if release is not None:
-                release(items)
-            else:  # a store without release(): a retry due now (it counts an attempt, but keeps them moving)
-                now = time.time()
-                for item in items:
-                    self._store.retry(item, next_attempt_at=now, error=item.last_error or "not sent: handed back")
+            self._store.release(items)
         except Exception as exc:  # their leases expire anyway
             self._logger.warning("could not hand back %d report(s): %s", len(items), describe_error(exc))
 

@@ -111,9 +111,7 @@ def test_an_unspent_grant_expires_instead_of_being_spent_late(store: MemoryStore
     assert draws == [5, 1]
 
 
-def test_a_request_may_start_on_a_token_until_the_start_window_after_its_grant(
-    store: MemoryStore, t: FakeTime
-) -> None:
+def test_a_request_may_start_on_a_token_until_the_start_window_after_its_grant(store: MemoryStore, t: FakeTime) -> None:
     b = SharedTokenBucket(taker(store, t), 1000, 20, clock=t.clock, sleep=t.sleep)
     first = b.acquire(upcoming=2)
     t.now += GRANT_TTL / 2
@@ -193,3 +191,16 @@ def test_rejects_nonsense_settings(store: MemoryStore, t: FakeTime, rate: float,
 def test_rejects_a_nonsense_cap(cap: float) -> None:
     with pytest.raises(ValueError):
         bucket_for_cap(cap)
+
+
+def test_at_the_cap_a_store_draw_still_buys_a_whole_grant(store: MemoryStore, t: FakeTime) -> None:
+    """With the shared budget spent, the waiter sleeps until a grant's worth is due rather than the next
+    token: a store write per grant, not per token, even when the cap is what limits delivery."""
+    draws: list[int] = []
+    b = SharedTokenBucket(taker(store, t, draws), 1000, 20, clock=t.clock, sleep=t.sleep)
+    for _ in range(20):
+        assert b.acquire(upcoming=100)  # the whole shared budget, in one grant
+    granted = [b.acquire(upcoming=100) for _ in range(20)]
+    assert all(granted)
+    assert draws[0] == 20
+    assert len(draws) <= 5  # store calls for 40 tokens, empty ones included; one per token before
