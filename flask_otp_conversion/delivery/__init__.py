@@ -1,1 +1,2 @@
-"""Delivery: the reporter, its breaker and rate limit, and which process delivers."""
+"""Delivery: the decisions (``policy``, ``breaker``), the shared rate budget (``ratelimit``), the threads that
+carry them out (``worker``), and which process delivers (``election``)."""
