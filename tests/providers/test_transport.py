@@ -245,7 +245,7 @@ def test_many_threads_share_one_transport_and_each_gets_its_own_answer() -> None
     assert (failed, wrong) == ([], [])
 
 
-def test_a_forked_child_opens_its_own_connection() -> None:
+def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents() -> None:
     with recording_server() as server, StdlibTransport() as transport:
         post(transport, server.url)
         pid = os.fork()
@@ -256,8 +256,10 @@ def test_a_forked_child_opens_its_own_connection() -> None:
                 code = 2
             os._exit(code)
         _, status = os.waitpid(pid, 0)
+        post(transport, server.url)  # the parent's connection, untouched by the child's exit
         assert os.waitstatus_to_exitcode(status) == 0
-        assert len({r.client_port for r in server.requests}) == 2
+        ports = [r.client_port for r in server.requests]
+        assert ports[0] == ports[2] != ports[1]  # the parent kept its connection, the child had its own
 
 
 # ---- what is not done for the caller --------------------------------------------------------------------
