@@ -18,7 +18,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .delivery.reporter import Reporter
+from .delivery.worker import Reporter
 from .phone import mask_phone
 from .store import Store
 

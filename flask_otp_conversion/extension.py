@@ -17,7 +17,7 @@ from werkzeug.local import LocalProxy
 from .cli import register_cli
 from .config import Settings, load_settings, make_provider
 from .delivery.election import DeliveryLock, lock_path
-from .delivery.reporter import Reporter
+from .delivery.worker import Reporter
 from .phone import mask_phone, normalize_phone
 from .providers import Provider, provider_class
 from .signals import otp_sent, otp_verified

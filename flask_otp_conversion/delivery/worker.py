@@ -106,7 +106,6 @@ class Reporter(ForkLocal):
         settings: Settings,
         sender: object,
         logger: logging.Logger,
-        busy: object = None,  # accepted and ignored: delivery no longer yields to requests
     ) -> None:
         self._store = store
         self._provider_factory = provider_factory
