@@ -41,6 +41,9 @@ from ..store.rules import hour_of
 __all__ = [
     "DEFAULT_SPAN",
     "DEGRADED_ERROR",
+    "EARLIEST",
+    "LATEST",
+    "MAX_SPAN",
     "DeliveryStatus",
     "StatsService",
     "Window",
@@ -50,6 +53,13 @@ __all__ = [
 ]
 
 DEFAULT_SPAN = timedelta(hours=24)
+#: The longest window asked without a provider limit: ten years. Anything longer asks about times nothing
+#: was recorded in, and ``since=999999d`` would overflow the date arithmetic.
+MAX_SPAN = timedelta(days=3660)
+#: Windows lie between the UNIX epoch (the store's times are UNIX seconds) and the start of year 9999, a
+#: year short of ``datetime.max`` so that a provider's time zone (Tencent: UTC+8) can still be applied.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 _SINCE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -82,6 +92,8 @@ def _parse_since(value: str) -> timedelta:
     span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     if span <= timedelta(0):
         raise WindowError("since must be greater than zero")
+    if span > MAX_SPAN:
+        raise WindowError(f"since must be at most {MAX_SPAN.days} days; got {value.strip()!r}")
     return span
 
 
@@ -95,7 +107,13 @@ def _parse_moment(name: str, value: str) -> datetime:
         raise WindowError(f"{name} must be an ISO-8601 date-time (e.g. 2026-01-31T08:00:00Z); got {value!r}") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=timezone.utc)  # naive means UTC
-    return moment.astimezone(timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        moment = EARLIEST - timedelta(days=1) if moment.year < 5000 else LATEST + timedelta(days=1)
+    if not EARLIEST <= moment <= LATEST:
+        raise WindowError(f"{name} must be between {_iso(EARLIEST)} and {_iso(LATEST)}; got {value!r}")
+    return moment
 
 
 def _provider_class(provider: type[Provider] | str | None) -> type[Provider] | None:
@@ -118,17 +136,20 @@ def parse_window(
     if since is not None and (begin_text is not None or end_text is not None):
         raise WindowError("give either since or from/to, not both")
     if since is not None:
-        window = Window(now - _parse_since(since), now)
+        window = Window(max(now - _parse_since(since), EARLIEST), now)
     else:
         end = _parse_moment("to", end_text) if end_text is not None else now
-        begin = _parse_moment("from", begin_text) if begin_text is not None else end - DEFAULT_SPAN
+        begin = _parse_moment("from", begin_text) if begin_text is not None else max(end - DEFAULT_SPAN, EARLIEST)
         if begin > end:
             raise WindowError("from must not be after to")
         window = Window(begin, end)
+    span = window.end - window.begin
     cls = _provider_class(provider)
     limit = None if cls is None else cls.statistics_max_span
-    if cls is not None and limit is not None and window.end - window.begin > limit:
-        raise WindowError(f"the window spans {window.end - window.begin}; {cls.name} allows at most {limit.days} days")
+    if cls is not None and limit is not None and span > limit:
+        raise WindowError(f"the window spans {span}; {cls.name} allows at most {limit.days} days")
+    if span > MAX_SPAN:
+        raise WindowError(f"the window spans {span.days} days; at most {MAX_SPAN.days} days")
     return window
 
 
@@ -161,9 +182,9 @@ class StatsService(ForkLocal):
     """One per app: the provider figures cache, its single-flight locks, and a lazily made provider client
     (one per process: a forked child starts over with its own, the parent's is closed at shutdown).
 
-    It is given what it reads, nothing more: the store (local counts, the outbox), ``delivery`` and ``spooled``
-    (called per answer), the provider's class (its statistics facts) and a factory of clients, the token and the
-    cache TTL.
+    It is given what it reads, nothing more: the store (local counts, the outbox); ``delivery``, ``spooled`` and
+    ``quarantined`` (spool lines moved aside as unappliable: ``store.spool.quarantined``), each called per answer;
+    the provider's class (its statistics facts) and a factory of clients; the token and the cache TTL.
     """
 
     def __init__(
@@ -175,6 +196,7 @@ class StatsService(ForkLocal):
         delivery: Callable[[], DeliveryStatus],
         auth: Callable[[], Callable[[], bool] | None] = lambda: None,
         spooled: Callable[[], int] = lambda: 0,
+        quarantined: Callable[[], int] = lambda: 0,
         token: SecretStr | None = None,
         cache_ttl: float = 60.0,
         url_prefix: str = "/otp-conversion",
@@ -185,6 +207,7 @@ class StatsService(ForkLocal):
         self._provider_factory = provider_factory
         self._delivery = delivery
         self._spooled = spooled
+        self._quarantined = quarantined
         self._token = token
         self._auth = auth
         self._url_prefix = url_prefix
@@ -294,6 +317,7 @@ class StatsService(ForkLocal):
         delivery = self._delivery()
         return {
             "spooled": self._spooled(),
+            "quarantined": self._quarantined(),
             "pending": outbox.pending,
             "in_flight": outbox.in_flight,
             "dead": outbox.dead,

@@ -184,6 +184,13 @@ def test_from_with_offset_is_converted_to_utc(make_app: AppFactory) -> None:
         ("?since=24h&from=2026-01-01T00:00:00Z", "not both"),
         ("?since=33d", "at most 32 days"),
         ("?from=2026-01-01T00:00:00Z&to=2026-02-03T00:00:00Z", "at most 32 days"),
+        ("?since=999999d", "since must be at most 3660 days"),
+        ("?from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z", "to must be between"),
+        ("?from=0001-01-01T00:00:00%2B01:00&to=2026-01-01T00:00:00Z", "from must be between"),
+        ("?to=0001-01-01T00:00:00Z", "to must be between"),
+        ("?from=9999-12-30T00:00:00Z&to=9999-12-31T00:00:00Z", "to must be between"),
+        ("?from=2026-01-01T00:00:00Z&to=9999-12-31T23:59:59-01:00", "to must be between"),
+        ("?from=1969-12-31T23:00:00Z&to=1970-01-01T01:00:00Z", "from must be between"),
     ],
 )
 def test_bad_window_is_a_400_with_a_message(make_app: AppFactory, query: str, message: str) -> None:
@@ -434,6 +441,13 @@ def test_cli_refuses_a_bad_since(make_app: AppFactory) -> None:
     assert result.exit_code == 2 and "since must be" in result.output
 
 
+def test_cli_refuses_a_since_too_long_to_represent(make_app: AppFactory) -> None:
+    app = stats_app(make_app)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "stats", "--since", "999999d"])
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 2 and "since must be at most 3660 days" in result.output
+
+
 def test_endpoint_follows_the_url_prefix(make_app: AppFactory) -> None:
     app = stats_app(make_app, OTP_CONVERSION_URL_PREFIX="/ops/otp")
     assert app.test_client().get("/ops/otp/stats", headers=AUTH).status_code == 200
@@ -503,6 +517,21 @@ def test_longest_window_comes_from_the_provider_class(make_standalone_stats: Sta
     assert response.status_code == 400
     assert "WeeklyTencent" not in response.get_json()["error"]
     assert "allows at most 7 days" in response.get_json()["error"]
+
+
+class UnboundedTencent(TencentProvider):
+    """A provider without a statistics span of its own: the package's own longest window applies."""
+
+    statistics_max_span = None
+
+
+def test_a_window_longer_than_ten_years_is_a_400_without_a_provider_limit(
+    make_standalone_stats: StandaloneFactory,
+) -> None:
+    app = make_standalone_stats(UnboundedTencent, TOKEN)
+    response = get(app.test_client(), "?from=1970-01-01T00:00:00Z&to=9998-12-31T00:00:00Z")
+    assert response.status_code == 400
+    assert "at most 3660 days" in response.get_json()["error"]
 
 
 def test_time_zone_comes_from_the_provider_class(make_standalone_stats: StandaloneFactory) -> None:
