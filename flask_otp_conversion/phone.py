@@ -56,8 +56,10 @@ _TWO_DIGIT_CODES = frozenset(
 _SEPARATORS = re.compile(r"[\s\-().]")
 #: ``+44 (0)7700 900123``: the national trunk prefix written in brackets after the country code, which is not
 #: dialled from abroad. Only a bracketed 0 right after ``+``/``00`` and the code counts; a bare 0 is a digit.
-_TRUNK_PREFIX = re.compile(r"^(\+|00)\s*(\d{1,3})\s*\(\s*0\s*\)")
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_TRUNK_PREFIX = re.compile(r"^(\+|00)\s*([0-9]{1,3})\s*\(\s*0\s*\)")
+#: ASCII digits only: ``\d`` also matches fullwidth, Arabic-Indic or Devanagari digits, which no provider
+#: accepts (the send would fail at the provider) and which would file one person under two spellings.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 MAX_INPUT_LENGTH = 32
 
 
@@ -66,7 +68,8 @@ def normalize_phone(raw: object) -> str:
 
     Spaces, dashes, dots and brackets are dropped, so is a bracketed trunk prefix right after the country code
     (``+44 (0)7700 900123``), and a leading ``00`` becomes ``+``; a number without an international prefix is
-    refused, since guessing its country would misattribute the report.
+    refused, since guessing its country would misattribute the report. Digits must be ASCII ``0``-``9``
+    (fullwidth, Arabic-Indic or Devanagari digits are refused, not converted).
     """
     if not isinstance(raw, str):
         raise ValueError(f"phone must be a string, not {type(raw).__name__}")
@@ -83,6 +86,8 @@ def normalize_phone(raw: object) -> str:
         phone = "+" + phone[2:]
     if not phone.startswith("+"):
         raise ValueError("phone must be in international E.164 form, starting with '+' and the country code")
+    if any(ch.isdigit() and not "0" <= ch <= "9" for ch in phone):
+        raise ValueError("phone must be written with the ASCII digits 0-9")
     if not _E164.fullmatch(phone):
         raise ValueError("phone is not a plausible E.164 number ('+', country code, 7 to 15 digits in all)")
     return phone

@@ -166,6 +166,9 @@ BAD_INPUT = [
     ("send", '{"phone": "+0123"}', "application/json", 400),
     ("send", '{"phone": "' + "+86" + "1" * 40 + '"}', "application/json", 400),
     ("send", _TOO_BIG, "application/json", 413),
+    ("send", '{"phone": "+86' + "\\uff11" * 11 + '"}', "application/json", 400),  # fullwidth digits
+    ("send", '{"phone": "+20' + "\\u0661" * 10 + '"}', "application/json", 400),  # Arabic-Indic digits
+    ("send", '{"phone": "+91' + "\\u0969" * 10 + '"}', "application/json", 400),  # Devanagari digits
     ("verify", "code=123456", "application/x-www-form-urlencoded", 415),
     ("verify", "not json", "application/json", 400),
     ("verify", '"123456"', "application/json", 400),
@@ -177,6 +180,7 @@ BAD_INPUT = [
     ("verify", '{"phone": "+8613711112222", "code": "' + "\\uff11" * 6 + '"}', "application/json", 400),  # fullwidth
     ("verify", '{"phone": ["+8613711112222"], "code": "123456"}', "application/json", 400),
     ("verify", '{"phone": "555-0100", "code": "123456"}', "application/json", 400),
+    ("verify", '{"phone": "+86' + "\\uff11" * 11 + '", "code": "123456"}', "application/json", 400),  # fullwidth
     ("verify", _TOO_BIG, "application/json", 413),
 ]
 

@@ -26,6 +26,21 @@ def test_normalize_rejects_implausible_numbers(raw: str) -> None:
         normalize_phone(raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+86\uff11\uff13\uff17\uff11\uff11\uff11\uff11\uff12\uff12\uff12\uff12",  # fullwidth
+        "+\uff18\uff16 \uff11\uff13\uff17 1111 2222",  # fullwidth country code, spaced
+        "+20\u0661\u0660\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667",  # Arabic-Indic
+        "+91\u0969\u096e\u096d\u096a\u096b\u096c\u096d\u096e\u096f\u0966",  # Devanagari
+        "00\u0669\u0661 98765 43210",  # Arabic-Indic country code after 00
+    ],
+)
+def test_normalize_rejects_non_ascii_digits(raw: str) -> None:
+    with pytest.raises(ValueError, match="ASCII digits"):
+        normalize_phone(raw)
+
+
 @pytest.mark.parametrize("raw", [None, 8613711112222, ["+8613711112222"]])
 def test_normalize_rejects_non_strings(raw: object) -> None:
     with pytest.raises(ValueError, match="must be a string"):
