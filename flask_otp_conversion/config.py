@@ -69,6 +69,23 @@ class Settings(BaseModel):
     def _empty_token_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("stats_token")
+    @classmethod
+    def _token_fits_a_header(cls, value: SecretStr | None) -> SecretStr | None:
+        """A client sends the token in ``Authorization: Bearer ...``: one it cannot put there (non-ASCII,
+        control characters) or that the header's parsing trims (edge whitespace) could never authenticate.
+        The message never shows the token."""
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if not all(" " <= ch <= "~" for ch in token):
+            raise ValueError(
+                "must be printable ASCII (no control or non-ASCII characters): clients send it as a header"
+            )
+        if token != token.strip():
+            raise ValueError("must not start or end with whitespace: it is sent as a header")
+        return value
+
     @field_validator("url_prefix")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

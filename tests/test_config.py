@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.config import ConfigurationError, load_settings
 from tests.conftest import TENCENT_KEYS
 
@@ -126,3 +129,36 @@ def test_a_deprecated_key_warns_and_is_ignored(caplog: pytest.LogCaptureFixture)
         settings = load(OTP_CONVERSION_YIELD_TO_REQUESTS=30)
     assert not hasattr(settings, "yield_to_requests")
     assert "deprecated and ignored" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "caf\u00e9-token",
+        "tok\u4e2d\u6587",
+        "tok\nen",
+        "tok\ten",
+        "tok\x00en",
+        "tok\x7fen",
+        " token",
+        "token ",
+        "token\r\n",
+    ],
+)
+def test_a_stats_token_that_cannot_be_sent_as_a_header_is_refused_without_echoing_it(token: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"OTP_CONVERSION_STATS_TOKEN: .*header") as caught:
+        load(OTP_CONVERSION_STATS_TOKEN=token)
+    assert token.strip() not in str(caught.value)
+
+
+def test_a_stats_token_of_printable_ascii_with_inner_spaces_is_accepted() -> None:
+    token = load(OTP_CONVERSION_STATS_TOKEN="s3cr3t ~!@#$%^&*()_+ token").stats_token
+    assert token is not None and token.get_secret_value() == "s3cr3t ~!@#$%^&*()_+ token"
+
+
+def test_init_app_refuses_a_stats_token_with_non_ascii_characters(tmp_path: Path) -> None:
+    app = Flask("token", instance_path=str(tmp_path))
+    app.config.update(TENCENT_KEYS, OTP_CONVERSION_STATS_TOKEN="t\u00f6ken-s3cret")
+    with pytest.raises(ConfigurationError, match="OTP_CONVERSION_STATS_TOKEN") as caught:
+        OTPConversion(app)
+    assert "s3cret" not in str(caught.value)
