@@ -18,6 +18,16 @@ Files
     name and renamed once locked, so no sweeper ever sees an unlocked live segment. A segment is replaced by
     a fresh one once it is large and fully applied.
 
+Quarantine
+    Whatever a segment holds, the applier goes on. A line it cannot apply, for any reason (not UTF-8, not
+    JSON, not a verification, over ``MAX_LINE`` bytes, a record the store refuses), is saved, with its byte
+    offset and why, to ``quarantine/<segment>.bad`` (one JSON object a line) before the checkpoint that
+    steps over it is committed, so it is kept exactly once; the lines around it are applied as usual. An
+    entry that is not a regular file is moved into ``quarantine/`` whole; a dead segment with a name the
+    store cannot keep a position under is renamed and applied. Each segment is logged once per process, and
+    ``quarantined()`` counts what the folder holds, for the stats. Only a store that cannot be written
+    (``STORE_TROUBLE``) stops a pass: nothing is quarantined for it, and the pass is retried.
+
 Order
     Only verifications are spooled. Sends are written to the store at once, so a verification is always
     applied after the send it matches (it is matched at its own ``verified_at``, however late it is applied).
@@ -25,21 +35,26 @@ Order
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import math
 import os
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from .._forks import ForkLocal
+from ..redaction import safe_text
 from .base import Store, Verification, VerifyOutcome
-from .checks import check_verification
+from .checks import check_name, check_verification
 
 SUFFIX = ".spool"
 #: Seconds between the background thread's passes.
@@ -52,6 +67,15 @@ READ_CHUNK = 1 << 20
 ROTATE_BYTES = 4 << 20
 #: Seconds between sweeps of the folder for segments of processes that died.
 SWEEP_EVERY = 5.0
+#: A line the encoder writes is under 2 KiB (E.164, a 128-character id escaped, a float): a longer one is
+#: quarantined unparsed, and a run this long without a newline is not held in memory.
+MAX_LINE = 64 << 10
+#: The folder, inside the spool folder, that lines and entries which cannot be applied are moved to.
+QUARANTINE = "quarantine"
+BAD_SUFFIX = ".bad"
+#: Errors that say the store cannot be written now (locked, full, read-only, damaged), not that a line is
+#: bad: the pass stops and is retried, and nothing is quarantined for them.
+STORE_TROUBLE: tuple[type[BaseException], ...] = (OSError, sqlite3.DatabaseError, MemoryError)
 
 #: Called with each verification and what the store made of it (for logging).
 OutcomeHook = Callable[[Verification, VerifyOutcome], None]
@@ -61,11 +85,81 @@ class _Moved(Exception):
     """Another process applied these lines first."""
 
 
+#: What stops a pass at once rather than mark a line bad.
+_RAISE: tuple[type[BaseException], ...] = (_Moved, *STORE_TROUBLE)
+
+
 @dataclass
 class _Segment:
     name: str
     fd: int
     size: int
+
+
+@dataclass
+class _Run:
+    """Bytes of a segment from ``offset``: whole lines (``bad`` None), or one line never parsed (over-long
+    or torn), of ``length`` bytes, whose first ``len(data)`` are kept."""
+
+    offset: int
+    data: bytes
+    length: int
+    bad: str | None = None
+
+
+@dataclass
+class _Bad:
+    """A line that cannot be applied, as it is saved to the quarantine."""
+
+    offset: int
+    data: bytes
+    length: int
+    reason: str
+
+    def record(self) -> bytes:
+        entry: dict[str, object] = {"offset": self.offset, "length": self.length, "reason": self.reason}
+        try:
+            entry["line"] = self.data.decode()
+        except UnicodeDecodeError:
+            entry["line_base64"] = base64.b64encode(self.data).decode()
+        return json.dumps(entry).encode() + b"\n"
+
+
+@dataclass
+class _Box:
+    """The quarantine file of one segment, locked (``flock``) while its holder writes and commits, and the
+    offsets it holds, so that a line is saved once whoever applies it and however often a pass is retried."""
+
+    fd: int
+    path: str
+    inode: int
+    offsets: set[int] = field(default_factory=set)
+    read: int = 0
+    saved: int = 0
+
+    def refresh(self) -> None:
+        """Read what other processes (or a pass that failed) added since."""
+        size = os.fstat(self.fd).st_size
+        if size <= self.read:
+            return
+        data = os.pread(self.fd, size - self.read, self.read)
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                self.offsets.add(int(json.loads(line)["offset"]))
+        self.read += end
+
+    def save(self, bad: Sequence[_Bad]) -> None:
+        fresh = [item for item in bad if item.offset not in self.offsets]
+        if not fresh:
+            return
+        data = b"".join(item.record() for item in fresh)
+        view = memoryview(data)
+        while view:  # O_APPEND: a short write (a full disk) raises on the next call, leaving whole records
+            view = view[os.write(self.fd, view) :]
+        self.offsets.update(item.offset for item in fresh)
+        self.read += len(data)
+        self.saved += len(fresh)
 
 
 def encode(item: Verification) -> bytes:
@@ -76,22 +170,68 @@ def encode(item: Verification) -> bytes:
 
 
 def decode(line: bytes) -> Verification:
-    """A spooled line back into a checked verification; ``ValueError`` if it is not one."""
+    """A spooled line back into a checked verification; ``ValueError`` if it is not one, whatever the bytes."""
+    if len(line) > MAX_LINE:
+        raise ValueError(f"a line longer than {MAX_LINE} bytes")
     try:
-        phone, message_id, verified_at = json.loads(line)
-    except (ValueError, TypeError) as exc:
+        record = json.loads(line.decode())  # UTF-8 only: json.loads of bytes would guess UTF-16 or -32
+    except Exception as exc:  # not UTF-8, not JSON, nested too deep (RecursionError), a 5000-digit number...
         raise ValueError(f"unreadable spool line ({type(exc).__name__})") from None
+    if type(record) is not list or len(record) != 3:
+        raise ValueError("a spool line is a JSON array of phone, message id and time")
+    phone, message_id, verified_at = record
     return check_verification(Verification(phone, message_id, verified_at))
 
 
 def decode_block(block: bytes) -> list[Verification] | None:
     """Whole lines in one parse (the common case: every line good), unchecked: the store checks them. None if
-    any line is not a well-formed record, so the caller goes line by line."""
+    any line is not a well-formed record (one line holding two records included), so the caller goes line by
+    line."""
     try:
-        records = json.loads(b"[" + block.rstrip(b"\n").replace(b"\n", b",") + b"]")
+        records = json.loads("[" + block.rstrip(b"\n").replace(b"\n", b",").decode() + "]")
+        if len(records) != block.count(b"\n"):
+            return None
         return [Verification(phone, message_id, verified_at) for phone, message_id, verified_at in records]
-    except (ValueError, TypeError):
+    except Exception:
         return None
+
+
+def split_lines(block: bytes) -> list[bytes]:
+    """Whole lines of ``block`` (which ends with one), each with its newline: only ``\\n`` ends a line."""
+    return [line + b"\n" for line in block.split(b"\n")[:-1]]
+
+
+def _runs(file: BinaryIO, offset: int, *, final: bool) -> Iterator[_Run]:
+    """The bytes of ``file`` from ``offset`` (where it is positioned), as contiguous runs: whole lines, and
+    any run of more than ``MAX_LINE`` bytes without a newline as one bad line, never held in memory whole.
+    ``final``: the writer is gone, so an unfinished last line is a torn one."""
+    rest = b""
+    long_at: int | None = None  # where an over-long line started, while reading past it
+    long_head = b""
+    read_at = offset
+    while chunk := file.read(READ_CHUNK):
+        chunk_at, read_at = read_at, read_at + len(chunk)
+        if long_at is not None:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                continue
+            yield _Run(long_at, long_head, chunk_at + newline + 1 - long_at, f"a line longer than {MAX_LINE} bytes")
+            long_at, chunk, chunk_at = None, chunk[newline + 1 :], chunk_at + newline + 1
+        data, data_at = rest + chunk, chunk_at - len(rest)
+        end = data.rfind(b"\n") + 1
+        if end:
+            yield _Run(data_at, data[:end], end)
+        rest = data[end:]
+        if len(rest) > MAX_LINE:
+            long_at, long_head, rest = data_at + end, rest[:MAX_LINE], b""
+    if long_at is not None:  # not ended yet: kept as far as it goes (a live writer never writes such a line)
+        yield _Run(long_at, long_head, read_at - long_at, f"a line longer than {MAX_LINE} bytes, not ended")
+    elif rest and final:
+        yield _Run(read_at - len(rest), rest, len(rest), "a torn last line (a write cut off)")
+
+
+def _reason(exc: BaseException) -> str:
+    return safe_text(f"the store refused it: {type(exc).__name__}: {exc}")
 
 
 class Spool(ForkLocal):
@@ -132,6 +272,8 @@ class Spool(ForkLocal):
         self._swept_at = -math.inf
         #: Whether this process appended lines it has not applied yet (the applier skips its file otherwise).
         self._unapplied = False
+        self._boxes: dict[str, _Box] = {}  # quarantine files' offsets, by segment
+        self._logged: set[str] = set()  # segments whose trouble was logged at ERROR
 
     def __repr__(self) -> str:
         return f"Spool({self._dir!r})"
@@ -227,7 +369,7 @@ class Spool(ForkLocal):
     def _apply_file(self, name: str, path: str, *, final: bool = False) -> tuple[int, int]:
         """Apply the complete lines of ``path`` past its stored position; returns (applied, position).
         ``final``: the writer is gone, so a torn last line (a write cut off by the kill, never acknowledged
-        to anyone) is skipped."""
+        to anyone) is quarantined. Lines that cannot be applied are quarantined (see the module docstring)."""
         try:
             file = open(path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -241,49 +383,88 @@ class Spool(ForkLocal):
                 if os.fstat(file.fileno()).st_nlink == 0:
                     return 0, position
                 file.seek(position)
-                rest = b""
-                while chunk := file.read(READ_CHUNK):
-                    data = rest + chunk  # starts at ``position``
-                    end = data.rfind(b"\n") + 1
-                    if end:
-                        count, position = self._apply_lines(name, data[:end], position)
-                        applied += count
-                    rest = data[end:]
-                if rest and final:
-                    self._logger.warning("otp-conversion spool %s: skipped a torn last line", name)
-                    self._apply_batch(name, [], position, position + len(rest))
-                    position += len(rest)
+                for run in _runs(file, position, final=final):
+                    if run.bad is None:
+                        applied += self._apply_lines(name, run.data, run.offset)
+                    else:
+                        with self._quarantine(name) as box:
+                            box.save([_Bad(run.offset, run.data, run.length, run.bad)])
+                            self._apply_batch(name, [], run.offset, run.offset + run.length)
+                    position = run.offset + run.length
         except _Moved:  # another process is applying this file: it carries on from here
             position = self._store.spool_position(name)
         return applied, position
 
-    def _apply_lines(self, name: str, block: bytes, position: int) -> tuple[int, int]:
-        """Apply ``block`` (whole lines, starting at byte ``position``) in batches; returns (applied, the
-        position after it)."""
+    def _apply_lines(self, name: str, block: bytes, position: int) -> int:
+        """Apply ``block`` (whole lines, starting at byte ``position``) in batches; returns how many were
+        applied. A batch with a line that is not a record, or that the store refuses, goes line by line."""
         applied = 0
-        lines = block.splitlines(keepends=True)
+        lines = split_lines(block)
         for first in range(0, len(lines), APPLY_BATCH):
             chunk = lines[first : first + APPLY_BATCH]
             end = position + sum(map(len, chunk))
-            items = decode_block(b"".join(chunk))
+            items = decode_block(b"".join(chunk)) if max(map(len, chunk)) <= MAX_LINE else None
             if items is not None:
                 try:
                     applied += self._apply_batch(name, items, position, end)
                     position = end
                     continue
-                except ValueError:  # a well-formed record the store refuses: find it line by line
-                    pass
-            good: list[Verification] = []
-            at = position
-            for line in chunk:
-                try:
-                    good.append(decode(line))
-                except ValueError as exc:
-                    self._logger.error("otp-conversion spool %s: skipped the line at byte %d: %s", name, at, exc)
-                at += len(line)
-            applied += self._apply_batch(name, good, position, end)
+                except _RAISE:
+                    raise
+                except Exception as exc:  # a well-formed record the store refuses: find it line by line
+                    self._logger.debug("otp-conversion spool %s: a batch refused (%s)", name, type(exc).__name__)
+            applied += self._apply_singly(name, chunk, position)
             position = end
-        return applied, position
+        return applied
+
+    def _apply_singly(self, name: str, lines: Sequence[bytes], position: int) -> int:
+        """The slow path: runs of readable lines applied together, a run the store refuses line by line, and
+        every line that cannot be applied saved to the quarantine before the checkpoint stepping over it is
+        committed. A line counts as refused only if the store then takes an empty checkpoint: otherwise the
+        store, not the line, is at fault, and the error stops the pass."""
+        entries: list[tuple[int, bytes, Verification | None, str]] = []
+        offset = position
+        for line in lines:
+            try:
+                entries.append((offset, line, decode(line), ""))
+            except ValueError as exc:
+                entries.append((offset, line, None, str(exc)))
+            offset += len(line)
+        applied = 0
+        start = position  # where the next commit starts: the stored position
+        bad: list[_Bad] = []  # lines between ``start`` and the next commit, saved before it
+
+        with self._quarantine(name) as box:
+
+            def commit(items: list[Verification], end: int) -> Exception | None:
+                nonlocal applied, start, bad
+                box.save(bad)
+                try:
+                    applied += self._apply_batch(name, items, start, end)
+                except _RAISE:
+                    raise
+                except Exception as exc:
+                    return exc
+                start, bad = end, []
+                return None
+
+            for readable, grouped in itertools.groupby(entries, key=lambda entry: entry[2] is not None):
+                group = list(grouped)
+                if not readable:
+                    bad += [_Bad(at, line[:MAX_LINE], len(line), why) for at, line, _, why in group]
+                    continue
+                items = [item for _, _, item, _ in group if item is not None]
+                if commit(items, group[-1][0] + len(group[-1][1])) is None:
+                    continue
+                for (at, line, _, _), item in zip(group, items, strict=True):  # which one the store refuses
+                    error = commit([item], at + len(line))
+                    if error is not None:
+                        self._apply_batch(name, [], start, start)  # raises if the store takes no write at all
+                        bad.append(_Bad(at, line, len(line), _reason(error)))
+            if bad:
+                box.save(bad)
+                self._apply_batch(name, [], start, offset)
+        return applied
 
     def _apply_batch(self, name: str, batch: Sequence[Verification], start: int, end: int) -> int:
         outcomes = self._store.apply_verifications(
@@ -292,9 +473,53 @@ class Spool(ForkLocal):
         if outcomes is None:
             raise _Moved
         if self._on_outcome is not None:
-            for item, outcome in zip(batch, outcomes, strict=True):
-                self._on_outcome(item, outcome)
+            try:
+                for item, outcome in zip(batch, outcomes, strict=True):
+                    self._on_outcome(item, outcome)
+            except Exception as exc:  # applied and committed already: a failing hook must not replay them
+                self._logger.error("otp-conversion spool: the outcome hook raised %s", type(exc).__name__)
         return len(batch)
+
+    @contextlib.contextmanager
+    def _quarantine(self, name: str) -> Iterator[_Box]:
+        """The quarantine file of segment ``name``, locked: whoever holds it saves bad lines and commits the
+        checkpoint over them, so a line is saved once however many processes apply the segment."""
+        folder = os.path.join(self._dir, QUARANTINE)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        path = os.path.join(folder, name + BAD_SUFFIX)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held only for a write and a commit
+            inode = os.fstat(fd).st_ino
+            box = self._boxes.get(name)
+            if box is None or box.inode != inode:
+                if len(self._boxes) >= 1000:
+                    self._boxes.clear()
+                box = self._boxes[name] = _Box(fd, path, inode)
+            box.fd = fd
+            box.refresh()
+            saved = box.saved
+            yield box
+            if box.saved > saved:
+                self._log_once(
+                    name,
+                    "otp-conversion spool %s: %d line(s) it cannot apply moved to %s; the others are applied",
+                    name,
+                    box.saved - saved,
+                    path,
+                )
+        finally:
+            os.close(fd)
+
+    def _log_once(self, name: str, message: str, *args: object) -> None:
+        """ERROR the first time for a segment in this process, DEBUG after (a pass runs every 50 ms)."""
+        if name in self._logged:
+            self._logger.debug(message, *args)
+            return
+        if len(self._logged) >= 1000:
+            self._logged.clear()
+        self._logged.add(name)
+        self._logger.error(message, *args)
 
     def _rotate_if_due(self, segment: _Segment, position: int) -> None:
         """Replace a large, fully applied segment; the next append opens a fresh one."""
@@ -313,45 +538,77 @@ class Spool(ForkLocal):
             os.unlink(self._path(segment.name))
         os.close(segment.fd)
         self._store.forget_spool(segment.name)
+        self._boxes.pop(segment.name, None)
 
     # Segments of processes that died -------------------------------------------------------------------
 
     def _sweep(self, *, live: bool) -> int:
+        """Apply every other segment; one that fails does not hold back those behind it (the first error is
+        raised once all were tried)."""
         own = None if self._segment is None else self._segment.name
         applied = 0
+        failed: Exception | None = None
         for entry in os.scandir(self._dir):
             stem, ext = os.path.splitext(entry.name)
-            if ext == SUFFIX and stem != own:
-                applied += self._take_over(stem, entry.path, live=live)
-            elif ext == ".new":
-                self._remove_abandoned(entry.path)
+            try:
+                if ext == SUFFIX and stem != own:
+                    if entry.is_file(follow_symlinks=False):
+                        applied += self._take_over(stem, entry.path, live=live)
+                    else:  # never a live segment: those are regular files
+                        self._move_aside(entry)
+                elif ext == ".new":
+                    self._remove_abandoned(entry.path)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return applied
 
     def _take_over(self, name: str, path: str, *, live: bool) -> int:
         """Apply and delete the segment ``path`` if no live process holds it (``live``: apply it anyway)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
+            return 0
+        except PermissionError:
+            self._log_once(name, "otp-conversion spool %s: cannot be read (permissions); not applied", path)
             return 0
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # its process is alive
-                return self._apply_file(name, path)[0] if live else 0
+                return self._apply_file(name, path)[0] if live and _valid_name(name) else 0
             try:
                 current = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 current = False
             if not current:
                 return 0  # another sweeper applied and deleted it while we waited
+            if not _valid_name(name):  # copied in by hand: no position can be kept under that name
+                fresh = uuid.uuid4().hex
+                os.rename(path, self._path(fresh))  # the lock is the inode's: still ours
+                self._log_once(name, "otp-conversion spool: %r renamed to %s to be applied", path, fresh + SUFFIX)
+                name, path = fresh, self._path(fresh)
             applied, _ = self._apply_file(name, path, final=True)
             os.unlink(path)
             self._store.forget_spool(name)
+            self._boxes.pop(name, None)
             if applied:
                 self._logger.info("otp-conversion spool: applied %d verification(s) left by a stopped process", applied)
             return applied
         finally:
             os.close(fd)
+
+    def _move_aside(self, entry: os.DirEntry[str]) -> None:
+        """An entry named like a segment that is not a regular file (a folder, a link, a pipe) cannot be read
+        as one: it goes into the quarantine whole."""
+        folder = os.path.join(self._dir, QUARANTINE)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        target = os.path.join(folder, entry.name)
+        if os.path.lexists(target):
+            target += "." + uuid.uuid4().hex
+        os.rename(entry.path, target)
+        self._log_once(entry.name, "otp-conversion spool: %r is not a regular file; moved to %s", entry.path, target)
 
     def _remove_abandoned(self, path: str) -> None:
         """A segment never renamed into place (its process died at creation) holds no lines."""
@@ -414,13 +671,38 @@ def unapplied(store: Store, directory: str) -> int:
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(directory):
             stem, ext = os.path.splitext(entry.name)
-            if ext != SUFFIX:
+            if ext != SUFFIX or not entry.is_file(follow_symlinks=False) or not _valid_name(stem):
                 continue
-            with contextlib.suppress(FileNotFoundError), open(entry.path, "rb") as file:
+            with contextlib.suppress(OSError), open(entry.path, "rb") as file:
                 file.seek(store.spool_position(stem))
                 while chunk := file.read(READ_CHUNK):
                     count += chunk.count(b"\n")
     return count
+
+
+def quarantined(directory: str) -> int:
+    """Lines and whole entries the applier moved to the quarantine of spool folder ``directory`` (for the
+    stats; reads the files, so not for the request path)."""
+    count = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(os.path.join(directory, QUARANTINE)):
+            if not (entry.name.endswith(BAD_SUFFIX) and entry.is_file(follow_symlinks=False)):
+                count += 1  # a whole entry moved aside
+                continue
+            with contextlib.suppress(OSError), open(entry.path, "rb") as file:
+                while chunk := file.read(READ_CHUNK):
+                    count += chunk.count(b"\n")
+    return count
+
+
+def _valid_name(name: str) -> bool:
+    """Whether the store can keep a position under this segment name."""
+    try:
+        check_name(name, "spool name")
+        name.encode()
+    except ValueError:  # UnicodeEncodeError included: a file name that is not UTF-8
+        return False
+    return True
 
 
 #: Seconds after which a segment left under its temporary name is deleted.
