@@ -20,6 +20,7 @@ from flask.cli import AppGroup
 
 from .delivery.worker import Reporter
 from .phone import mask_phone
+from .redaction import describe_error
 from .store import Store
 
 if TYPE_CHECKING:
@@ -68,12 +69,29 @@ def degrade_command(mode: str) -> None:
 def flush_command(timeout: float) -> None:
     """Deliver every pending report now; exit status 1 if any is left (and why, when it can be said)."""
     state, store, reporter = _parts()
-    state.apply_spool()
+    try:
+        _flush(state, store, reporter, timeout)
+    except (click.ClickException, click.exceptions.Exit):
+        raise
+    except Exception as exc:  # the store unreachable, the disk refusing: say what, never a traceback
+        raise click.ClickException(f"flush failed: {describe_error(exc)}") from None
+
+
+def _flush(state: ConversionState, store: Store, reporter: Reporter, timeout: float) -> None:
+    try:
+        state.apply_spool()
+    except Exception as exc:  # what could be applied was; deliver it, and say why the rest was not
+        click.echo(f"spooled verifications not all applied: {describe_error(exc)}", err=True)
+        spool_failed = True
+    else:
+        spool_failed = False
     if reporter.degraded:  # nothing would be delivered: say so now rather than after the timeout
         stats = store.outbox_stats(now=time.time())
         click.echo(f"pending: {stats.pending}, dead letters: {stats.dead}")
         if stats.pending:
             click.echo(DEGRADED_FLUSH, err=True)
+            sys.exit(1)
+        if spool_failed:
             sys.exit(1)
         return
     left = reporter.flush(timeout)
@@ -84,6 +102,8 @@ def flush_command(timeout: float) -> None:
             click.echo(DEGRADED_FLUSH, err=True)
         elif reporter.last_error:
             click.echo(f"last error: {reporter.last_error}", err=True)
+        sys.exit(1)
+    if spool_failed:
         sys.exit(1)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from flask_otp_conversion.store.base import Verification
+from flask_otp_conversion.store.spool import SUFFIX, encode, quarantined
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import TENCENT_KEYS, AppFactory
 
@@ -95,7 +98,11 @@ def test_deliver_runs_the_reporter_in_its_own_process_until_sigterm(
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "tests.gunicorn_app", "otp-conversion", "deliver"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20
@@ -177,3 +184,41 @@ def test_id_without_replay_is_a_usage_error(make_app: AppFactory) -> None:
     app, _ = make_app()
     result = app.test_cli_runner().invoke(args=["otp-conversion", "dead-letters", "--id", "1"])
     assert result.exit_code == 2 and "add --replay" in result.output
+
+
+def test_flush_applies_a_spool_with_a_line_the_store_cannot_take_and_delivers_the_rest(
+    make_app: AppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    app, _ = make_app(OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url)
+    state = app.extensions["otp_conversion"]
+    serial = provider_emulator_server.emulator.issue_message_id("tencent", PHONE)
+    state.record_sent(PHONE, serial)
+    # A segment left by a process that died: the verification, and a time SQLite cannot hold (1e300).
+    segment = Path(state.spool.directory) / ("dead" + SUFFIX)
+    segment.write_bytes(encode(Verification(PHONE, None, time.time())) + b'["+6590000001",null,1e300]\n')
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "flush", "--timeout", "10"])
+    assert result.exception is None, result.output
+    assert result.exit_code == 0 and "pending: 0" in result.output
+    assert len(provider_emulator_server.emulator.calls(action="ReportConversion", ok=True)) == 1
+    assert quarantined(state.spool.directory) == 1
+
+
+def test_flush_with_the_store_locked_says_why_and_exits_one_without_a_traceback(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "locked.db"
+    app, _ = make_app(OTP_CONVERSION_STORE_URL=f"sqlite:///{db}?busy_timeout=0.2")
+    enqueue(app)
+    state = app.extensions["otp_conversion"]
+    segment = Path(state.spool.directory) / ("dead" + SUFFIX)  # to apply: a write the lock refuses
+    segment.write_bytes(encode(Verification(PHONE, None, time.time())))
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the database: every read and write times out
+    try:
+        result = app.test_cli_runner().invoke(args=["otp-conversion", "flush", "--timeout", "0.5"])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1
+    assert "spooled verifications not all applied: OperationalError" in result.output
+    assert "Traceback" not in result.output
