@@ -240,7 +240,8 @@ def _stats_table(figures: dict[str, Any]) -> list[str]:
     age = rep["oldest_pending_age_seconds"]
     lines += [
         "",
-        f"reporter         spooled={rep['spooled']} pending={rep['pending']} in_flight={rep['in_flight']} "
+        f"reporter         spooled={rep['spooled']} quarantined={rep['quarantined']} pending={rep['pending']} "
+        f"in_flight={rep['in_flight']} "
         f"dead={rep['dead']} "
         f"oldest_pending={'-' if age is None else f'{age:.0f}s'}",
         f"                 breaker={rep['breaker_state']} degraded={'yes' if rep['degraded'] else 'no'} "

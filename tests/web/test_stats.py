@@ -20,12 +20,17 @@ from flask.testing import FlaskClient
 import flask_otp_conversion
 from flask_otp_conversion import OTPConversion, otp_verified
 from flask_otp_conversion.providers import Provider
+from flask_otp_conversion.providers.settings import TencentSettings
 from flask_otp_conversion.providers.tencent import TencentProvider
-from flask_otp_conversion.testing import EmulatorServer, Fault
+from flask_otp_conversion.store import SQLiteStore
+from flask_otp_conversion.store.spool import SUFFIX, Spool, quarantined
+from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
+from flask_otp_conversion.web.stats import DeliveryStatus, StatsService, parse_window
 from tests.conftest import AppFactory
 
 TOKEN = "s3cret-stats-token"
 PACKAGE = Path(flask_otp_conversion.__file__).parent
+LOGGER = logging.getLogger("test_stats")
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CN = "+8613711112222"
@@ -532,6 +537,34 @@ def test_a_window_longer_than_ten_years_is_a_400_without_a_provider_limit(
     response = get(app.test_client(), "?from=1970-01-01T00:00:00Z&to=9998-12-31T00:00:00Z")
     assert response.status_code == 400
     assert "at most 3660 days" in response.get_json()["error"]
+
+
+def test_the_reporter_section_counts_spool_lines_moved_to_the_quarantine(
+    tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    store = SQLiteStore(str(tmp_path / "quarantine.db"))
+    spool = Spool(store, str(tmp_path / "spool"), provider="tencent", match_window=900.0, logger=LOGGER)
+    (tmp_path / "spool" / ("dead" + SUFFIX)).write_bytes(b'not json\n["+6590000001",null,1e300]\n')
+    spool.apply_pending()
+    service = StatsService(
+        store=store,
+        provider_class=UnboundedTencent,
+        provider_factory=lambda: UnboundedTencent.from_settings(
+            TencentSettings(
+                secret_id=ProviderEmulator.TENCENT_SECRET_ID,
+                secret_key=ProviderEmulator.TENCENT_SECRET_KEY,
+                sdk_app_id=ProviderEmulator.TENCENT_SDK_APP_ID,
+                endpoint=provider_emulator_server.url,
+            )
+        ),
+        delivery=lambda: DeliveryStatus(delivering=False, breaker_state="closed", degraded=False, last_error=None),
+        quarantined=lambda: quarantined(spool.directory),
+    )
+    try:
+        assert service.collect(parse_window({}, provider=UnboundedTencent))["reporter"]["quarantined"] == 2
+    finally:
+        service.close()
+        store.close()
 
 
 def test_time_zone_comes_from_the_provider_class(make_standalone_stats: StandaloneFactory) -> None:
