@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
 from pathlib import Path
@@ -12,7 +13,20 @@ import pytest
 from store_helpers import CN, HOUR0, SG, US, send, verify
 
 from flask_otp_conversion.store import SQLiteStore, open_store
-from flask_otp_conversion.store.sqlite import CACHE_KIB, POOL_SIZE
+from flask_otp_conversion.store.sqlite import CACHE_KIB, POOL_SIZE, DamagedStoreError
+
+
+def damage_an_index(path: Path) -> None:
+    """Declare an index over other columns than it was built on: its entries no longer match the table, as
+    after a change of collation; every page and row still reads."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute(
+        "UPDATE sqlite_master SET sql = replace(sql, '(phone, sent_at)', '(sent_at, phone)') "
+        "WHERE name = 'messages_phone_sent'"
+    )
+    conn.commit()
+    conn.close()
 
 
 def pragma(path: Path, name: str) -> Any:
@@ -117,6 +131,49 @@ def test_a_file_that_is_not_a_database_is_refused_at_start(tmp_path: Path) -> No
     path.write_bytes(b"these are not the pages of a database\n" * 200)
     with pytest.raises(sqlite3.DatabaseError, match="not a database"):
         SQLiteStore(path)
+
+
+def sound_file_of_sends(path: Path, count: int = 2000) -> None:
+    """A store file of ``count`` sends, closed, its WAL folded into the file."""
+    store = SQLiteStore(path)
+    for i in range(count):
+        send(store, f"+86137{i:08d}", f"m{i}", HOUR0 + i)
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def test_a_file_with_a_damaged_page_in_the_middle_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    sound_file_of_sends(path)
+    page_size, pages = pragma(path, "page_size"), pragma(path, "page_count")
+    with open(path, "r+b") as file:  # the header stays valid: only a page in the middle is garbage
+        file.seek(page_size * (pages // 2))
+        file.write(random.Random(7).randbytes(page_size))
+    with pytest.raises(DamagedStoreError) as caught:
+        SQLiteStore(path)
+    message = str(caught.value)
+    assert str(path) in message and "integrity check" in message
+    assert "restore the file from a backup" in message and "move it aside" in message
+
+
+def test_a_damaged_index_is_found_by_the_full_check_only(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    sound_file_of_sends(path, 50)
+    damage_an_index(path)
+    store = SQLiteStore(path)  # quick_check at start reads pages and rows, not indexes against tables
+    assert store.check_integrity(full=False) == []
+    assert "missing from index messages_phone_sent" in store.check_integrity()[0]
+    store.close()
+
+
+def test_a_sound_file_passes_the_full_check(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    sound_file_of_sends(path, 50)
+    store = SQLiteStore(path)
+    assert store.check_integrity() == []
+    store.close()
 
 
 def test_the_store_keeps_working_after_close(tmp_path: Path) -> None:
