@@ -22,6 +22,7 @@ from .delivery.worker import Reporter
 from .phone import mask_phone
 from .redaction import describe_error
 from .store import Store
+from .store.spool import quarantined
 
 if TYPE_CHECKING:
     from .extension import ConversionState
@@ -192,6 +193,37 @@ def prune_command() -> None:
     state, store, _ = _parts()
     removed = store.prune(before=time.time() - state.settings.retention * 86400)
     click.echo(f"pruned {removed} row(s)")
+
+
+@otp_conversion_cli.command("check")
+def check_command() -> None:
+    """Run SQLite's full integrity check on the store file (the start runs only the quick one); exit status 1
+    with the problems found. Also says how many spool lines were quarantined."""
+    state, store, _ = _parts()
+    check = getattr(store, "check_integrity", None)
+    problems: list[str] = []
+    if check is None:
+        click.echo(f"store: {type(store).__name__} keeps no file to check")
+    else:
+        try:
+            problems = check(full=True)
+        except Exception as exc:  # could not even run the check: the file is locked or gone
+            raise click.ClickException(f"store: the check could not run: {describe_error(exc)}") from None
+        if problems:
+            click.echo(f"store: {len(problems)} problem(s) found by SQLite's integrity check:", err=True)
+            for problem in problems:
+                click.echo(f"  {problem}", err=True)
+            click.echo(
+                "restore the store file from a backup, or stop the app and move it aside (with its -wal and -shm "
+                "files) to start empty; it holds the outbox's pending reports: keep it",
+                err=True,
+            )
+        else:
+            click.echo("store: ok")
+    if state.spool is not None:
+        click.echo(f"spool: {quarantined(state.spool.directory)} quarantined line(s) or entries")
+    if problems:
+        sys.exit(1)
 
 
 @otp_conversion_cli.command("stats")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification
 from flask_otp_conversion.store.spool import SUFFIX, encode, quarantined
 from flask_otp_conversion.testing import EmulatorServer
@@ -128,6 +129,7 @@ def test_deliver_runs_the_reporter_in_its_own_process_until_sigterm(
         ["dead-letters"],
         ["prune"],
         ["stats"],
+        ["check"],
     ],
 )
 def test_with_the_extension_disabled_every_command_says_so(make_app: AppFactory, command: list[str]) -> None:
@@ -222,3 +224,31 @@ def test_flush_with_the_store_locked_says_why_and_exits_one_without_a_traceback(
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1
     assert "spooled verifications not all applied: OperationalError" in result.output
     assert "Traceback" not in result.output
+
+
+def test_check_on_a_sound_store_exits_zero(make_app: AppFactory) -> None:
+    app, _ = make_app()
+    enqueue(app)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "check"])
+    assert result.exit_code == 0, result.output
+    assert "store: ok" in result.output and "spool: 0 quarantined" in result.output
+
+
+def test_check_lists_what_the_full_integrity_check_finds_and_exits_one(make_app: AppFactory, tmp_path: Path) -> None:
+    db = tmp_path / "indexed.db"
+    store = SQLiteStore(db)
+    for i in range(20):
+        store.record_sent(phone=f"+86137{i:08d}", message_id=f"m{i}", provider="tencent", sent_at=time.time())
+    store.close()
+    conn = sqlite3.connect(db)  # an index declared over other columns than it holds: pages and rows still read
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute(
+        "UPDATE sqlite_master SET sql = replace(sql, '(phone, sent_at)', '(sent_at, phone)') "
+        "WHERE name = 'messages_phone_sent'"
+    )
+    conn.commit()
+    conn.close()
+    app, _ = make_app(OTP_CONVERSION_STORE_URL=f"sqlite:///{db}")  # the quick check at start passes
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "check"])
+    assert result.exit_code == 1
+    assert "missing from index messages_phone_sent" in result.output and "backup" in result.output
