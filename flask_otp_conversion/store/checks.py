@@ -39,13 +39,18 @@ def check_message_id(value: object) -> str:
     return value
 
 
+#: Largest magnitude of a time in seconds we take (~31,700 years): a store must be able to keep it, and SQLite's
+#: integers end near 9.2e18, where hour bucketing of a larger float would overflow.
+MAX_TIME = 1e12
+
+
 def check_verification(item: Verification) -> Verification:
     """A verification's phone (E.164), optional message id and time, checked as one; ``item`` itself when
     it needs no conversion (the common case: nothing is copied per spooled line)."""
     phone = check_phone(item.phone)
     message_id = None if item.message_id is None else check_message_id(item.message_id)
     verified_at = item.verified_at
-    if type(verified_at) is not float or not math.isfinite(verified_at):
+    if type(verified_at) is not float or not -MAX_TIME <= verified_at <= MAX_TIME:  # NaN is neither
         verified_at = check_time(verified_at, "verified_at")
     elif phone is item.phone and message_id is item.message_id:
         return item
@@ -75,12 +80,14 @@ def check_provider(value: object) -> str:
 
 
 def check_time(value: object, name: str) -> float:
-    """UNIX seconds: an int or float that is finite (a NaN would silently match nothing)."""
+    """UNIX seconds: an int or float that is finite (a NaN would silently match nothing) and storable."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be UNIX seconds (int or float), not {type(value).__name__}")
     result = float(value)
     if not math.isfinite(result):
         raise ValueError(f"{name} must be finite")
+    if abs(result) > MAX_TIME:
+        raise ValueError(f"{name} is out of range (at most {MAX_TIME:g} seconds either side of 1970)")
     return result
 
 

@@ -348,3 +348,11 @@ def test_a_forgotten_spool_starts_again_at_zero(store: Store) -> None:
 def test_a_bad_checkpoint_is_refused(store: Store, checkpoint: object) -> None:
     with pytest.raises(ValueError):
         store.apply_verifications([], provider="tencent", match_window=WINDOW, checkpoint=checkpoint)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("at", [1e300, -1e300, 2e12])
+def test_a_time_no_store_can_keep_is_refused_with_a_value_error(store: Store, at: float) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        verify(store, CN, at)
+    with pytest.raises(ValueError, match="out of range"):
+        send(store, CN, "m-1", at)
