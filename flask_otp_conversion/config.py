@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,13 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .providers import Provider, available_providers, provider_class
 
 PREFIX = "OTP_CONVERSION_"
-#: Keys that no longer do anything: accepted with a DeprecationWarning (and a log line), so old configs still start.
-DEPRECATED_KEYS = {
-    PREFIX + "YIELD_TO_REQUESTS": "delivery now runs beside the requests (it costs a fraction of a request), so "
-    "nothing is held back any more; remove the key",
-}
-
-
 class ConfigurationError(ValueError):
     """A bad ``OTP_CONVERSION_*`` value; raised by ``init_app`` and naming the key."""
 
@@ -35,8 +26,10 @@ class Settings(BaseModel):
     store_url: str | None = None
     degraded: bool = False
     match_window: float = Field(default=900.0, gt=0)
-    #: Verifications from the verify route and signal go to a file beside the SQLite store first.
+    #: Verifications from the verify route and signal go to a local spool file first.
     spool: bool = True
+    #: Seconds delivery may hold a report back while its web worker is serving requests.
+    yield_to_requests: float = Field(default=30.0, ge=0)
     retention: float = Field(default=7.0, gt=0, description="days")
     url_prefix: str = Field(default="/otp-conversion", pattern=r"^/[A-Za-z0-9_\-./]*$")
     stats_token: SecretStr | None = None
@@ -123,15 +116,10 @@ def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
         if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in core_fields
     }
     provider_prefixes = tuple(f"{PREFIX}{name.upper()}_" for name in available_providers())
-    for key in sorted(DEPRECATED_KEYS.keys() & config.keys()):
-        message = f"{key} is deprecated and ignored: {DEPRECATED_KEYS[key]}"
-        warnings.warn(message, DeprecationWarning, stacklevel=3)
-        logging.getLogger("flask_otp_conversion").warning(message)
     unknown = sorted(
         key
         for key in config
         if key.startswith(PREFIX)
-        and key not in DEPRECATED_KEYS
         and key[len(PREFIX) :].lower() not in core_fields
         and not key.startswith(provider_prefixes)
     )

@@ -8,14 +8,15 @@ import math
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
 from werkzeug.local import LocalProxy
 
 from .cli import register_cli
 from .config import Settings, load_settings, make_provider
+from .delivery.activity import CountingMiddleware, RequestActivity
 from .delivery.election import DeliveryLock, lock_path
 from .delivery.worker import Reporter
 from .phone import mask_phone, normalize_phone
@@ -23,12 +24,9 @@ from .providers import Provider, provider_class
 from .signals import otp_sent, otp_verified
 from .store import MemoryStore, SQLiteStore, Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
-from .store.spool import Spool, folder_for, unapplied
+from .store.spool import Spool, folder_for, quarantined, unapplied
 from .verify import FieldSource, make_verify_route
 from .web.stats import DeliveryStatus, StatsService, make_blueprint
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 EXTENSION_KEY = "otp_conversion"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,9 +63,11 @@ class ConversionState:
         #: With one deliverer per host (``OTP_CONVERSION_SINGLE_DELIVERER``): the lock that makes this process it
         self.delivery_lock: DeliveryLock | None = None
         self.stats: StatsService | None = None
+        self.activity: RequestActivity | None = None
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
+        self.activity = RequestActivity()
         # A memory store lives in this process only: a spool or a lock between processes would guard nothing.
         local = not isinstance(self.store, MemoryStore)
         if settings.single_deliverer and settings.reporter_autostart and local:
@@ -91,6 +91,7 @@ class ConversionState:
             settings=settings,
             sender=app,
             logger=logger,
+            busy=self.activity.busy,
         )
 
     def _host_base(self, app: Flask) -> str:
@@ -112,12 +113,16 @@ class ConversionState:
         def spooled() -> int:
             return 0 if spool is None else unapplied(store, spool.directory)
 
+        def set_aside() -> int:
+            return 0 if spool is None else quarantined(spool.directory)
+
         return StatsService(
             store=store,
             provider_class=provider_class(settings.provider),
             provider_factory=self.make_provider,
             delivery=delivery,
             spooled=spooled,
+            quarantined=set_aside,
             auth=auth,
             token=settings.stats_token,
             cache_ttl=settings.stats_cache_ttl,
@@ -300,7 +305,10 @@ class OTPConversion:
         otp_sent.connect(state.on_otp_sent)
         otp_verified.connect(state.on_otp_verified)
         if settings.reporter_autostart:
-            app.wsgi_app = _StartsBackground(app.wsgi_app, state.start_background)  # type: ignore[method-assign]
+            assert state.activity is not None
+            app.wsgi_app = CountingMiddleware(  # type: ignore[method-assign]
+                app.wsgi_app, state.activity, state.start_background
+            )
         atexit.register(_shutdown_at_exit, weakref.ref(state))
         state.stats = state.make_stats(auth=lambda: self._stats_auth)
         app.register_blueprint(make_blueprint(settings.url_prefix, state.stats))
@@ -352,19 +360,6 @@ class OTPConversion:
 
     def __repr__(self) -> str:
         return "<OTPConversion>"
-
-
-class _StartsBackground:
-    """WSGI middleware: start this process's background threads on its first request (after any fork), before
-    the app answers. Not a ``before_request`` hook: Flask walks every hook chain on every request for it."""
-
-    def __init__(self, wsgi_app: WSGIApplication, on_request: Callable[[], None]) -> None:
-        self.wsgi_app = wsgi_app
-        self._on_request = on_request
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        self._on_request()
-        return self.wsgi_app(environ, start_response)
 
 
 def _shutdown_at_exit(ref: weakref.ReferenceType[ConversionState]) -> None:

@@ -124,13 +124,6 @@ def test_bad_endpoint_says_what_is_expected_not_a_pattern(key: str, example: str
     assert "pattern" not in message
 
 
-def test_a_deprecated_key_warns_and_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.warns(DeprecationWarning, match="OTP_CONVERSION_YIELD_TO_REQUESTS"):
-        settings = load(OTP_CONVERSION_YIELD_TO_REQUESTS=30)
-    assert not hasattr(settings, "yield_to_requests")
-    assert "deprecated and ignored" in caplog.text
-
-
 @pytest.mark.parametrize(
     "token",
     [

@@ -307,3 +307,10 @@ class Summary:
         self.reported = self.retried = self.dead = 0
         self.since = now
         return taken if taken.reported or taken.retried or taken.dead else None
+
+
+def claim_as_of(now: float, *, busy: bool, window: float) -> float:
+    """The time a claim looks from: ``now``, or, while the web worker serves requests, ``window`` seconds ago, so
+    that only reports that have waited the whole window go out and a burst costs the requests nothing but the
+    spool append. The claim's lease is stretched by as much (``now - as_of``), so it still ends a lease after now."""
+    return now - window if busy and window > 0 else now

@@ -63,6 +63,7 @@ from ..signals import (
 )
 from ..store.base import OutboxItem, Store
 from . import policy as P
+from .activity import BUSY_POLL
 from .breaker import Breaker, Closed, Opened, Probe, Transition
 from .ratelimit import SharedTokenBucket
 
@@ -106,8 +107,10 @@ class Reporter(ForkLocal):
         settings: Settings,
         sender: object,
         logger: logging.Logger,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self._store = store
+        self._busy = busy
         self._provider_factory = provider_factory
         self._settings = settings
         self._sender = sender
@@ -133,6 +136,8 @@ class Reporter(ForkLocal):
         self._stopped = False
         self._closing = False
         self._senders: list[threading.Thread] = []
+        self._busy_claim_at = -math.inf  # while requests run: no claim before this (monotonic)
+        self._flushing = 0  # flush() calls waiting on the loop, which then does not hold back
         self._clients: list[Provider] = []
         self._bucket: SharedTokenBucket | None = None
         self._provider_name = self._settings.provider or ""
@@ -320,7 +325,7 @@ class Reporter(ForkLocal):
         while not stop.is_set():
             self._wake.clear()  # before the pass: a wake-up set during it is not lost
             try:
-                wait, idle = self._pass()
+                wait, idle = self._pass(hold_back=deadline is None)
             except Exception as exc:
                 self._note_error(exc)
                 self._logger.error("otp-conversion reporter: %s; retrying in %g s", describe_error(exc), ERROR_PAUSE)
@@ -335,8 +340,9 @@ class Reporter(ForkLocal):
         if deadline is not None:
             self._settle(deadline)
 
-    def _pass(self) -> tuple[float, bool]:
-        """One pass of the loop: returns (seconds to wait before the next, whether nothing was left to do)."""
+    def _pass(self, *, hold_back: bool = False) -> tuple[float, bool]:
+        """One pass of the loop: returns (seconds to wait before the next, whether nothing was left to do).
+        ``hold_back``: give way to this worker's requests (the background loop; a flush never does)."""
         if not self._config_applied:
             self._apply_configured_degraded()
         self._flush_acks(force=False)
@@ -345,6 +351,9 @@ class Reporter(ForkLocal):
         self._prune_if_due()
         self._log_summary(force=False)
         now = time.time()
+        serving = hold_back and not self._flushing and self._busy is not None and self._busy()
+        if serving and time.monotonic() < self._busy_claim_at:
+            return BUSY_POLL, False  # looked at most once a BUSY_POLL while requests run
         with self._lock:
             plan = self._policy.plan(now, buffered=len(self._ready))
             busy = bool(self._ready) or self._inflight > 0
@@ -353,7 +362,13 @@ class Reporter(ForkLocal):
             if idle:
                 self._note_idle(now)
             return plan.seconds, idle
-        items = self._store.claim(provider=self._provider_name, limit=plan.limit, lease_seconds=self._lease, now=now)
+        as_of = P.claim_as_of(now, busy=serving, window=self._settings.yield_to_requests)
+        items = self._store.claim(
+            provider=self._provider_name, limit=plan.limit, lease_seconds=self._lease + (now - as_of), now=as_of
+        )
+        if serving:
+            # a full claim of overdue rows: the next goes at once; else look again in a BUSY_POLL
+            self._busy_claim_at = -math.inf if len(items) >= plan.limit else time.monotonic() + BUSY_POLL
         jobs = []
         for item in items:
             if self._policy_dead_on_claim(item, now):
@@ -403,9 +418,18 @@ class Reporter(ForkLocal):
         return soonest >= wall_deadline
 
     def _wait_drained(self, deadline: float) -> None:
-        """flush() beside a running loop: wake it and wait for a pass that found nothing to do."""
+        """flush() beside a running loop: wake it and wait for a pass that found nothing to do (the loop does not
+        give way to requests while a flush waits)."""
         with self._lock:
             seen = self._idle_passes
+            self._flushing += 1
+        try:
+            self._wait_drained_until(deadline, seen)
+        finally:
+            with self._lock:
+                self._flushing -= 1
+
+    def _wait_drained_until(self, deadline: float, seen: int) -> None:
         self._wake.set()
         while (left := deadline - time.monotonic()) > 0:
             with self._lock:
@@ -534,11 +558,14 @@ class Reporter(ForkLocal):
                 time.sleep(wait)
             bucket = self._bucket
             assert bucket is not None
-            while bucket.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming) is None:
+            report = ConversionReport(message_id=item.message_id, phone=item.phone, verified_at=item.verified_at)
+            while True:
+                token = bucket.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming)
+                if token is not None and bucket.fresh(token):
+                    break  # a token this thread was too late to use is forfeited: that only lowers the rate
                 if self._closing or time.time() >= job.cutoff:
                     self._hand_back([item], "no rate-limit token before the send window closed")
                     return
-            report = ConversionReport(message_id=item.message_id, phone=item.phone, verified_at=item.verified_at)
             started = time.monotonic()
             try:
                 client.report_conversion(report)

@@ -107,6 +107,7 @@ class Env:
         *,
         store: Store | None = None,
         factory: Callable[[Settings], Callable[[], Provider]] | None = None,
+        busy: Callable[[], bool] | None = None,
         **overrides: Any,
     ) -> tuple[Reporter, Store]:
         if variant is not None:
@@ -119,6 +120,7 @@ class Env:
             settings=settings,
             sender=self,
             logger=LOGGER,
+            busy=busy,
         )
         self.reporters.append(reporter)
         return reporter, store

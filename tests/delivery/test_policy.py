@@ -238,3 +238,15 @@ def test_an_idle_minute_has_no_summary() -> None:
 def test_a_retryable_provider_error_keeps_its_retry_after() -> None:
     answer = P.classify(RetryableError("busy", code="InternalError", retry_after=3.0))
     assert answer == P.Answer(P.Outcome.RETRYABLE, "InternalError busy", 3.0)
+
+
+def test_a_claim_looks_from_now_while_the_worker_is_quiet() -> None:
+    assert P.claim_as_of(1000.0, busy=False, window=30.0) == 1000.0
+
+
+def test_a_claim_looks_a_window_back_while_the_worker_serves_requests() -> None:
+    assert P.claim_as_of(1000.0, busy=True, window=30.0) == 970.0
+
+
+def test_no_window_means_no_holding_back() -> None:
+    assert P.claim_as_of(1000.0, busy=True, window=0.0) == 1000.0

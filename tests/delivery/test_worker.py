@@ -64,6 +64,36 @@ def test_flush_beside_a_running_loop_waits_until_nothing_is_due(env: Env) -> Non
 
 
 @pytest.mark.timeout(60)
+def test_while_the_worker_serves_requests_only_reports_older_than_the_window_go(env: Env) -> None:
+    reporter, store = env.reporter(busy=lambda: True, yield_to_requests=30)
+    old = env.seed(store, 3, age=40)
+    fresh = env.seed(store, 3)
+    reporter.ensure_running()
+    assert wait_for(lambda: set(env.delivered()) == set(old))
+    time.sleep(0.5)
+    assert set(env.delivered()) == set(old)  # the fresh ones wait out the window
+    assert pending(store) == len(fresh)
+
+
+@pytest.mark.timeout(60)
+def test_a_flush_does_not_hold_back_for_the_requests(env: Env) -> None:
+    reporter, store = env.reporter(busy=lambda: True, yield_to_requests=30)
+    reporter.ensure_running()
+    ids = env.seed(store, 5)
+    assert reporter.flush(20) == 0
+    assert set(env.delivered()) == set(ids)
+
+
+@pytest.mark.timeout(60)
+def test_a_quiet_worker_delivers_at_once(env: Env) -> None:
+    reporter, store = env.reporter(busy=lambda: False, yield_to_requests=30)
+    ids = env.seed(store, 5)
+    reporter.ensure_running()
+    assert wait_for(lambda: pending(store) == 0)
+    assert set(env.delivered()) == set(ids)
+
+
+@pytest.mark.timeout(60)
 def test_flush_returns_what_is_still_pending_at_its_deadline(env: Env) -> None:
     reporter, store = env.reporter(rate_limits={"ReportConversion": 4})
     env.seed(store, 30)
