@@ -16,6 +16,7 @@ from flask_otp_conversion.store.base import Verification
 from flask_otp_conversion.store.spool import SUFFIX, encode, quarantined
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import TENCENT_KEYS, AppFactory
+from tests.store.store_helpers import damage_an_index
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,14 +241,7 @@ def test_check_lists_what_the_full_integrity_check_finds_and_exits_one(make_app:
     for i in range(20):
         store.record_sent(phone=f"+86137{i:08d}", message_id=f"m{i}", provider="tencent", sent_at=time.time())
     store.close()
-    conn = sqlite3.connect(db)  # an index declared over other columns than it holds: pages and rows still read
-    conn.execute("PRAGMA writable_schema = ON")
-    conn.execute(
-        "UPDATE sqlite_master SET sql = replace(sql, '(phone, sent_at)', '(sent_at, phone)') "
-        "WHERE name = 'messages_phone_sent'"
-    )
-    conn.commit()
-    conn.close()
+    damage_an_index(db)  # pages and rows still read: only the full check finds it
     app, _ = make_app(OTP_CONVERSION_STORE_URL=f"sqlite:///{db}")  # the quick check at start passes
     result = app.test_cli_runner().invoke(args=["otp-conversion", "check"])
     assert result.exit_code == 1

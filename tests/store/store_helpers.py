@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from flask_otp_conversion.store import OutboxStats, Store, VerifyOutcome
 
 #: The start of an hour (epoch seconds), so tests can place events in known hour buckets.
@@ -31,3 +34,16 @@ def verify(
 
 def empty_stats() -> OutboxStats:
     return OutboxStats(pending=0, in_flight=0, dead=0, reported=0, oldest_pending_at=None)
+
+
+def damage_an_index(path: Path) -> None:
+    """Declare an index over other columns than it was built on: its entries no longer match the table, as
+    after a change of collation; every page and row still reads."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute(
+        "UPDATE sqlite_master SET sql = replace(sql, '(phone, sent_at)', '(sent_at, phone)') "
+        "WHERE name = 'messages_phone_sent'"
+    )
+    conn.commit()
+    conn.close()

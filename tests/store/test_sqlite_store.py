@@ -10,23 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import CN, HOUR0, SG, US, send, verify
+from store_helpers import CN, HOUR0, SG, US, damage_an_index, send, verify
 
 from flask_otp_conversion.store import SQLiteStore, open_store
 from flask_otp_conversion.store.sqlite import CACHE_KIB, POOL_SIZE, DamagedStoreError
-
-
-def damage_an_index(path: Path) -> None:
-    """Declare an index over other columns than it was built on: its entries no longer match the table, as
-    after a change of collation; every page and row still reads."""
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA writable_schema = ON")
-    conn.execute(
-        "UPDATE sqlite_master SET sql = replace(sql, '(phone, sent_at)', '(sent_at, phone)') "
-        "WHERE name = 'messages_phone_sent'"
-    )
-    conn.commit()
-    conn.close()
 
 
 def pragma(path: Path, name: str) -> Any:
