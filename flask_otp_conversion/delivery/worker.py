@@ -3,15 +3,15 @@
 Shape
     One *drain loop* claims due rows (``store.claim`` with a row lease) as the policy says and puts them in
     a ready list; ``OTP_CONVERSION_REPORT_CONCURRENCY`` *sender threads* take rows from it, each takes a
-    rate-limit token and makes its request on its own provider client, and hands the answer to the policy.
+    rate-limit slot and makes its request on its own provider client, and hands the answer to the policy.
     A sender blocks in its HTTP request, so reaching the provider's cap at its latency needs that many in
     flight (1,000/s at 50 ms is 50); an idle sender sleeps on a condition and costs nothing. Acks go in
     batches, one store write for up to ``ACK_BATCH`` rows. The loop runs on a thread of its own
     (``ensure_running``) or, in a process that never started it, in the caller of ``flush``/``stop``.
 
 Rate cap
-    One token bucket in the store (``ratelimit.SharedTokenBucket``, ``Store.take_tokens``), shared by every
-    process: each sender takes its token right before its request, so however many processes deliver, the
+    One schedule of request starts in the store (``ratelimit.SharedSchedule``, ``Store.take_slots``), shared by every
+    process: each sender waits for its slot right before its request, so however many processes deliver, the
     provider sees at most its cap in any second.
 
 Leases and at-least-once
@@ -65,7 +65,7 @@ from ..store.base import OutboxItem, Store
 from . import policy as P
 from .activity import BUSY_POLL
 from .breaker import Breaker, Closed, Opened, Probe, Transition
-from .ratelimit import SharedTokenBucket
+from .ratelimit import SharedSchedule
 
 #: The named lease that lets one process prune per PRUNE_EVERY, however many deliver.
 PRUNE_LEASE = "prune"
@@ -79,7 +79,7 @@ ACK_MAX_DELAY = 0.25
 IDLE_POLL = 0.25
 #: After an unexpected error in the loop (the store is down, say).
 ERROR_PAUSE = 2.0
-#: A sender waiting for a rate-limit token looks this often whether the process is stopping.
+#: A sender waiting for a rate-limit slot looks this often whether the process is stopping.
 TOKEN_WAIT = 0.05
 
 
@@ -139,7 +139,7 @@ class Reporter(ForkLocal):
         self._busy_claim_at = -math.inf  # while requests run: no claim before this (monotonic)
         self._flushing = 0  # flush() calls waiting on the loop, which then does not hold back
         self._clients: list[Provider] = []
-        self._bucket: SharedTokenBucket | None = None
+        self._schedule: SharedSchedule | None = None
         self._provider_name = self._settings.provider or ""
         self._policy = P.DeliveryPolicy(
             cap=FALLBACK_RATE,
@@ -269,7 +269,7 @@ class Reporter(ForkLocal):
     def _ready_to_send(self) -> None:
         """The rate limiter and the sender threads of this process, built on first use."""
         with self._setup_lock:
-            if self._bucket is None:
+            if self._schedule is None:
                 provider = self._provider_factory()
                 try:
                     action, name = provider.report_action, provider.name
@@ -283,10 +283,10 @@ class Reporter(ForkLocal):
                     )
                 store, key = self._store, f"rate:{name}:{action}"
 
-                def take(want: int, rate: float, burst: float) -> tuple[int, float]:
-                    return store.take_tokens(key, want=want, rate=rate, burst=burst, now=time.time())
+                def take(want: int, interval: float, horizon: float) -> tuple[float, int]:
+                    return store.take_slots(key, want=want, interval=interval, horizon=horizon, now=time.time())
 
-                self._bucket = SharedTokenBucket.for_cap(take, cap)
+                self._schedule = SharedSchedule.for_cap(take, cap)
                 self._provider_name = self._settings.provider or name
                 with self._lock:
                     self._policy.cap = cap
@@ -469,7 +469,7 @@ class Reporter(ForkLocal):
                 self._policy.cancel(job.probe)
             self._rows.notify_all()
         self._hand_back([job.item for job in left], "reporter stopping")
-        with self._lock:  # senders waiting for a token hand their rows back within TOKEN_WAIT
+        with self._lock:  # senders waiting for a slot hand their rows back within TOKEN_WAIT
             end = time.monotonic() + 2 * TOKEN_WAIT
             while self._inflight > 0 and (remaining := end - time.monotonic()) > 0:
                 self._progress.wait(remaining)
@@ -541,7 +541,7 @@ class Reporter(ForkLocal):
                     self._wake.set()
 
     def _send(self, client: Provider, job: _Job, upcoming: int) -> None:
-        """One row: wait out a short pause, take a token, make the call, act on the answer. A probe the job
+        """One row: wait out a short pause, wait for a slot, make the call, act on the answer. A probe the job
         carries is always settled: by the answer, or cancelled in ``finally``."""
         item, probe = job.item, job.probe
         settled = due = False
@@ -556,15 +556,15 @@ class Reporter(ForkLocal):
                 if wait <= 0:
                     break
                 time.sleep(wait)
-            bucket = self._bucket
-            assert bucket is not None
+            schedule = self._schedule
+            assert schedule is not None
             report = ConversionReport(message_id=item.message_id, phone=item.phone, verified_at=item.verified_at)
             while True:
-                token = bucket.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming)
-                if token is not None and bucket.fresh(token):
-                    break  # a token this thread was too late to use is forfeited: that only lowers the rate
+                slot = schedule.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming)
+                if slot is not None and schedule.wait(slot):
+                    break  # a slot this thread was too late for is forfeited: that only lowers the rate
                 if self._closing or time.time() >= job.cutoff:
-                    self._hand_back([item], "no rate-limit token before the send window closed")
+                    self._hand_back([item], "no rate-limit slot before the send window closed")
                     return
             started = time.monotonic()
             try:

@@ -6,7 +6,7 @@ must guarantee, and ``Store``, all of them together.
 ``Outbox``
     the queue of conversion reports: claim with a lease, ack, release, retry at a time, dead letters.
 ``Coordination``
-    what the processes sharing a store agree on: flags, named leases, token budgets.
+    what the processes sharing a store agree on: flags, named leases, request-start schedules.
 
 Every method is one atomic operation (``prune`` may take several), so the contract maps onto a SQLite
 transaction, a lock around dicts, a PostgreSQL transaction or a Redis script alike. Times are UNIX seconds
@@ -244,14 +244,15 @@ class Coordination(ABC):
         one owner holds a lease at any moment of the callers' clock."""
 
     @abstractmethod
-    def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
-        """Take up to ``want`` tokens from the shared token bucket ``name`` (refilled at ``rate`` a second,
-        holding at most ``burst``, full when first used), in one atomic step (``rules.draw_tokens``): every
-        process that shares the store draws on the same budget, so a provider's rate cap holds for the whole
-        app.
+    def take_slots(self, name: str, *, want: int, interval: float, horizon: float, now: float) -> tuple[float, int]:
+        """Reserve up to ``want`` consecutive request starts on the shared schedule ``name``, in one atomic step
+        (``rules.draw_slots``): slots are ``interval`` seconds apart for every process that shares the store, the
+        first at or after ``now``, none later than ``now + horizon``, and no slot is ever reserved twice, so a
+        provider's rate cap holds for the whole app.
 
-        Returns ``(granted, wait)``: ``wait`` is 0 when something was granted, else the seconds until the
-        next token. A bucket asked with another ``rate``/``burst`` (a config change) continues with those.
+        Returns ``(first, count)``: the slots are ``first, first + interval, ...``; with ``count`` 0, ``first`` is
+        the next free slot (reservable from ``first - horizon``). A schedule asked with another ``interval`` (a
+        config change) continues from its next free slot.
         """
 
 

@@ -118,12 +118,12 @@ def check_ids(ids: Sequence[object] | None) -> list[int] | None:
     return list(result)
 
 
-def check_rate(rate: object, burst: object) -> tuple[float, float]:
-    rate_value = check_positive(rate, "rate")
-    burst_value = check_time(burst, "burst")
-    if burst_value < 1:
-        raise ValueError("burst must be >= 1")
-    return rate_value, burst_value
+def check_schedule(interval: object, horizon: object) -> tuple[float, float]:
+    interval_value = check_positive(interval, "interval")
+    horizon_value = check_time(horizon, "horizon")
+    if horizon_value < 0:
+        raise ValueError("horizon must be >= 0")
+    return interval_value, horizon_value
 
 
 def check_name(value: object, name: str) -> str:

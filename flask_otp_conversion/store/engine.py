@@ -23,7 +23,7 @@ from .checks import (
     check_phone,
     check_positive,
     check_provider,
-    check_rate,
+    check_schedule,
     check_text,
     check_time,
     check_verification,
@@ -119,8 +119,8 @@ class Engine(Store):
         """Hold ``name`` for ``owner`` until ``expires_at`` unless another owner holds it past ``now``."""
 
     @abstractmethod
-    def _take_tokens(self, name: str, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
-        """``rules.draw_tokens`` on the stored bucket, read and written atomically."""
+    def _take_slots(self, name: str, want: int, interval: float, horizon: float, now: float) -> tuple[float, int]:
+        """``rules.draw_slots`` on the stored schedule, read and written atomically."""
 
     # Records ------------------------------------------------------------------------------------------
 
@@ -249,8 +249,8 @@ class Engine(Store):
         at = check_time(now, "now")
         return self._acquire_lease(key, who, at + seconds, at)
 
-    def take_tokens(self, name: str, *, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
-        key = check_name(name, "bucket name")
+    def take_slots(self, name: str, *, want: int, interval: float, horizon: float, now: float) -> tuple[float, int]:
+        key = check_name(name, "schedule name")
         count = check_count(want, "want", minimum=1)
-        rate_value, burst_value = check_rate(rate, burst)
-        return self._take_tokens(key, count, rate_value, burst_value, check_time(now, "now"))
+        interval_value, horizon_value = check_schedule(interval, horizon)
+        return self._take_slots(key, count, interval_value, horizon_value, check_time(now, "now"))

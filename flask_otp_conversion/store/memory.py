@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .._forks import ForkLocal
 from .base import CountRow, DeadLetter, OutboxItem, OutboxStats
 from .engine import Engine, RecordsTransaction, T
-from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_tokens, first_kept_hour
+from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
 
 PENDING = "pending"
 REPORTED = "reported"
@@ -73,7 +73,7 @@ class MemoryStore(Engine, ForkLocal):
         self._spools = self._records.spools
         self._flags: dict[str, str] = {}
         self._leases: dict[str, tuple[str, float]] = {}
-        self._budgets: dict[str, tuple[float, float]] = {}
+        self._schedules: dict[str, float] = {}
         self._watch_forks()
 
     def __repr__(self) -> str:
@@ -262,12 +262,12 @@ class MemoryStore(Engine, ForkLocal):
             self._leases[name] = (owner, expires_at)
         return True
 
-    def _take_tokens(self, name: str, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
+    def _take_slots(self, name: str, want: int, interval: float, horizon: float, now: float) -> tuple[float, int]:
         with self._locked():
-            granted, wait, self._budgets[name] = draw_tokens(
-                self._budgets.get(name), want=want, rate=rate, burst=burst, now=now
+            first, count, self._schedules[name] = draw_slots(
+                self._schedules.get(name), want=want, interval=interval, horizon=horizon, now=now
             )
-        return granted, wait
+        return first, count
 
 
 class _Records:

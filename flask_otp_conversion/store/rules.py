@@ -172,20 +172,18 @@ def _tally(counters: dict[CounterKey, Tally], key: CounterKey) -> Tally:
     return tally
 
 
-def draw_tokens(
-    state: tuple[float, float] | None, *, want: int, rate: float, burst: float, now: float
-) -> tuple[int, float, tuple[float, float]]:
-    """One step of a token bucket, run by an engine inside its atomic section.
+def draw_slots(
+    state: float | None, *, want: int, interval: float, horizon: float, now: float
+) -> tuple[float, int, float]:
+    """One step of a shared schedule of request starts (GCRA), run by an engine inside its atomic section.
 
-    ``state`` is ``(tokens, updated)`` or None for a new (full) bucket. Returns ``(granted, wait, new
-    state)``. A clock that steps back refills nothing rather than taking tokens away.
+    ``state`` is the time of the next free slot (None: a new schedule). Slots are ``interval`` apart for every
+    process that draws on the schedule; up to ``want`` consecutive ones are reserved, the first at or after
+    ``now``, none later than ``now + horizon``. Returns ``(first, count, new state)``; with ``count`` 0, ``first``
+    is the next free slot, which may be reserved from ``first - horizon`` on. Idle time earns nothing (no
+    burst), and a clock that steps back takes no slot back.
     """
-    tokens, updated = (burst, now) if state is None else state
-    if now > updated:
-        tokens = min(burst, tokens + (now - updated) * rate)
-        updated = now
-    tokens = min(tokens, burst)  # a smaller burst than last time applies at once
-    granted = min(want, int(tokens))
-    tokens -= granted
-    wait = 0.0 if granted else max(0.0, 1.0 - tokens) / rate
-    return granted, wait, (tokens, updated)
+    first = now if state is None else max(state, now)
+    room = now + horizon - first
+    count = 0 if room < 0 else min(want, int(room // interval) + 1)
+    return first, count, first + count * interval

@@ -58,7 +58,7 @@ from .._forks import ForkLocal
 from .base import CountRow, DeadLetter, OutboxItem, OutboxStats
 from .checks import check_positive
 from .engine import Engine, RecordsTransaction, T
-from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_tokens, first_kept_hour
+from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
 
 SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = ("normal", "full")
@@ -541,18 +541,20 @@ class SQLiteStore(Engine, ForkLocal):
             ).rowcount
         return bool(changed)
 
-    def _take_tokens(self, name: str, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
+    def _take_slots(self, name: str, want: int, interval: float, horizon: float, now: float) -> tuple[float, int]:
+        # The schedule's next free slot lives in the budgets table's ``tokens`` column (``updated``: when drawn).
+        # A row a token bucket left there holds a small count, which reads as a slot long past: harmless.
         with self._write() as conn:
-            row = conn.execute("SELECT tokens, updated FROM budgets WHERE name = ?", (name,)).fetchone()
-            granted, wait, (tokens, updated) = draw_tokens(
-                None if row is None else (row[0], row[1]), want=want, rate=rate, burst=burst, now=now
+            row = conn.execute("SELECT tokens FROM budgets WHERE name = ?", (name,)).fetchone()
+            first, count, following = draw_slots(
+                None if row is None else float(row[0]), want=want, interval=interval, horizon=horizon, now=now
             )
             conn.execute(
                 "INSERT INTO budgets (name, tokens, updated) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
-                (name, tokens, updated),
+                (name, following, now),
             )
-        return granted, wait
+        return first, count
 
 
 def _problems(conn: sqlite3.Connection, pragma: str) -> list[str]:

@@ -84,14 +84,16 @@ def test_threads_racing_for_a_lease_give_it_to_one_owner(store: Store) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_threads_drawing_on_one_budget_never_get_more_than_it_holds(store: Store) -> None:
-    def draw(n: int) -> int:
-        total = 0
+def test_threads_reserving_on_one_schedule_never_get_the_same_slot(store: Store) -> None:
+    def draw(n: int) -> list[float]:
+        slots: list[float] = []
         for _ in range(20):
-            total += store.take_tokens("rate:x", want=1, rate=1.0, burst=50.0, now=HOUR0)[0]
-        return total
+            first, count = store.take_slots("rate:x", want=3, interval=0.01, horizon=10.0, now=HOUR0)
+            slots += [round(first + i * 0.01, 6) for i in range(count)]
+        return slots
 
-    assert sum(race(8, draw)) == 50
+    reserved = [slot for slots in race(8, draw) for slot in slots]
+    assert len(reserved) == len(set(reserved)) == 8 * 20 * 3  # every slot once, none lost to the race
 
 
 class Workers:

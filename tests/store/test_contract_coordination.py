@@ -56,56 +56,58 @@ def test_bad_coordination_arguments_raise_value_error(store: Store, call: object
         call(store)  # type: ignore[operator]
 
 
-# Token buckets --------------------------------------------------------------------------------------------
+# Request-start schedules ---------------------------------------------------------------------------------
 
 
-def take(store: Store, at: float, want: int = 100, rate: float = 10.0, burst: float = 5.0) -> tuple[int, float]:
-    return store.take_tokens("rate:ReportConversion", want=want, rate=rate, burst=burst, now=at)
+def take(store: Store, at: float, want: int = 100, interval: float = 0.1, horizon: float = 0.25) -> tuple[float, int]:
+    return store.take_slots("rate:ReportConversion", want=want, interval=interval, horizon=horizon, now=at)
 
 
-def test_a_new_bucket_starts_full_and_grants_at_most_its_burst(store: Store) -> None:
-    assert take(store, HOUR0) == (5, 0.0)
+def test_a_new_schedule_reserves_from_now_up_to_the_horizon(store: Store) -> None:
+    assert take(store, HOUR0) == (HOUR0, 3)  # HOUR0, +0.1, +0.2; +0.3 is past the horizon
 
 
-def test_a_grant_never_exceeds_what_was_asked(store: Store) -> None:
-    assert take(store, HOUR0, want=2) == (2, 0.0)
-    assert take(store, HOUR0, want=100) == (3, 0.0)
+def test_a_reservation_never_exceeds_what_was_asked(store: Store) -> None:
+    assert take(store, HOUR0, want=2) == (HOUR0, 2)
+    first, count = take(store, HOUR0, want=100)
+    assert (first, count) == (pytest.approx(HOUR0 + 0.2), 1)
 
 
-def test_an_empty_bucket_grants_nothing_and_says_when_the_next_token_is_due(store: Store) -> None:
+def test_a_full_schedule_reserves_nothing_and_names_the_next_free_slot(store: Store) -> None:
     take(store, HOUR0)
-    granted, wait = take(store, HOUR0 + 0.04)
-    assert granted == 0
-    assert wait == pytest.approx(0.06)
+    first, count = take(store, HOUR0 + 0.01)
+    assert count == 0
+    assert first == pytest.approx(HOUR0 + 0.3)  # reservable from 0.3 - horizon = 0.05 on
 
 
-def test_the_bucket_refills_at_its_rate_up_to_the_burst(store: Store) -> None:
+def test_slots_follow_on_without_a_gap_and_idle_time_earns_no_burst(store: Store) -> None:
     take(store, HOUR0)
-    assert take(store, HOUR0 + 0.35)[0] == 3
-    assert take(store, HOUR0 + 100)[0] == 5
+    assert take(store, HOUR0 + 0.1)[0] == pytest.approx(HOUR0 + 0.3)
+    first, count = take(store, HOUR0 + 100)
+    assert (first, count) == (HOUR0 + 100, 3)  # from now, as many as the horizon holds: none saved up
 
 
-def test_a_clock_that_steps_back_refills_nothing(store: Store) -> None:
+def test_a_clock_that_steps_back_takes_no_slot_back(store: Store) -> None:
     take(store, HOUR0 + 10)
-    assert take(store, HOUR0)[0] == 0
-    assert take(store, HOUR0 + 10.15)[0] == 1
+    first, count = take(store, HOUR0)
+    assert count == 0 and first == pytest.approx(HOUR0 + 10.3)
 
 
-def test_buckets_of_different_names_are_independent(store: Store) -> None:
+def test_schedules_of_different_names_are_independent(store: Store) -> None:
     take(store, HOUR0)
-    assert store.take_tokens("rate:Other", want=100, rate=10.0, burst=5.0, now=HOUR0) == (5, 0.0)
+    assert store.take_slots("rate:Other", want=100, interval=0.1, horizon=0.25, now=HOUR0) == (HOUR0, 3)
 
 
-def test_a_smaller_burst_applies_at_once(store: Store) -> None:
-    assert take(store, HOUR0, want=1, burst=5.0) == (1, 0.0)
-    assert take(store, HOUR0, burst=2.0)[0] == 2
+def test_another_interval_continues_from_the_next_free_slot(store: Store) -> None:
+    take(store, HOUR0, want=1)
+    assert take(store, HOUR0, interval=0.5) == (pytest.approx(HOUR0 + 0.1), 1)
 
 
 @pytest.mark.parametrize(
-    ("want", "rate", "burst", "message"),
-    [(0, 10.0, 5.0, "want"), (True, 10.0, 5.0, "want"), (1, 0.0, 5.0, "rate"), (1, float("inf"), 5.0, "rate"),
-     (1, 10.0, 0.5, "burst")],
+    ("want", "interval", "horizon", "message"),
+    [(0, 0.1, 0.2, "want"), (True, 0.1, 0.2, "want"), (1, 0.0, 0.2, "interval"), (1, float("inf"), 0.2, "interval"),
+     (1, 0.1, -1.0, "horizon")],
 )
-def test_bad_arguments_are_refused(store: Store, want: int, rate: float, burst: float, message: str) -> None:
+def test_bad_arguments_are_refused(store: Store, want: int, interval: float, horizon: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        store.take_tokens("rate:x", want=want, rate=rate, burst=burst, now=HOUR0)
+        store.take_slots("rate:x", want=want, interval=interval, horizon=horizon, now=HOUR0)

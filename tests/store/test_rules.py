@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from store_helpers import CN, HOUR0, SG, WINDOW
 
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
-from flask_otp_conversion.store.rules import Report, Sent, Tally, draw_tokens, first_kept_hour, hour_of, match, wanted
+from flask_otp_conversion.store.rules import Report, Sent, Tally, draw_slots, first_kept_hour, hour_of, match, wanted
 
 
 def sent(key: int, message_id: str, at: float, phone: str = CN, provider: str = "tencent") -> Sent:
@@ -122,20 +121,21 @@ def test_match_adds_up_the_counters_of_a_batch_per_row() -> None:
     assert effects.counters == {(HOUR0, "tencent", "65"): Tally(verified=3, unmatched=1)}
 
 
-def test_a_new_bucket_is_full() -> None:
-    assert draw_tokens(None, want=10, rate=2.0, burst=4.0, now=100.0) == (4, 0.0, (0.0, 100.0))
+def test_a_new_schedule_starts_now_and_reserves_what_the_horizon_holds() -> None:
+    assert draw_slots(None, want=10, interval=0.5, horizon=1.0, now=100.0) == (100.0, 3, 101.5)
 
 
-def test_an_empty_bucket_says_how_long_until_the_next_token() -> None:
-    granted, wait, state = draw_tokens((0.5, 100.0), want=1, rate=2.0, burst=4.0, now=100.0)
-    assert (granted, state) == (0, (0.5, 100.0))
-    assert wait == pytest.approx(0.25)
+def test_a_reservation_is_never_larger_than_asked() -> None:
+    assert draw_slots(None, want=2, interval=0.5, horizon=1.0, now=100.0) == (100.0, 2, 101.0)
 
 
-def test_a_bucket_refills_with_time_up_to_its_burst() -> None:
-    assert draw_tokens((0.0, 100.0), want=10, rate=2.0, burst=4.0, now=101.0)[0] == 2
-    assert draw_tokens((0.0, 100.0), want=10, rate=2.0, burst=4.0, now=200.0)[0] == 4
+def test_a_schedule_full_to_the_horizon_reserves_nothing_and_names_its_next_slot() -> None:
+    assert draw_slots(101.5, want=1, interval=0.5, horizon=1.0, now=100.2) == (101.5, 0, 101.5)
 
 
-def test_a_clock_stepping_back_refills_nothing_and_keeps_the_later_time() -> None:
-    assert draw_tokens((1.0, 100.0), want=5, rate=2.0, burst=4.0, now=50.0) == (1, 0.0, (0.0, 100.0))
+def test_idle_time_earns_no_burst() -> None:
+    assert draw_slots(101.5, want=10, interval=0.5, horizon=1.0, now=200.0) == (200.0, 3, 201.5)
+
+
+def test_a_clock_stepping_back_keeps_the_next_slot() -> None:
+    assert draw_slots(101.5, want=10, interval=0.5, horizon=1.0, now=50.0) == (101.5, 0, 101.5)

@@ -78,7 +78,7 @@ def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     file_at_version(path, 1, ["budgets", "spools"])
     store = SQLiteStore(path)
-    assert store.take_tokens("rate:x", want=1, rate=1.0, burst=1.0, now=HOUR0) == (1, 0.0)
+    assert store.take_slots("rate:x", want=1, interval=1.0, horizon=0.0, now=HOUR0) == (HOUR0, 1)
     assert store.spool_position("s") == 0
     assert not send(store, CN, "m1", HOUR0)  # the message recorded before the migration is still there
     store.close()
