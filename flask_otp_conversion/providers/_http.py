@@ -11,6 +11,7 @@ import base64
 import contextlib
 import functools
 import http.client
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
@@ -30,12 +32,15 @@ from ..redaction import safe_text
 from .base import RetryableError
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "USER_AGENT",
+    "AnswerTooLarge",
     "HTTPSender",
     "StdlibTransport",
     "environment_proxy",
     "host_header",
     "json_object",
+    "request_deadline",
     "retry_after_ms_header",
     "safe_text",
     "transport_error",
@@ -51,6 +56,48 @@ def _package_version() -> str:
 
 USER_AGENT = f"flask-otp-conversion/{_package_version()}"
 DEFAULT_TIMEOUT = 5.0  # seconds, httpx's own default, for a request that carries no timeout extension
+#: The largest answer body read; a larger one is refused (retryable) rather than held in memory. Provider
+#: replies are a few kilobytes.
+MAX_ANSWER_BYTES = 1 << 20
+#: What the status line, headers and chunk framing may add to the body before the answer is refused.
+_HEAD_ALLOWANCE = 64 << 10
+
+
+class AnswerTooLarge(httpx.RemoteProtocolError):
+    """The answer was larger than the bound: refused, its connection closed, never held whole in memory."""
+
+
+def request_deadline(timeouts: dict[str, float | None]) -> float | None:
+    """Seconds a whole request may take (connect, send and the whole answer): the connect timeout plus the
+    read timeout of ``httpx.Timeout.as_dict()``, what the reporter's row lease allows for a request. None
+    when either is None (no limit asked for)."""
+    connect = timeouts.get("connect", DEFAULT_TIMEOUT)
+    read = timeouts.get("read", DEFAULT_TIMEOUT)
+    if connect is None or read is None:
+        return None
+    return connect + read
+
+
+class _Deadline:
+    """A monotonic deadline that shrinks each socket operation's timeout to the time left: a per-operation
+    timeout alone lets an answer that trickles in one byte at a time run for ever."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, seconds: float | None) -> None:
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def timeout(self, per_operation: float | None) -> float | None:
+        """``per_operation`` or what is left of the deadline, whichever is shorter; TimeoutError when
+        nothing is left (the caller turns it into the httpx timeout of the phase it is in)."""
+        if self.at is None:
+            return per_operation
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's total deadline passed")
+        return left if per_operation is None else min(per_operation, left)
+
+
 # ---- sending ------------------------------------------------------------------------------------------
 
 
@@ -91,12 +138,25 @@ class HTTPSender:
     (``socks5://``, ``https://``) goes through httpx's own ``HTTPTransport``. Neither logs URLs, so
     Alibaba's query (phone numbers, and the access key id under v1) never reaches a log.
 
+    Every request has a total deadline (``request_deadline``: connect + read timeout) and its answer is read
+    up to ``max_answer_bytes``. ``StdlibTransport`` enforces both exactly; over another transport the body
+    is read in pieces, refused past the bound, and the deadline is checked between pieces (so it may run
+    over by one read timeout).
+
     ``transport`` exists so tests can route requests elsewhere (e.g. to a recording server while the signed
     ``Host`` stays the cloud's); production passes nothing.
     """
 
-    def __init__(self, *, timeout: httpx.Timeout, transport: httpx.BaseTransport | None = None) -> None:
-        self._extensions = {"timeout": timeout.as_dict()}
+    def __init__(
+        self,
+        *,
+        timeout: httpx.Timeout,
+        transport: httpx.BaseTransport | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
+        self._extensions = {"timeout": timeout.as_dict(), "max_answer_bytes": max_answer_bytes}
+        self._deadline = request_deadline(timeout.as_dict())
+        self._max_answer = max_answer_bytes
         self._fixed = transport
         self._transports: dict[tuple[bytes, bytes, int | None], httpx.BaseTransport] = {}
         self._lock = threading.Lock()
@@ -115,14 +175,36 @@ class HTTPSender:
         return transport
 
     def send(self, url: httpx.URL, headers: list[tuple[str, str]], content: bytes = b"") -> httpx.Response:
-        """POST ``content`` with exactly ``headers`` (``Host`` included, as signed); the body is read."""
+        """POST ``content`` with exactly ``headers`` (``Host`` included, as signed); the body is read, up to
+        the bound and within the deadline."""
+        transport = self._transport_for(url)
+        # StdlibTransport keeps the deadline itself, exactly; another one is checked between body pieces.
+        deadline = _Deadline(None if isinstance(transport, StdlibTransport) else self._deadline)
         request = httpx.Request("POST", url, headers=headers, content=content, extensions=self._extensions)
-        response = self._transport_for(url).handle_request(request)
+        response = transport.handle_request(request)
         try:
-            response.read()
+            pieces: list[bytes] = []
+            size = 0
+            for piece in response.iter_raw():
+                size += len(piece)
+                if size > self._max_answer:
+                    raise AnswerTooLarge(f"the answer is larger than {self._max_answer} bytes")
+                pieces.append(piece)
+                try:
+                    deadline.timeout(None)
+                except TimeoutError as exc:
+                    raise httpx.ReadTimeout(str(exc)) from None
         finally:
             response.close()
-        return response
+        bounded = httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(b"".join(pieces)),
+            request=request,
+            extensions=response.extensions,
+        )
+        bounded.read()
+        return bounded
 
     def close(self) -> None:
         with self._lock:
@@ -193,6 +275,12 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
       tunnels HTTPS with ``CONNECT``.
     - The request's ``timeout`` extension (``httpx.Timeout.as_dict()``) bounds connecting (TLS handshake and
       tunnel included), each write and each read; there is no pool wait, as no request waits for a connection.
+      On top of these, the whole request (connect, send, whole answer) has a total deadline,
+      ``request_deadline``: each socket operation waits at most for what is left of it, so an answer that
+      trickles in ends at the deadline (``httpx.ReadTimeout``) rather than holding the connection for ever.
+    - The answer body is read up to the ``max_answer_bytes`` extension (``MAX_ANSWER_BYTES`` by default); a
+      larger one (declared or not) is ``AnswerTooLarge`` and the connection is closed, having held at most
+      the bound in memory.
     - No redirects, no retries, with one exception: an idle connection found closed by the server before a
       byte of the request was written is replaced by a new one. Once the request was written, a failure is
       an error, even on a reused connection: a resent report could be counted twice.
@@ -235,7 +323,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             self._ssl_context = default_ssl_context()
         return self._ssl_context
 
-    def _connect(self, origin: _Origin, timeout: float | None) -> socket.socket:
+    def _connect(self, origin: _Origin, timeout: float | None, deadline: _Deadline) -> socket.socket:
         scheme, host, port = origin
         target = (
             (self._proxy.raw_host.decode("ascii"), self._proxy.port or 80)
@@ -243,7 +331,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             else (host.decode("ascii"), port)
         )
         try:
-            sock = socket.create_connection(target, timeout=timeout)
+            sock = socket.create_connection(target, timeout=deadline.timeout(timeout))
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(_describe(exc)) from exc
         except OSError as exc:
@@ -252,7 +340,9 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == b"https":
                 if self._proxy is not None:
-                    self._tunnel(sock, host, port)
+                    self._tunnel(sock, host, port, timeout, deadline)
+                # The handshake is bounded as a whole by the socket's timeout (CPython's ssl module).
+                sock.settimeout(deadline.timeout(timeout))
                 sock = self._context().wrap_socket(sock, server_hostname=host.decode("ascii"))
         except httpx.TransportError:
             _close_quietly(sock)
@@ -265,13 +355,19 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             raise httpx.ConnectError(_describe(exc)) from exc
         return sock
 
-    def _tunnel(self, sock: socket.socket, host: bytes, port: int) -> None:
+    def _tunnel(
+        self, sock: socket.socket, host: bytes, port: int, timeout: float | None, deadline: _Deadline
+    ) -> None:
         authority = host + b":" + str(port).encode()
         head = b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
         if self._proxy_auth is not None:
             head += b"Proxy-Authorization: " + self._proxy_auth + b"\r\n"
+        sock.settimeout(deadline.timeout(timeout))
         sock.sendall(head + b"\r\n")
-        reply = http.client.HTTPResponse(sock, method="CONNECT")
+        reply = http.client.HTTPResponse(
+            _BoundedSocket(sock, deadline, timeout, _HEAD_ALLOWANCE),  # type: ignore[arg-type]
+            method="CONNECT",
+        )
         try:
             reply.begin()
         except http.client.HTTPException as exc:
@@ -310,16 +406,18 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             raise httpx.UnsupportedProtocol("only http:// and https:// URLs can be sent")
         origin: _Origin = (scheme, url.raw_host, url.port or _default_port(scheme))
         timeouts = request.extensions.get("timeout", {})
+        deadline = _Deadline(request_deadline(timeouts))
         connect_timeout = timeouts.get("connect", DEFAULT_TIMEOUT)
+        write_timeout = timeouts.get("write", DEFAULT_TIMEOUT)
         data = self._request_bytes(request)
 
         sock = self._checkout(origin)
         while True:
             fresh = sock is None
             if sock is None:
-                sock = self._connect(origin, connect_timeout)
+                sock = self._connect(origin, connect_timeout, deadline)
             try:
-                sock.settimeout(timeouts.get("write", DEFAULT_TIMEOUT))
+                sock.settimeout(deadline.timeout(write_timeout))
                 sent = sock.send(data)
             except _UNSENT_ERRORS:
                 # Refused before a byte of this request was accepted: the server had already closed the
@@ -338,6 +436,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             break
         try:
             if sent < len(data):
+                sock.settimeout(deadline.timeout(write_timeout))  # sendall's timeout bounds it as a whole
                 sock.sendall(data[sent:])
         except TimeoutError as exc:
             _close_quietly(sock)
@@ -345,7 +444,10 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
         except OSError as exc:
             _close_quietly(sock)
             raise httpx.WriteError(_describe(exc)) from exc
-        return self._read_response(request, origin, sock, timeouts.get("read", DEFAULT_TIMEOUT))
+        limit = request.extensions.get("max_answer_bytes", MAX_ANSWER_BYTES)
+        return self._read_response(
+            request, origin, sock, timeouts.get("read", DEFAULT_TIMEOUT), deadline, limit
+        )
 
     def _request_bytes(self, request: httpx.Request) -> bytes:
         url = request.url
@@ -370,15 +472,23 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
         return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
     def _read_response(
-        self, request: httpx.Request, origin: _Origin, sock: socket.socket, timeout: float | None
+        self,
+        request: httpx.Request,
+        origin: _Origin,
+        sock: socket.socket,
+        timeout: float | None,
+        deadline: _Deadline,
+        limit: int,
     ) -> httpx.Response:
         keep = False
         try:
-            sock.settimeout(timeout)
-            reply = http.client.HTTPResponse(sock, method=request.method)
+            bounded = _BoundedSocket(sock, deadline, timeout, limit + _HEAD_ALLOWANCE)
+            reply = http.client.HTTPResponse(bounded, method=request.method)  # type: ignore[arg-type]
             try:
                 reply.begin()
-                body = reply.read()
+                if reply.length is not None and reply.length > limit:
+                    raise AnswerTooLarge(f"the answer declares {reply.length} bytes, more than {limit}")
+                body = reply.read() if reply.length is not None else _read_bounded(reply, limit)
                 keep = not reply.will_close
             finally:
                 reply.close()
@@ -413,6 +523,52 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             self._idle.clear()
         for sock in sockets:
             _close_quietly(sock)
+
+
+_PIECE = 64 << 10
+
+
+def _read_bounded(reply: http.client.HTTPResponse, limit: int) -> bytes:
+    """A body of unknown length (chunked, or until the connection closes), refused as soon as it is over
+    ``limit``: in pieces, so no more than the bound and a piece is ever held."""
+    body = bytearray()
+    while piece := reply.read(_PIECE):
+        body += piece
+        if len(body) > limit:
+            raise AnswerTooLarge(f"the answer is larger than {limit} bytes")
+    return bytes(body)
+
+
+class _BoundedSocket:
+    """What ``http.client.HTTPResponse`` reads an answer from: the socket, through a reader that gives each
+    ``recv`` the time left of the request's deadline (at most the read timeout) and refuses to read more
+    than ``limit`` bytes in all."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline, timeout: float | None, limit: int) -> None:
+        self._raw = _BoundedReader(sock, deadline, timeout, limit)
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self._raw)
+
+
+class _BoundedReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, deadline: _Deadline, timeout: float | None, limit: int) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._timeout = timeout
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            raise AnswerTooLarge("the answer is larger than the bound")
+        self._sock.settimeout(self._deadline.timeout(self._timeout))
+        view = memoryview(buffer)
+        received = self._sock.recv_into(view[: min(len(view), self._left)])
+        self._left -= received
+        return received
 
 
 def _describe(exc: BaseException) -> str:
@@ -455,7 +611,12 @@ def transport_error(exc: httpx.HTTPError, *, provider: str, action: str, secrets
 
     Any URL query is cut from the exception text (Alibaba's parameters travel there).
     """
-    code = "Timeout" if isinstance(exc, httpx.TimeoutException) else "ClientNetworkError"
+    if isinstance(exc, httpx.TimeoutException):
+        code = "Timeout"
+    elif isinstance(exc, AnswerTooLarge):
+        code = "ResponseTooLarge"
+    else:
+        code = "ClientNetworkError"
     detail = safe_text(str(exc), secrets)
     message = f"{provider} {action}: {type(exc).__name__}" + (f": {detail}" if detail else "")
     return RetryableError(message, code=code)

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from provider_factories import tencent
 from wire_server import Reply, recording_server
 
 from flask_otp_conversion.providers import RetryableError
+from flask_otp_conversion.providers._http import AnswerTooLarge, HTTPSender, request_deadline
 from flask_otp_conversion.providers.base import ConversionReport
 
 OK = Reply(body=b'{"Response": {"ReportConversionStatus": {"Code": "ok"}, "RequestId": "r"}}')
@@ -86,3 +88,18 @@ def self_signed_server(tmp_path: Path) -> Iterator[str]:
 def test_a_certificate_no_ca_signed_is_refused(self_signed_server: str) -> None:
     with tencent(self_signed_server) as provider, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
         provider.report_conversion(REPORT)
+
+
+def test_an_answer_over_the_bound_is_refused_over_an_httpx_transport_too() -> None:
+    # The transport a socks:// or https:// proxy gets: the sender reads it in pieces and stops at the bound.
+    with recording_server(Reply(body=b" " * (5 << 20))) as server:
+        sender = HTTPSender(timeout=httpx.Timeout(2.0), transport=httpx.HTTPTransport(retries=0))
+        try:
+            with pytest.raises(AnswerTooLarge):
+                sender.send(httpx.URL(server.url), [("Host", f"127.0.0.1:{server.port}")], b"{}")
+        finally:
+            sender.close()
+
+
+def test_the_total_deadline_is_the_connect_plus_the_read_timeout() -> None:
+    assert request_deadline(httpx.Timeout(5.0, connect=1.5, read=4.0).as_dict()) == 5.5

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import httpx
 import pytest
 from wire_server import Reply, recording_server
 
-from flask_otp_conversion.providers._http import HTTPSender, StdlibTransport
+from flask_otp_conversion.providers._http import MAX_ANSWER_BYTES, AnswerTooLarge, HTTPSender, StdlibTransport
 
 TIMEOUT = httpx.Timeout(2.0)
 OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -346,6 +347,91 @@ def test_a_server_that_never_answers_is_a_read_timeout() -> None:
                 post(transport, server.url, timeout=httpx.Timeout(5.0, read=0.2))
         finally:
             stop.set()
+
+
+def drip(answer: bytes, every: float, stop: threading.Event) -> Script:
+    """Reads the request, then sends ``answer`` one byte every ``every`` seconds."""
+
+    def script(conn: socket.socket) -> None:
+        read_request(conn)
+        for index in range(len(answer)):
+            if stop.wait(every):
+                return
+            conn.sendall(answer[index : index + 1])
+
+    return script
+
+
+def test_an_answer_that_trickles_in_ends_at_the_total_deadline() -> None:
+    # A byte every 0.2 s never trips the 0.5 s read timeout; the deadline (connect + read = 1 s) ends it.
+    stop = threading.Event()
+    with scripted_server(drip(OK_ANSWER, 0.2, stop)) as server, StdlibTransport() as transport:
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                post(transport, server.url, timeout=httpx.Timeout(5.0, connect=0.5, read=0.5))
+        finally:
+            stop.set()
+
+
+FIVE_MB = 5 << 20
+PIECE = b"x" * (64 << 10)
+CHUNK = b"%x\r\n%s\r\n" % (len(PIECE), PIECE)
+
+
+def send_big(head: bytes, *, chunked: bool) -> Script:
+    """Reads the request, then answers ``head`` and a 5 MB body (chunked or not) until the client leaves."""
+
+    def script(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(head)
+        for _ in range(FIVE_MB // len(PIECE)):
+            conn.sendall(CHUNK if chunked else PIECE)
+        if chunked:
+            conn.sendall(b"0\r\n\r\n")
+
+    return script
+
+
+def test_an_answer_declaring_more_than_the_bound_is_refused() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % FIVE_MB
+    with (
+        scripted_server(send_big(head, chunked=False)) as server,
+        StdlibTransport() as transport,
+        pytest.raises(AnswerTooLarge),
+    ):
+        post(transport, server.url)
+
+
+UNDECLARED = {
+    "chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", True),
+    "until-close": (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", False),
+}
+
+
+@pytest.mark.parametrize("framing", sorted(UNDECLARED))
+def test_an_undeclared_answer_over_the_bound_is_refused_holding_at_most_the_bound(framing: str) -> None:
+    head, chunked = UNDECLARED[framing]
+    with scripted_server(send_big(head, chunked=chunked)) as server, StdlibTransport() as transport:
+        tracemalloc.start()
+        try:
+            with pytest.raises(AnswerTooLarge):
+                post(transport, server.url)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 2 * MAX_ANSWER_BYTES
+
+
+def test_an_answer_within_the_bound_is_read_whole() -> None:
+    body = b"x" * MAX_ANSWER_BYTES
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+    def script(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(answer)
+
+    with scripted_server(script) as server, StdlibTransport() as transport:
+        assert post(transport, server.url).content == body
 
 
 def test_a_refused_connection_is_a_connect_error() -> None:

@@ -26,6 +26,8 @@ class Reply:
     body: bytes = b"{}"
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
+    drip: float = 0.0  # seconds between the bytes of the answer (status line and headers included)
+    length: int | None = None  # the Content-Length to declare, when not the body's (a truncated answer)
 
     @classmethod
     def canned(cls, response: dict[str, Any]) -> Reply:
@@ -96,10 +98,21 @@ def _handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
             if reply.drop:
                 self.close_connection = True
                 return
+            length = len(reply.body) if reply.length is None else reply.length
+            if reply.drip:
+                self.close_connection = True
+                head = f"HTTP/1.1 {reply.status} Whatever\r\n" + "".join(f"{k}: {v}\r\n" for k, v in reply.headers)
+                answer = f"{head}Content-Length: {length}\r\n\r\n".encode("latin-1") + reply.body
+                for index in range(len(answer)):
+                    time.sleep(reply.drip)
+                    self.wfile.write(answer[index : index + 1])  # unbuffered: one byte per send
+                return
+            if reply.length is not None:
+                self.close_connection = True
             self.send_response(reply.status)
             for name, value in reply.headers:
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.write(reply.body)
 
