@@ -257,6 +257,23 @@ def _dropped(sock: socket.socket) -> bool:
         return True
 
 
+def _open(target: tuple[str, int], timeout: float | None, deadline: _Deadline) -> socket.socket:
+    """``socket.create_connection`` with each address's attempt given what is left of the deadline (it
+    gives each the whole timeout, so a host with a silent first address could outlast the deadline)."""
+    error: OSError = OSError("getaddrinfo found no address")
+    for family, kind, proto, _, address in socket.getaddrinfo(*target, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(deadline.timeout(timeout))
+            sock.connect(address)
+        except OSError as exc:  # TimeoutError (the attempt's, or the deadline's) included
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error
+
+
 def _close_quietly(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.close()
@@ -331,7 +348,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             else (host.decode("ascii"), port)
         )
         try:
-            sock = socket.create_connection(target, timeout=deadline.timeout(timeout))
+            sock = _open(target, timeout, deadline)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(_describe(exc)) from exc
         except OSError as exc:
