@@ -464,18 +464,26 @@ class AlibabaProvider(Provider):
         code_field: Literal["Code", "ResponseCode"],
         operation: Operation,
     ) -> dict[str, Any]:
-        """The body when it says OK; otherwise the classified error, gateway (4xx/5xx) or business (200)."""
+        """The body when it says OK; otherwise the classified error, gateway (4xx/5xx) or business (200).
+
+        Only Alibaba's own codes (``Code`` in a JSON error body, the reply's code field on a 2xx) are
+        classified by code and can be permanent. A redirect (never followed), or a 4xx/5xx without a code (a
+        proxy's or gateway's page, HTML, a truncated body) says nothing about the request: retryable, so it
+        counts towards the breaker instead of dead-lettering the backlog.
+        """
         status = response.status_code
         data = json_object(response)
+        if 300 <= status < 400:
+            raise RetryableError(f"alibaba {action}: a redirect (HTTP {status}), not followed", status=status)
         if not 200 <= status < 300:
             body = data or {}
-            code = str(body.get("Code", ""))
+            raw_code = body.get("Code")
+            code = raw_code if isinstance(raw_code, str) else ""
             message = safe_text(str(body.get("Message", "")), self._secrets())
             request_id = str(body.get("RequestId", ""))
             retry_after = retry_after_ms_header(response)
             if not code and retry_after is None and status != 429:
-                error_cls = RetryableError if status >= 500 else PermanentError
-                raise error_cls(f"alibaba {action}: HTTP {status} without an error code", status=status)
+                raise RetryableError(f"alibaba {action}: HTTP {status} without an error code", status=status)
             raise classify_error(
                 code,
                 message,
@@ -485,7 +493,7 @@ class AlibabaProvider(Provider):
                 status=status,
                 retry_after=retry_after,
             )
-        if data is None or code_field not in data:
+        if data is None or not isinstance(data.get(code_field), str) or not data[code_field]:
             raise RetryableError(
                 f"alibaba {action}: HTTP {status} but the body is not a JSON API reply",
                 code="MalformedResponse",

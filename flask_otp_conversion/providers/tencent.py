@@ -404,26 +404,31 @@ class TencentProvider(Provider):
         return reply
 
     def _payload(self, action: str, response: httpx.Response) -> dict[str, Any]:
-        """``Response`` of the body, or the classified error. ``Response.Error`` wins whatever the status."""
+        """``Response`` of the body, or the classified error.
+
+        Only Tencent's own ``Response.Error`` (a code in it) is classified by its code, whatever the status,
+        and so can be permanent. Anything else that is not a 200 came from something in between (a proxy's
+        redirect, a gateway's HTML 404 or 502: the SDK's ServerNetworkError) and says nothing about the
+        report, so it is retryable: it counts towards the breaker instead of dead-lettering the backlog.
+        """
         status = response.status_code
         data = json_object(response)
         payload = data.get("Response") if data is not None else None
         if isinstance(payload, dict):
             error = payload.get("Error")
-            if isinstance(error, dict):
+            code = error.get("Code") if isinstance(error, dict) else None
+            if isinstance(error, dict) and isinstance(code, str) and code:
                 raise classify_error(
-                    str(error.get("Code", "")),
+                    code,
                     self._safe(str(error.get("Message", ""))),
                     action=action,
                     request_id=str(payload.get("RequestId", "")),
                     status=status,
                 )
         if status != 200:
-            # No Tencent error in the body: a gateway or proxy in between answered (the SDK's
-            # ServerNetworkError). Server-side trouble and 429 may pass; any other status will not.
-            error_cls = RetryableError if status >= 500 or status == 429 else PermanentError
-            raise error_cls(
-                f"tencent {action}: HTTP {status} without an API error",
+            what = "a redirect (not followed)" if 300 <= status < 400 else f"HTTP {status}"
+            raise RetryableError(
+                f"tencent {action}: {what} without an API error",
                 code="ServerNetworkError",
                 status=status,
             )

@@ -19,6 +19,8 @@ from provider_factories import alibaba, tencent
 from provider_vectors import VECTORS, error_case
 from wire_server import Reply, recording_server
 
+from flask_otp_conversion.delivery.breaker import Breaker, Opened
+from flask_otp_conversion.delivery.policy import Answer, DeliveryPolicy, Retry, Row, classify
 from flask_otp_conversion.providers import (
     AuthError,
     PermanentError,
@@ -281,6 +283,8 @@ def test_alibaba_retry_after_header_makes_any_error_a_throttle() -> None:
 # ---- over the wire: replies that are not what they should be ------------------------------------------
 
 JSON = (("Content-Type", "application/json"),)
+HTML = (("Content-Type", "text/html"),)
+MOVED = (("Location", "https://login.proxy.example/"), ("Content-Type", "text/html"))
 
 
 def _tc_error(code: str, status: int = 200) -> Reply:
@@ -296,12 +300,14 @@ def _tc_error(code: str, status: int = 200) -> Reply:
         (Reply(body=b"[1, 2]"), RetryableError, "MalformedResponse"),
         (Reply(status=500, body=b"{}"), RetryableError, "ServerNetworkError"),
         (Reply(status=429, body=b""), RetryableError, "ServerNetworkError"),
-        (Reply(status=404, body=b"<html>not found</html>"), PermanentError, "ServerNetworkError"),
-        (
-            Reply(status=301, headers=(("Location", "http://elsewhere/"),)),
-            PermanentError,
-            "ServerNetworkError",
-        ),
+        (Reply(status=404, headers=HTML, body=b"<html>not found</html>"), RetryableError, "ServerNetworkError"),
+        (Reply(status=403, headers=HTML, body=b"<html>denied by a WAF</html>"), RetryableError, "ServerNetworkError"),
+        (Reply(status=400, body=b'{"message": "bad request"}'), RetryableError, "ServerNetworkError"),
+        (Reply(status=400, body=b'{"Response": {"Error": {"Message": "m"}}}'), RetryableError, "ServerNetworkError"),
+        (Reply(body=b'{"Response": {"Error": {"Code": 42}}}'), RetryableError, "MalformedResponse"),
+        (Reply(status=301, headers=MOVED), RetryableError, "ServerNetworkError"),
+        (Reply(status=302, headers=MOVED, body=b"<html>login</html>"), RetryableError, "ServerNetworkError"),
+        (Reply(body=b'{"Response": {"ReportConver', length=100), RetryableError, "ClientNetworkError"),
         (_tc_error("InvalidParameter", status=400), PermanentError, "InvalidParameter"),
         (_tc_error("InternalError", status=500), RetryableError, "InternalError"),
     ],
@@ -312,7 +318,13 @@ def _tc_error(code: str, status: int = 200) -> Reply:
         "500-no-error",
         "429-empty",
         "404-html",
+        "403-html",
+        "400-foreign-json",
+        "400-error-without-code",
+        "200-error-code-not-a-string",
         "301-not-followed",
+        "302-not-followed",
+        "truncated",
         "error-body-on-400",
         "error-body-on-500",
     ],
@@ -333,7 +345,14 @@ def test_tencent_odd_reply_is_classified(reply: Reply, expected: type[ProviderEr
         (Reply(body=b"<xml/>"), RetryableError, "MalformedResponse", None),
         (Reply(body=b'{"RequestId": "r"}'), RetryableError, "MalformedResponse", None),
         (Reply(status=500, body=b"<html/>"), RetryableError, "", None),
-        (Reply(status=404, body=b"<html/>"), PermanentError, "", None),
+        (Reply(status=404, headers=HTML, body=b"<html/>"), RetryableError, "", None),
+        (Reply(status=403, headers=HTML, body=b"<html>denied by a WAF</html>"), RetryableError, "", None),
+        (Reply(status=400, body=b'{"code": "NotAlibaba"}'), RetryableError, "", None),
+        (Reply(status=400, body=b'{"Code": 400}'), RetryableError, "", None),
+        (Reply(body=b'{"ResponseCode": 0}'), RetryableError, "MalformedResponse", None),
+        (Reply(status=302, headers=MOVED), RetryableError, "", None),
+        (Reply(status=307, headers=MOVED, body=b'{"Code": "InvalidParameter"}'), RetryableError, "", None),
+        (Reply(body=b'{"ResponseCode": "O', length=100), RetryableError, "ClientNetworkError", None),
         (Reply(status=429, body=b""), ThrottledError, "", None),
         (Reply(status=503, headers=(("x-acs-retry-after", "250"),), body=b""), ThrottledError, "", 0.25),
         (
@@ -354,6 +373,13 @@ def test_tencent_odd_reply_is_classified(reply: Reply, expected: type[ProviderEr
         "200-no-code",
         "500-html",
         "404-html",
+        "403-html",
+        "400-foreign-json",
+        "400-code-not-a-string",
+        "200-code-not-a-string",
+        "302-not-followed",
+        "307-with-a-code-not-followed",
+        "truncated",
         "429-empty",
         "503-retry-after",
         "bad-header",
@@ -429,3 +455,65 @@ def test_no_retry_happens_inside_the_client(name: str) -> None:
     ):
         _report(provider)
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_an_answer_that_trickles_in_is_a_timeout_at_the_total_deadline(name: str) -> None:
+    # Each byte comes well within the read timeout; only the total deadline (connect + read) can end it.
+    timeout = httpx.Timeout(2.0, connect=0.5, read=0.5)
+    with (
+        recording_server(Reply(body=b'{"Response": {}}', drip=0.2)) as server,
+        BUILDERS[name](server.url, timeout=timeout) as provider,
+        pytest.raises(RetryableError) as info,
+    ):
+        _report(provider)
+    assert type(info.value) is RetryableError and info.value.code == "Timeout"
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_an_answer_over_the_size_bound_is_retryable_with_code_response_too_large(name: str) -> None:
+    with (
+        recording_server(Reply(body=b" " * (5 << 20))) as server,
+        BUILDERS[name](server.url) as provider,
+        pytest.raises(RetryableError) as info,
+    ):
+        _report(provider)
+    assert type(info.value) is RetryableError and info.value.code == "ResponseTooLarge"
+
+
+# ---- what the reporter makes of answers that are not the provider's -------------------------------------
+
+NOT_THE_PROVIDERS = {
+    "302-from-a-proxy": Reply(status=302, headers=MOVED, body=b"<html>moved</html>"),
+    "404-html-from-a-gateway": Reply(status=404, headers=HTML, body=b"<html><h1>404 Not Found</h1></html>"),
+}
+
+
+def _answer_of(name: str, reply: Reply) -> Answer:
+    with recording_server(reply) as server, BUILDERS[name](server.url) as provider:
+        try:
+            _report(provider)
+        except ProviderError as exc:
+            return classify(exc)
+    pytest.fail("the call did not fail")
+
+
+def _policy(threshold: int) -> DeliveryPolicy:
+    return DeliveryPolicy(cap=100.0, concurrency=1, max_report_age=86400.0, breaker=Breaker(threshold=threshold))
+
+
+@pytest.mark.parametrize("reply_id", sorted(NOT_THE_PROVIDERS))
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_an_answer_not_from_the_provider_keeps_the_row_pending(name: str, reply_id: str) -> None:
+    now = time.time()
+    decision = _policy(5).decide(_answer_of(name, NOT_THE_PROVIDERS[reply_id]), Row(now, 0), now)
+    assert isinstance(decision.verdict, Retry)
+
+
+@pytest.mark.parametrize("reply_id", sorted(NOT_THE_PROVIDERS))
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_answers_not_from_the_provider_open_the_breaker(name: str, reply_id: str) -> None:
+    now = time.time()
+    policy = _policy(2)
+    decisions = [policy.decide(_answer_of(name, NOT_THE_PROVIDERS[reply_id]), Row(now, 0), now) for _ in range(2)]
+    assert isinstance(decisions[-1].transition, Opened)
