@@ -186,6 +186,7 @@ class DeliveryPolicy:
     idle_poll: float = 0.25
     rng: Callable[[], float] = random.random
     latency: float = INITIAL_LATENCY
+    latency_samples: int = 0
     pause_until: float = -math.inf
     degraded: bool = False
     degraded_checked_at: float = -math.inf
@@ -239,7 +240,9 @@ class DeliveryPolicy:
         self, answer: Answer, row: Row, now: float, *, probe: Probe | None = None, took: float = 0.0
     ) -> Decision:
         """What ``answer`` means for its row and for the breaker, the pause and the latency estimate."""
-        self.latency += LATENCY_WEIGHT * (max(took, 0.0) - self.latency)
+        # a plain mean over the first answers, then a moving average: the guess is gone after the first answer
+        self.latency_samples += 1
+        self.latency += max(LATENCY_WEIGHT, 1.0 / self.latency_samples) * (max(took, 0.0) - self.latency)
         outcome = answer.outcome
         transition: Transition
         if outcome is Outcome.OK:
@@ -314,3 +317,8 @@ def claim_as_of(now: float, *, busy: bool, window: float) -> float:
     that only reports that have waited the whole window go out and a burst costs the requests nothing but the
     spool append. The claim's lease is stretched by as much (``now - as_of``), so it still ends a lease after now."""
     return now - window if busy and window > 0 else now
+
+
+def senders_needed(cap: float, latency: float) -> int:
+    """Requests in flight that keep up with ``cap`` at the observed ``latency``, a fifth more for its swings."""
+    return math.ceil(cap * max(latency, 0.0) * 1.2) + 1

@@ -79,6 +79,10 @@ ACK_MAX_DELAY = 0.25
 IDLE_POLL = 0.25
 #: After an unexpected error in the loop (the store is down, say).
 ERROR_PAUSE = 2.0
+#: Sender threads a delivering process starts with; more start while claimed rows wait for one.
+FIRST_SENDERS = 2
+#: The loop's next look while it may still need more senders (rows claimed, fewer than the concurrency).
+GROW_POLL = 0.05
 #: A sender waiting for a rate-limit slot looks this often whether the process is stopping.
 TOKEN_WAIT = 0.05
 
@@ -290,12 +294,19 @@ class Reporter(ForkLocal):
                 self._provider_name = self._settings.provider or name
                 with self._lock:
                     self._policy.cap = cap
-            while len(self._senders) < self._settings.report_concurrency:
-                sender = threading.Thread(
-                    target=self._send_forever, name=f"otp-conversion-sender-{len(self._senders)}", daemon=True
-                )
-                sender.start()
-                self._senders.append(sender)
+            self._add_senders(FIRST_SENDERS)
+
+    def _add_senders(self, count: int) -> None:
+        """Start up to ``count`` more sender threads, never more than ``OTP_CONVERSION_REPORT_CONCURRENCY``. Senders
+        start as rows wait for them, not all at once: each runnable thread is one more to wake and take the GIL
+        beside the requests, and a fast provider needs few."""
+        while count > 0 and len(self._senders) < self._settings.report_concurrency:
+            sender = threading.Thread(
+                target=self._send_forever, name=f"otp-conversion-sender-{len(self._senders)}", daemon=True
+            )
+            sender.start()
+            self._senders.append(sender)
+            count -= 1
 
     def _apply_configured_degraded(self) -> None:
         if self._config_applied:
@@ -378,16 +389,24 @@ class Reporter(ForkLocal):
         with self._lock:
             if plan.probe is not None and not jobs:
                 self._policy.cancel(plan.probe)
+            behind = bool(self._ready)  # rows of an earlier claim still wait for a sender: the senders fall behind
             self._ready.extend(jobs)
             self._backlog = len(items) >= plan.limit
             self._low_water = max(1, plan.limit // 2)
             if jobs:
                 self._rows.notify(len(jobs))
             idle = not items and not self._ready and self._inflight == 0
+        growing = bool(jobs) and len(self._senders) < self._settings.report_concurrency
+        if behind:
+            with self._lock:
+                wanted = P.senders_needed(self._policy.cap, self._policy.latency)
+            with self._setup_lock:  # at least double: a slow provider is met within a pass or two
+                self._add_senders(max(len(self._senders), wanted - len(self._senders)))
         if idle:
             self._note_idle(now)
-        # With a backlog, a sender wakes the loop as soon as the ready list runs low.
-        return IDLE_POLL, idle
+        # With a backlog, a sender wakes the loop as soon as the ready list runs low; while the senders may still be
+        # too few, the loop looks again soon, so that a slow provider gets its senders within a fraction of a second.
+        return (GROW_POLL if growing else IDLE_POLL), idle
 
     def _note_idle(self, now: float) -> None:
         """A pass found nothing to do: what a waiting flush looks for."""

@@ -77,6 +77,17 @@ def test_the_latency_estimate_follows_the_answers() -> None:
     assert policy.plan(T0, buffered=0) == P.Claim(P.claim_size(cap=1000, concurrency=64, latency=policy.latency))
 
 
+def test_the_first_answer_replaces_the_guessed_latency() -> None:
+    policy = make_policy()
+    policy.decide(P.OK, FRESH, T0, took=0.002)
+    assert policy.latency == pytest.approx(0.002)
+
+
+def test_senders_needed_keep_up_with_the_cap_at_the_latency_and_a_fifth_more() -> None:
+    assert P.senders_needed(1000.0, 0.05) == 61
+    assert P.senders_needed(1000.0, 0.0) == 1
+
+
 def test_a_degraded_process_claims_nothing() -> None:
     policy = make_policy()
     policy.note_degraded(True, T0)

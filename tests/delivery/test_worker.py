@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -91,6 +92,19 @@ def test_a_quiet_worker_delivers_at_once(env: Env) -> None:
     reporter.ensure_running()
     assert wait_for(lambda: pending(store) == 0)
     assert set(env.delivered()) == set(ids)
+
+
+def senders() -> int:
+    return sum(thread.name.startswith("otp-conversion-sender-") for thread in threading.enumerate())
+
+
+@pytest.mark.timeout(60)
+def test_a_fast_provider_is_served_without_starting_every_sender(env: Env) -> None:
+    before = senders()
+    reporter, store = env.reporter(report_concurrency=64)
+    env.seed(store, 40)
+    assert reporter.flush(20) == 0
+    assert 1 <= senders() - before < 64  # they start as rows wait for them, not all at once
 
 
 @pytest.mark.timeout(60)
