@@ -4,12 +4,15 @@ Configured only from ``FLASK_OTP_CONVERSION_*`` environment variables (``app.con
 so the test can point it at an emulator and a SQLite file it owns. Every answer carries ``os.getpid()``
 so the test can prove which worker served it; ``only_pid`` / ``avoid_pid`` in the JSON body make a worker
 refuse (409, recording nothing: the decorator marks a verification only on a 2xx answer) so the test can
-steer sends to one worker and verifications to the others.
+steer sends to one worker and verifications to the others. The extension logs at INFO to stderr, which
+the test writes to gunicorn's log file, so a failing run shows what each worker did.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -20,6 +23,12 @@ from flask_otp_conversion import OTPConversion
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config.from_prefixed_env()
+    logger = logging.getLogger("flask_otp_conversion")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(process)d] %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     conversion = OTPConversion(app)
 
     @app.post("/send")

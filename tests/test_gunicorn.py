@@ -1,6 +1,7 @@
 """The extension under a real multi-process gunicorn: sends and verifications served by different sync
 workers, sharing one SQLite outbox, are each reported to the provider exactly once, by the one worker that
-delivers; when that worker is killed, another takes over."""
+delivers; when that worker is killed, another takes over; a graceful stop in the middle of a drain and a
+restart report every row exactly once."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flask_otp_conversion.testing import EmulatorServer, ProviderEmulator
+from flask_otp_conversion.store import OutboxStats, open_store
+from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -65,9 +67,12 @@ def _wait_until_serving(base: str, proc: subprocess.Popen[bytes], log: Path) -> 
 
 
 @contextlib.contextmanager
-def serving(tmp_path: Path, server: EmulatorServer) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``tests/gunicorn_app.py`` under gunicorn (4 sync workers) on the emulator and a SQLite file in tmp_path;
-    checks at the end that it stopped cleanly."""
+def serving(
+    tmp_path: Path, server: EmulatorServer, *, workers: int = 4, run: str = "gunicorn", **settings: object
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``tests/gunicorn_app.py`` under gunicorn (``workers`` sync workers) on the emulator and a SQLite file in
+    tmp_path, with ``settings`` as extra ``OTP_CONVERSION_*`` keys; its output goes to ``{run}.log``. Checks
+    at the end that it stopped cleanly."""
     emulator = server.emulator
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -78,21 +83,23 @@ def serving(tmp_path: Path, server: EmulatorServer) -> Iterator[tuple[str, subpr
         "TENCENT_SECRET_KEY": emulator.TENCENT_SECRET_KEY,
         "TENCENT_SDK_APP_ID": emulator.TENCENT_SDK_APP_ID,
         "STORE_URL": f"sqlite:///{tmp_path / 'outbox.db'}",
+        **settings,
     }
     env = dict(os.environ)
-    # from_prefixed_env JSON-decodes values: encode each as a JSON string so none is read as a number.
+    # from_prefixed_env JSON-decodes values: strings are encoded as JSON strings so none is read as a number.
     env.update({f"FLASK_OTP_CONVERSION_{key}": json.dumps(value) for key, value in config.items()})
-    log = tmp_path / "gunicorn.log"
+    log = tmp_path / f"{run}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
                 str(GUNICORN),
                 "-w",
-                "4",
+                str(workers),
                 "-b",
                 f"127.0.0.1:{port}",
                 "--graceful-timeout",
                 "10",
+                "--no-control-socket",  # its default path is per user: gunicorns running side by side would share it
                 "tests.gunicorn_app:create_app()",
             ],
             cwd=ROOT,
@@ -192,3 +199,97 @@ def test_another_worker_delivers_after_the_deliverer_is_killed(
         _wait_reported(emulator, serials)
         reported = {c.params["SerialNo"] for c in emulator.calls(action="ReportConversion", ok=True)}
         assert reported == set(serials)
+
+
+#: A slow provider, and few senders, so that a drain takes seconds and a stop finds requests in flight.
+SLOW_ANSWER = 0.4
+BACKLOG = 120
+DRAIN_SETTINGS: dict[str, object] = {
+    "REPORT_CONCURRENCY": 8,
+    "HTTP_CONNECT_TIMEOUT": 1.0,
+    "HTTP_READ_TIMEOUT": 2.0,  # a row's lease is then 6 s: a row sent twice shows up within the test
+    "SHUTDOWN_TIMEOUT": 2.0,
+}
+
+
+def _seed_backlog(db: Path, emulator: ProviderEmulator, prefix: str, count: int = BACKLOG) -> list[str]:
+    """``count`` verified sends in the outbox, written before gunicorn starts; the serials, in order."""
+    store = open_store(f"sqlite:///{db}")
+    try:
+        serials = []
+        now = time.time()
+        for n in range(count):
+            phone = f"{prefix}{n:04d}"
+            serial = emulator.issue_message_id("tencent", phone)
+            store.record_sent(phone=phone, message_id=serial, provider="tencent", sent_at=now)
+            store.record_verified(phone=phone, message_id=serial, provider="tencent", verified_at=now, match_window=300)
+            serials.append(serial)
+        return serials
+    finally:
+        store.close()
+
+
+def _outbox(db: Path) -> OutboxStats:
+    store = open_store(f"sqlite:///{db}")
+    try:
+        return store.outbox_stats(now=time.time())
+    finally:
+        store.close()
+
+
+def _wait_calls(emulator: ProviderEmulator, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while len(emulator.calls(action="ReportConversion")) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} reports arrived in {timeout} s"
+        time.sleep(0.05)
+
+
+def _wait_outbox_empty(db: Path, timeout: float = 25) -> None:
+    """Until no row is pending, leased ones included (a row sent at a stop and never acked is pending until
+    its lease expires and it is sent again)."""
+    deadline = time.monotonic() + timeout
+    while (stats := _outbox(db)).pending > 0:
+        assert time.monotonic() < deadline, f"outbox not drained in {timeout} s: {stats}"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_mid_drain_and_a_restart_report_every_row_exactly_once(
+    tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    db = tmp_path / "outbox.db"
+    serials = _seed_backlog(db, emulator, "+861373333")
+    emulator.latency = SLOW_ANSWER
+    with serving(tmp_path, provider_emulator_server, workers=2, run="first", **DRAIN_SETTINGS) as (base, proc):
+        _deliverers(base, workers=2)  # requests come in: a worker takes the deliverer lock and starts
+        _wait_calls(emulator, BACKLOG // 6)
+        proc.send_signal(signal.SIGTERM)  # a deploy: gunicorn stops its workers gracefully
+    left = _outbox(db)
+    assert left.pending > 0, "the stop did not come mid-drain"  # else the test proves nothing
+
+    with serving(tmp_path, provider_emulator_server, workers=2, run="second", **DRAIN_SETTINGS) as (base, _):
+        _deliverers(base, workers=2)
+        _wait_outbox_empty(db)
+
+    sent = Counter(c.params["SerialNo"] for c in emulator.calls(action="ReportConversion"))
+    duplicates = {serial: n for serial, n in sent.items() if n > 1}
+    lost = set(serials) - set(sent)
+    assert (duplicates, lost) == ({}, set()), f"{len(duplicates)} sent twice, {len(lost)} never sent"
+    assert _outbox(db).dead == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_that_leaves_a_request_in_flight_logs_a_warning_with_the_count(
+    tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    _seed_backlog(tmp_path / "outbox.db", emulator, "+861374444", count=1)
+    emulator.inject("ReportConversion", Fault.hang(30))  # the provider has the report and never answers
+    settings = {"SHUTDOWN_TIMEOUT": 0.5, "HTTP_READ_TIMEOUT": 10.0}
+    with serving(tmp_path, provider_emulator_server, workers=2, run="hung", **settings) as (base, proc):
+        _deliverers(base, workers=2)
+        _wait_calls(emulator, 1)
+        proc.send_signal(signal.SIGTERM)
+    log = (tmp_path / "hung.log").read_text()
+    assert "WARNING otp-conversion reporter stopped with 1 report request(s) in flight" in log, log

@@ -18,7 +18,8 @@ Leases and at-least-once
     A row must start within ``policy.SEND_WINDOW`` of its claim; its lease also covers the longest request
     and the ack (``policy.lease_seconds``), so in normal operation a row is sent once. A row that cannot go
     in time (its window passed, the breaker opened, the process is stopping) is handed back, due now. Only
-    rows in flight when a process dies are sent again, after their lease expires.
+    rows in flight when a process dies, or still in flight when ``stop()``'s deadline ends (logged), are sent
+    again, after their lease expires.
 
 Degradation
     The store flag ``"degraded"`` (``"1"`` or absent) is shared by every process and re-read at most once a
@@ -28,8 +29,9 @@ Degradation
 Processes
     Nothing starts at import or construction, so ``gunicorn --preload`` forks a clean master. Per-process
     state lives on ``_forks.ForkLocal``: a forked child drops the parent's threads, locks and clients and
-    builds its own. ``stop()`` delivers what it can within its deadline in a process that was delivering and
-    hands the rest of what it claimed back.
+    builds its own. ``stop()`` starts no request whose total deadline would outlast its own, waits for those
+    in flight and records them, and hands the rest of what it claimed back unsent: a graceful restart sends
+    nothing twice.
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ class Reporter(ForkLocal):
         self._low_water = 0
         self._backlog = False
         self._inflight = 0
+        self._taken: dict[int, _Job] = {}  # by id(): rows senders hold and have not settled, for stop()
+        self._acking = 0  # ack writes under way, which stop() waits for
+        self._start_by = math.inf  # while stopping: no request starts after this (time.time())
         self._acks: list[OutboxItem] = []
         self._acks_since = 0.0
         self._handback: list[OutboxItem] = []
@@ -218,21 +223,32 @@ class Reporter(ForkLocal):
         return self._pending()
 
     def stop(self, timeout: float | None = None) -> None:
-        """At exit: stop the loop, deliver what can go within ``timeout`` (default
-        ``OTP_CONVERSION_SHUTDOWN_TIMEOUT``), hand what was claimed but not sent back to the outbox."""
+        """At exit: start no request that could not end within ``timeout`` (default
+        ``OTP_CONVERSION_SHUTDOWN_TIMEOUT``) by its total deadline, so deliver (claiming) only while one
+        could, then stop claiming; wait for the requests in flight and record their outcome, and hand every
+        other claimed row back to the outbox unsent. A request still running at the deadline is logged at
+        WARNING: its row goes again when its lease expires (at-least-once)."""
         self._check_fork()
-        deadline = time.monotonic() + (self._settings.shutdown_timeout if timeout is None else max(0.0, timeout))
+        budget = self._settings.shutdown_timeout if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + budget
+        # Each request's total deadline (providers._http.request_deadline), which the row lease allows for.
+        longest = self._settings.http_connect_timeout + self._settings.http_read_timeout
         with self._start_lock:
             self._stopped = True
             thread, self._thread = self._thread, None
-        stop = self._stop_event
-        stop.set()
+        with self._lock:  # rows taken before now are cut short here; those taken later in _send_forever
+            self._start_by = time.time() + budget - longest
+            for job in self._taken.values():
+                job.cutoff = min(job.cutoff, self._start_by)
+        self._stop_event.set()
         self._wake.set()
         try:
             if thread is not None:
                 if thread is not threading.current_thread():
                     thread.join(max(0.0, deadline - time.monotonic()))
-                self._drain(threading.Event(), deadline)
+                if (last_start := deadline - longest) > time.monotonic():  # room to deliver more: drain till then
+                    self._drain(threading.Event(), last_start)
+            self._wind_down(deadline)
             self._close()
         except Exception as exc:
             self._logger.error("otp-conversion reporter did not stop cleanly: %s", describe_error(exc))
@@ -478,6 +494,38 @@ class Reporter(ForkLocal):
         self._flush_acks(force=True)
         self._hand_back_pending()
 
+    def _wind_down(self, deadline: float) -> None:
+        """stop() once the loop has ended: rows not started by ``_start_by`` go back unsent; requests in
+        flight get until ``deadline``, and their outcomes (acks, retries) are written."""
+        with self._lock:
+            waited = self._inflight
+            while self._ready and (left := min(self._start_by - time.time(), deadline - time.monotonic())) > 0:
+                self._progress.wait(left)
+            jobs = list(self._ready)
+            self._ready.clear()
+            for job in jobs:
+                self._policy.cancel(job.probe)
+        self._hand_back([job.item for job in jobs], "reporter stopping")
+        self._wait_settled(deadline)
+        with self._lock:
+            unsent = len(self._handback)
+        self._flush_acks(force=True)
+        self._hand_back_pending()
+        if waited or unsent:
+            self._logger.info(
+                "otp-conversion reporter stopping: %d report(s) in flight at the stop, %d claimed handed back unsent",
+                waited,
+                unsent,
+            )
+
+    def _wait_settled(self, end: float) -> int:
+        """Until ``end`` (monotonic): wait for the senders' rows to settle and their ack writes to end; how
+        many rows are still in a sender's hands."""
+        with self._lock:
+            while (self._inflight > 0 or self._acking > 0) and (remaining := end - time.monotonic()) > 0:
+                self._progress.wait(remaining)
+            return self._inflight
+
     def _close(self) -> None:
         """End the sender threads and close their clients."""
         with self._lock:
@@ -488,13 +536,18 @@ class Reporter(ForkLocal):
                 self._policy.cancel(job.probe)
             self._rows.notify_all()
         self._hand_back([job.item for job in left], "reporter stopping")
-        with self._lock:  # senders waiting for a slot hand their rows back within TOKEN_WAIT
-            end = time.monotonic() + 2 * TOKEN_WAIT
-            while self._inflight > 0 and (remaining := end - time.monotonic()) > 0:
-                self._progress.wait(remaining)
-            busy = self._inflight > 0
+        # senders waiting for a slot hand their rows back within TOKEN_WAIT
+        busy = self._wait_settled(time.monotonic() + 2 * TOKEN_WAIT)
         self._flush_acks(force=True)
+        self._hand_back_pending()  # rows senders gave up between the wind-down and _closing
         if busy:  # a request still runs on a client: the process is leaving anyway
+            self._logger.warning(
+                "otp-conversion reporter stopped with %d report request(s) in flight: the provider may have "
+                "received them; their rows go again when their lease expires (%.0f s), so they may be reported "
+                "twice (if the provider is only slow, raise OTP_CONVERSION_SHUTDOWN_TIMEOUT)",
+                busy,
+                self._lease,
+            )
             return
         with self._setup_lock:
             clients, self._clients = self._clients, []
@@ -527,6 +580,9 @@ class Reporter(ForkLocal):
                 if self._closing:
                     return
                 job = self._ready.popleft()
+                if job.cutoff > self._start_by:
+                    job.cutoff = self._start_by
+                self._taken[id(job)] = job
                 self._inflight += 1
                 upcoming = len(self._ready) + 1
                 if self._backlog and len(self._ready) < self._low_water:
@@ -548,6 +604,7 @@ class Reporter(ForkLocal):
                 )
             finally:
                 with self._lock:
+                    del self._taken[id(job)]
                     self._inflight -= 1
                     quiet = self._inflight == 0 and not self._ready
                     self._progress.notify_all()
@@ -658,12 +715,17 @@ class Reporter(ForkLocal):
             ):
                 return
             items, self._acks = self._acks, []
+            self._acking += 1
         try:
             acked = self._store.ack(items, now=time.time())
         except BaseException:
             with self._lock:  # again on the next flush; the leases still cover them for a while
                 self._acks[:0] = items
             raise
+        finally:
+            with self._lock:
+                self._acking -= 1
+                self._progress.notify_all()
         if acked < len(items):
             self._logger.warning(
                 "%d delivered report(s) had lost their lease before the ack (they may be reported twice)",
