@@ -264,13 +264,14 @@ class ConversionState:
     def shutdown(self) -> None:
         if self.stats is not None:
             self.stats.close()
+        deadline = time.monotonic() + self.settings.shutdown_timeout  # one budget for the whole exit
         if self.spool is not None:  # first, so that the reporter's last flush can deliver what it applies
             try:
                 self.spool.close(self.settings.shutdown_timeout)
             except Exception as exc:  # what is left is applied by the next process that sweeps the folder
                 self.logger.error("otp-conversion spool not emptied at shutdown: %s: %s", type(exc).__name__, exc)
         if self.reporter is not None:
-            self.reporter.stop(self.settings.shutdown_timeout)
+            self.reporter.stop(max(0.0, deadline - time.monotonic()))
         if self.delivery_lock is not None:  # after the last flush: another process may take over now
             self.delivery_lock.release()
         if self.store is not None:

@@ -399,7 +399,7 @@ def test_exit_flushes_rows_left_in_the_outbox(env: Env) -> None:
 @pytest.mark.timeout(60)
 def test_exit_leaves_what_cannot_go_within_the_deadline_in_the_outbox(env: Env) -> None:
     run_child(
-        env, "exit-with-rows", count=30, overrides={"rate_limits": {"ReportConversion": 4}, "shutdown_timeout": 0.5}
+        env, "exit-with-rows", count=30, overrides={"rate_limits": {"ReportConversion": 4}, "shutdown_timeout": 2.0}
     )
     _, store = env.reporter()
     stats = store.outbox_stats(now=time.time())
