@@ -187,6 +187,7 @@ class DeliveryPolicy:
     rng: Callable[[], float] = random.random
     latency: float = INITIAL_LATENCY
     latency_samples: int = 0
+    cpu: float = 0.0
     pause_until: float = -math.inf
     degraded: bool = False
     degraded_checked_at: float = -math.inf
@@ -237,12 +238,22 @@ class DeliveryPolicy:
     # Answers -------------------------------------------------------------------------------------------
 
     def decide(
-        self, answer: Answer, row: Row, now: float, *, probe: Probe | None = None, took: float = 0.0
+        self,
+        answer: Answer,
+        row: Row,
+        now: float,
+        *,
+        probe: Probe | None = None,
+        took: float = 0.0,
+        cpu: float = 0.0,
     ) -> Decision:
-        """What ``answer`` means for its row and for the breaker, the pause and the latency estimate."""
+        """What ``answer`` means for its row and for the breaker, the pause and the estimates of a request's
+        latency (``took``, wall seconds) and of the CPU the calling thread spent on it (``cpu``)."""
         # a plain mean over the first answers, then a moving average: the guess is gone after the first answer
         self.latency_samples += 1
-        self.latency += max(LATENCY_WEIGHT, 1.0 / self.latency_samples) * (max(took, 0.0) - self.latency)
+        weight = max(LATENCY_WEIGHT, 1.0 / self.latency_samples)
+        self.latency += weight * (max(took, 0.0) - self.latency)
+        self.cpu += weight * (max(cpu, 0.0) - self.cpu)
         outcome = answer.outcome
         transition: Transition
         if outcome is Outcome.OK:
@@ -319,6 +330,9 @@ def claim_as_of(now: float, *, busy: bool, window: float) -> float:
     return now - window if busy and window > 0 else now
 
 
-def senders_needed(cap: float, latency: float) -> int:
-    """Requests in flight that keep up with ``cap`` at the observed ``latency``, a fifth more for its swings."""
-    return math.ceil(cap * max(latency, 0.0) * 1.2) + 1
+def senders_needed(cap: float, latency: float, cpu: float = 0.0) -> int:
+    """Requests in flight that keep up with ``cap`` at the observed ``latency``, a fifth more for its swings. A
+    request that costs ``cpu`` seconds of the process's one GIL caps the rate at ``1 / cpu`` whatever the cap: more
+    threads than that rate needs only contend for it."""
+    rate = cap if cpu <= 0 else min(cap, 1.0 / cpu)
+    return math.ceil(rate * max(latency, 0.0) * 1.2) + 1

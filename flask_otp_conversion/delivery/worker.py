@@ -415,9 +415,9 @@ class Reporter(ForkLocal):
         growing = bool(jobs) and len(self._senders) < self._settings.report_concurrency
         if behind:
             with self._lock:
-                wanted = P.senders_needed(self._policy.cap, self._policy.latency)
-            with self._setup_lock:  # at least double: a slow provider is met within a pass or two
-                self._add_senders(max(len(self._senders), wanted - len(self._senders)))
+                wanted = P.senders_needed(self._policy.cap, self._policy.latency, self._policy.cpu)
+            with self._setup_lock:  # to what the cap (or the GIL) lets the observed latency use, no more
+                self._add_senders(wanted - len(self._senders))
         if idle:
             self._note_idle(now)
         # With a backlog, a sender wakes the loop as soon as the ready list runs low; while the senders may still be
@@ -642,17 +642,17 @@ class Reporter(ForkLocal):
                 if self._closing or time.time() >= job.cutoff:
                     self._hand_back([item], "no rate-limit slot before the send window closed")
                     return
-            started = time.monotonic()
+            started, cpu_before = time.monotonic(), time.thread_time()
             try:
                 client.report_conversion(report)
                 answer = P.OK
             except Exception as exc:
                 answer = P.classify(exc)
-            took = time.monotonic() - started
+            took, cpu = time.monotonic() - started, time.thread_time() - cpu_before
             now = time.time()
             with self._lock:
                 decision = self._policy.decide(
-                    answer, P.Row(item.created_at, item.attempts), now, probe=probe, took=took
+                    answer, P.Row(item.created_at, item.attempts), now, probe=probe, took=took, cpu=cpu
                 )
                 settled = True
                 if isinstance(decision.verdict, P.Ack):

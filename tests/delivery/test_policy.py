@@ -88,6 +88,17 @@ def test_senders_needed_keep_up_with_the_cap_at_the_latency_and_a_fifth_more() -
     assert P.senders_needed(1000.0, 0.0) == 1
 
 
+def test_senders_needed_stop_at_what_the_cpu_per_request_allows() -> None:
+    # 0.2 ms of CPU a request: at most 5,000/s through one GIL, whatever the cap; at 0.4 ms a request, 3 in flight
+    assert P.senders_needed(1e6, 0.0004, cpu=0.0002) == 4
+
+
+def test_the_cpu_estimate_follows_the_answers() -> None:
+    policy = make_policy()
+    policy.decide(P.OK, FRESH, T0, took=0.001, cpu=0.0002)
+    assert policy.cpu == pytest.approx(0.0002)
+
+
 def test_a_degraded_process_claims_nothing() -> None:
     policy = make_policy()
     policy.note_degraded(True, T0)
