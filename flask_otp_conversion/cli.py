@@ -22,7 +22,7 @@ from .delivery.worker import Reporter
 from .phone import mask_phone
 from .redaction import describe_error
 from .store import Store
-from .store.spool import quarantined
+from .store.quarantine import quarantined
 
 if TYPE_CHECKING:
     from .extension import ConversionState

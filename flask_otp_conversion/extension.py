@@ -24,7 +24,8 @@ from .providers import Provider, provider_class
 from .signals import otp_sent, otp_verified
 from .store import MemoryStore, SQLiteStore, Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
-from .store.spool import Spool, folder_for, quarantined, unapplied
+from .store.quarantine import quarantined
+from .store.spool import Spool, folder_for, unapplied
 from .verify import FieldSource, make_verify_route
 from .web.stats import DeliveryStatus, StatsService, make_blueprint
 

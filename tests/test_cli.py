@@ -13,7 +13,8 @@ from flask import Flask
 
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification
-from flask_otp_conversion.store.spool import SUFFIX, encode, quarantined
+from flask_otp_conversion.store.quarantine import quarantined
+from flask_otp_conversion.store.spool import SUFFIX, encode
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import TENCENT_KEYS, AppFactory
 from tests.store.store_helpers import damage_an_index

@@ -21,11 +21,11 @@ Files
 Quarantine
     Whatever a segment holds, the applier goes on. A line it cannot apply, for any reason (not UTF-8, not
     JSON, not a verification, over ``MAX_LINE`` bytes, a record the store refuses), is saved, with its byte
-    offset and why, to ``quarantine/<segment>.bad`` (one JSON object a line) before the checkpoint that
-    steps over it is committed, so it is kept exactly once; the lines around it are applied as usual. An
+    offset and why, to ``quarantine/<segment>.bad`` (``quarantine.py``) before the checkpoint that steps over
+    it is committed, so it is kept exactly once; the lines around it are applied as usual. An
     entry that is not a regular file is moved into ``quarantine/`` whole; a dead segment with a name the
     store cannot keep a position under is renamed and applied. Each segment is logged once per process, and
-    ``quarantined()`` counts what the folder holds, for the stats. Only a store that cannot be written
+    ``quarantine.quarantined()`` counts what the folder holds, for the stats. Only a store that cannot be written
     (``STORE_TROUBLE``) stops a pass: nothing is quarantined for it, and the pass is retried.
 
 Order
@@ -35,7 +35,6 @@ Order
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import itertools
@@ -48,13 +47,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from .._forks import ForkLocal
 from ..redaction import safe_text
 from .base import Store, Verification, VerifyOutcome
 from .checks import check_name, check_verification
+from .quarantine import Bad, Box, move_aside, open_box
 
 SUFFIX = ".spool"
 #: Seconds between the background thread's passes.
@@ -70,9 +70,6 @@ SWEEP_EVERY = 5.0
 #: A line the encoder writes is under 2 KiB (E.164, a 128-character id escaped, a float): a longer one is
 #: quarantined unparsed, and a run this long without a newline is not held in memory.
 MAX_LINE = 64 << 10
-#: The folder, inside the spool folder, that lines and entries which cannot be applied are moved to.
-QUARANTINE = "quarantine"
-BAD_SUFFIX = ".bad"
 #: Errors that say the store cannot be written now (locked, full, read-only, damaged), not that a line is
 #: bad: the pass stops and is retried, and nothing is quarantined for them.
 STORE_TROUBLE: tuple[type[BaseException], ...] = (OSError, sqlite3.DatabaseError, MemoryError)
@@ -105,61 +102,6 @@ class _Run:
     data: bytes
     length: int
     bad: str | None = None
-
-
-@dataclass
-class _Bad:
-    """A line that cannot be applied, as it is saved to the quarantine."""
-
-    offset: int
-    data: bytes
-    length: int
-    reason: str
-
-    def record(self) -> bytes:
-        entry: dict[str, object] = {"offset": self.offset, "length": self.length, "reason": self.reason}
-        try:
-            entry["line"] = self.data.decode()
-        except UnicodeDecodeError:
-            entry["line_base64"] = base64.b64encode(self.data).decode()
-        return json.dumps(entry).encode() + b"\n"
-
-
-@dataclass
-class _Box:
-    """The quarantine file of one segment, locked (``flock``) while its holder writes and commits, and the
-    offsets it holds, so that a line is saved once whoever applies it and however often a pass is retried."""
-
-    fd: int
-    path: str
-    inode: int
-    offsets: set[int] = field(default_factory=set)
-    read: int = 0
-    saved: int = 0
-
-    def refresh(self) -> None:
-        """Read what other processes (or a pass that failed) added since."""
-        size = os.fstat(self.fd).st_size
-        if size <= self.read:
-            return
-        data = os.pread(self.fd, size - self.read, self.read)
-        end = data.rfind(b"\n") + 1
-        for line in data[:end].splitlines():
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                self.offsets.add(int(json.loads(line)["offset"]))
-        self.read += end
-
-    def save(self, bad: Sequence[_Bad]) -> None:
-        fresh = [item for item in bad if item.offset not in self.offsets]
-        if not fresh:
-            return
-        data = b"".join(item.record() for item in fresh)
-        view = memoryview(data)
-        while view:  # O_APPEND: a short write (a full disk) raises on the next call, leaving whole records
-            view = view[os.write(self.fd, view) :]
-        self.offsets.update(item.offset for item in fresh)
-        self.read += len(data)
-        self.saved += len(fresh)
 
 
 def encode(item: Verification) -> bytes:
@@ -272,7 +214,7 @@ class Spool(ForkLocal):
         self._swept_at = -math.inf
         #: Whether this process appended lines it has not applied yet (the applier skips its file otherwise).
         self._unapplied = False
-        self._boxes: dict[str, _Box] = {}  # quarantine files' offsets, by segment
+        self._boxes: dict[str, Box] = {}  # quarantine files' offsets, by segment
         self._logged: set[str] = set()  # segments whose trouble was logged at ERROR
 
     def __repr__(self) -> str:
@@ -388,7 +330,7 @@ class Spool(ForkLocal):
                         applied += self._apply_lines(name, run.data, run.offset)
                     else:
                         with self._quarantine(name) as box:
-                            box.save([_Bad(run.offset, run.data, run.length, run.bad)])
+                            box.save([Bad(run.offset, run.data, run.length, run.bad)])
                             self._apply_batch(name, [], run.offset, run.offset + run.length)
                     position = run.offset + run.length
         except _Moved:  # another process is applying this file: it carries on from here
@@ -432,7 +374,7 @@ class Spool(ForkLocal):
             offset += len(line)
         applied = 0
         start = position  # where the next commit starts: the stored position
-        bad: list[_Bad] = []  # lines between ``start`` and the next commit, saved before it
+        bad: list[Bad] = []  # lines between ``start`` and the next commit, saved before it
 
         with self._quarantine(name) as box:
 
@@ -451,7 +393,7 @@ class Spool(ForkLocal):
             for readable, grouped in itertools.groupby(entries, key=lambda entry: entry[2] is not None):
                 group = list(grouped)
                 if not readable:
-                    bad += [_Bad(at, line[:MAX_LINE], len(line), why) for at, line, _, why in group]
+                    bad += [Bad(at, line[:MAX_LINE], len(line), why) for at, line, _, why in group]
                     continue
                 items = [item for _, _, item, _ in group if item is not None]
                 if commit(items, group[-1][0] + len(group[-1][1])) is None:
@@ -460,7 +402,7 @@ class Spool(ForkLocal):
                     error = commit([item], at + len(line))
                     if error is not None:
                         self._apply_batch(name, [], start, start)  # raises if the store takes no write at all
-                        bad.append(_Bad(at, line, len(line), _reason(error)))
+                        bad.append(Bad(at, line, len(line), _reason(error)))
             if bad:
                 box.save(bad)
                 self._apply_batch(name, [], start, offset)
@@ -481,23 +423,10 @@ class Spool(ForkLocal):
         return len(batch)
 
     @contextlib.contextmanager
-    def _quarantine(self, name: str) -> Iterator[_Box]:
+    def _quarantine(self, name: str) -> Iterator[Box]:
         """The quarantine file of segment ``name``, locked: whoever holds it saves bad lines and commits the
         checkpoint over them, so a line is saved once however many processes apply the segment."""
-        folder = os.path.join(self._dir, QUARANTINE)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        path = os.path.join(folder, name + BAD_SUFFIX)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held only for a write and a commit
-            inode = os.fstat(fd).st_ino
-            box = self._boxes.get(name)
-            if box is None or box.inode != inode:
-                if len(self._boxes) >= 1000:
-                    self._boxes.clear()
-                box = self._boxes[name] = _Box(fd, path, inode)
-            box.fd = fd
-            box.refresh()
+        with open_box(self._dir, name, self._boxes) as box:
             saved = box.saved
             yield box
             if box.saved > saved:
@@ -506,10 +435,8 @@ class Spool(ForkLocal):
                     "otp-conversion spool %s: %d line(s) it cannot apply moved to %s; the others are applied",
                     name,
                     box.saved - saved,
-                    path,
+                    box.path,
                 )
-        finally:
-            os.close(fd)
 
     def _log_once(self, name: str, message: str, *args: object) -> None:
         """ERROR the first time for a segment in this process, DEBUG after (a pass runs every 50 ms)."""
@@ -602,12 +529,7 @@ class Spool(ForkLocal):
     def _move_aside(self, entry: os.DirEntry[str]) -> None:
         """An entry named like a segment that is not a regular file (a folder, a link, a pipe) cannot be read
         as one: it goes into the quarantine whole."""
-        folder = os.path.join(self._dir, QUARANTINE)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        target = os.path.join(folder, entry.name)
-        if os.path.lexists(target):
-            target += "." + uuid.uuid4().hex
-        os.rename(entry.path, target)
+        target = move_aside(self._dir, entry.path, entry.name)
         self._log_once(entry.name, "otp-conversion spool: %r is not a regular file; moved to %s", entry.path, target)
 
     def _remove_abandoned(self, path: str) -> None:
@@ -675,21 +597,6 @@ def unapplied(store: Store, directory: str) -> int:
                 continue
             with contextlib.suppress(OSError), open(entry.path, "rb") as file:
                 file.seek(store.spool_position(stem))
-                while chunk := file.read(READ_CHUNK):
-                    count += chunk.count(b"\n")
-    return count
-
-
-def quarantined(directory: str) -> int:
-    """Lines and whole entries the applier moved to the quarantine of spool folder ``directory`` (for the
-    stats; reads the files, so not for the request path)."""
-    count = 0
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        for entry in os.scandir(os.path.join(directory, QUARANTINE)):
-            if not (entry.name.endswith(BAD_SUFFIX) and entry.is_file(follow_symlinks=False)):
-                count += 1  # a whole entry moved aside
-                continue
-            with contextlib.suppress(OSError), open(entry.path, "rb") as file:
                 while chunk := file.read(READ_CHUNK):
                     count += chunk.count(b"\n")
     return count

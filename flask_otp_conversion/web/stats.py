@@ -183,7 +183,7 @@ class StatsService(ForkLocal):
     (one per process: a forked child starts over with its own, the parent's is closed at shutdown).
 
     It is given what it reads, nothing more: the store (local counts, the outbox); ``delivery``, ``spooled`` and
-    ``quarantined`` (spool lines moved aside as unappliable: ``store.spool.quarantined``), each called per answer;
+    ``quarantined`` (spool lines moved aside as unappliable: ``store.quarantine.quarantined``), each called per answer;
     the provider's class (its statistics facts) and a factory of clients; the token and the cache TTL.
     """
 

@@ -26,17 +26,15 @@ from store_helpers import CN, SG, send
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.store.base import Verification, VerifyOutcome
 from flask_otp_conversion.store.checks import check_verification
+from flask_otp_conversion.store.quarantine import BAD_SUFFIX, QUARANTINE, quarantined
 from flask_otp_conversion.store.spool import (
-    BAD_SUFFIX,
     MAX_LINE,
-    QUARANTINE,
     READ_CHUNK,
     SUFFIX,
     Spool,
     decode,
     decode_block,
     encode,
-    quarantined,
     split_lines,
 )
 

@@ -23,7 +23,8 @@ from flask_otp_conversion.providers import Provider
 from flask_otp_conversion.providers.settings import TencentSettings
 from flask_otp_conversion.providers.tencent import TencentProvider
 from flask_otp_conversion.store import SQLiteStore
-from flask_otp_conversion.store.spool import SUFFIX, Spool, quarantined
+from flask_otp_conversion.store.quarantine import quarantined
+from flask_otp_conversion.store.spool import SUFFIX, Spool
 from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
 from flask_otp_conversion.web.stats import DeliveryStatus, StatsService, parse_window
 from tests.conftest import AppFactory
