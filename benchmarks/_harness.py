@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -540,3 +541,14 @@ def wrk_plain(url: str, script: str, *, seconds: float, connections: int) -> flo
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])
     raise RuntimeError(f"no Requests/sec line in wrk's output:\n{out}")
+
+
+def fixed_server_alone(url: str, *, connections: int, seconds: float = 3.0) -> float:
+    """Requests/s the fixed-answer server alone serves to wrk (POST): shown before a run, so that its figures are
+    seen not to be the server's limit."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.method = "POST"\nwrk.body = \'{"SerialNo": "5000:1"}\'\n')
+    try:
+        return wrk_plain(url, script.name, seconds=seconds, connections=connections)
+    finally:
+        Path(script.name).unlink()

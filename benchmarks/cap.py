@@ -41,15 +41,6 @@ def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
     return best
 
 
-def nginx_alone(url: str, seconds: float = 3.0) -> float:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write('wrk.method = "POST"\nwrk.body = \'{"SerialNo": "5000:1"}\'\n')
-    try:
-        return h.wrk_plain(url, script.name, seconds=seconds, connections=200)
-    finally:
-        Path(script.name).unlink()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=6000, help="outbox rows per round (default 6000)")
@@ -65,7 +56,7 @@ def main() -> int:
         latency=args.latency, log_arrivals=True
     ) as server:
         workdir = Path(tmp)
-        alone = nginx_alone(server.url)
+        alone = h.fixed_server_alone(server.url, connections=200)
         figures["nginx_alone_req_per_s"] = round(alone)
         print(f"nginx alone at {args.latency * 1000:g} ms (wrk -c200): {alone:,.0f} req/s, {alone / CAP:.1f}x the cap")
         roots = {"ours": h.ROOT, **({"base": base_root} if base_root else {})}

@@ -148,16 +148,6 @@ def sdk_loop(server: FixedServer) -> Callable[[], None] | None:
     return send
 
 
-def nginx_alone(url: str, seconds: float = 3.0) -> float:
-    """Requests/s nginx alone serves to wrk (POST, 32 connections)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write('wrk.method = "POST"\nwrk.body = \'{"SerialNo": "5000:1"}\'\n')
-    try:
-        return h.wrk_plain(url, script.name, seconds=seconds, connections=32)
-    finally:
-        Path(script.name).unlink()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5000, help="outbox rows a delivery round drains (default 5000)")
@@ -172,7 +162,7 @@ def main() -> int:
         log_arrivals=True
     ) as server:
         workdir = Path(tmp)
-        figures["nginx_alone_req_per_s"] = round(nginx_alone(server.url))
+        figures["nginx_alone_req_per_s"] = round(h.fixed_server_alone(server.url, connections=32))
         print(f"nginx alone (wrk -c32): {figures['nginx_alone_req_per_s']:,} req/s")
         roots = {"delivery": h.ROOT, **({"base": base_root} if base_root else {})}
         figures["code"] = {name: h.commit_of(root) for name, root in roots.items()}
