@@ -200,6 +200,7 @@ class AlibabaProvider(Provider):
     """
 
     name = "alibaba"
+    reports_unverified = True  # SmsConversion takes Delivered=false
     settings_model = AlibabaSettings
 
     def __init__(
@@ -229,6 +230,11 @@ class AlibabaProvider(Provider):
     @property
     def rate_limits(self) -> Mapping[str, float]:
         return _RATE_LIMITS
+
+    @property
+    def account(self) -> str:
+        # The AccessKeyId is an identifier, not the secret: Alibaba sends it in clear in every request.
+        return self._settings.access_key_id.get_secret_value()
 
     @property
     def report_action(self) -> str:
@@ -263,13 +269,13 @@ class AlibabaProvider(Provider):
         if self._settings.site == "intl":
             self.sms_conversion(
                 report.message_id,
-                delivered=report.delivered,
+                delivered=report.converted,
                 conversion_time_ms=conversion_ms,
                 to=report.phone,
             )
         else:
             self.sms_conversion_intl(
-                report.message_id, delivered=report.delivered, conversion_time_ms=conversion_ms
+                report.message_id, delivered=report.converted, conversion_time_ms=conversion_ms
             )
 
     def statistics(self, begin: datetime, end: datetime) -> ChatappSyncPhoneNumberResponse | None:

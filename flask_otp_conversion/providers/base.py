@@ -31,8 +31,12 @@ class ConversionReport:
 
     message_id: str
     phone: str
+    #: When the OTP was verified; for a negative report (``converted`` False), when its match window ended.
     verified_at: float
-    delivered: bool = True
+    #: False for the negative outcome: the OTP's match window ended without a verification.
+    converted: bool = True
+    #: When the OTP was sent (None where unknown); providers that take a send time use it.
+    sent_at: float | None = None
 
 
 class ErrorKind(enum.Enum):
@@ -98,6 +102,13 @@ class Provider(ABC):
     #: The zone of the provider's own hour figures when it is not UTC (e.g. ``"UTC+08:00"``), said in the stats
     #: JSON so nobody has to guess.
     statistics_time_zone: ClassVar[str | None] = None
+    #: How long after the send a report is still useful, in seconds (None: no limit). A report that cannot reach
+    #: the provider within it is dead-lettered as expired, never sent late (AWS marks a message FAILED by itself
+    #: an hour after the send).
+    report_deadline: ClassVar[float | None] = None
+    #: True where the provider takes the negative outcome (``ConversionReport.converted`` False); the reporter
+    #: sends one only then, and only when the app opts in with ``OTP_CONVERSION_REPORT_UNVERIFIED``.
+    reports_unverified: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls: type[P], settings: Any, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> P:
@@ -113,6 +124,14 @@ class Provider(ABC):
     @abstractmethod
     def rate_limits(self) -> Mapping[str, float]:
         """Documented request caps per action, requests per second."""
+
+    @property
+    @abstractmethod
+    def account(self) -> str:
+        """The account this client reports to (Tencent SdkAppId, Alibaba AccessKeyId, Twilio account SID, ...).
+
+        Stored with every send and outbox row, so a row is only ever reported to the account that sent it. Not a
+        secret: an id that is safe in stats and logs."""
 
     @property
     @abstractmethod

@@ -216,6 +216,10 @@ class TencentProvider(Provider):
         return _RATE_LIMITS
 
     @property
+    def account(self) -> str:
+        return self._settings.sdk_app_id
+
+    @property
     def report_action(self) -> str:
         return "ReportConversion"
 
@@ -250,9 +254,9 @@ class TencentProvider(Provider):
         """``ReportConversion`` of the message's ``SerialNo``, ConversionTime in whole seconds.
 
         Tencent has no "not used" flag: its conversion rate is reported / sent, so a report with
-        ``delivered=False`` is simply not sent.
+        ``converted=False`` is simply not sent.
         """
-        if not report.delivered:
+        if not report.converted:
             return
         conversion_time = min(int(report.verified_at), int(self._clock()))  # never in the future
         self.report(report.message_id, conversion_time=conversion_time)

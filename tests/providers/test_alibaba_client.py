@@ -148,7 +148,7 @@ def test_china_report_is_sms_conversion_intl_2017_without_to(signature: str) -> 
 def test_report_of_an_unused_code_says_delivered_false() -> None:
     with recording_server(INTL_REPORT_OK) as server, alibaba(server.url) as provider:
         provider.report_conversion(
-            ConversionReport("1", "+6581234567", verified_at=time.time(), delivered=False)
+            ConversionReport("1", "+6581234567", verified_at=time.time(), converted=False)
         )
     assert fields(server.last)["Delivered"] == "false"
 

@@ -27,6 +27,7 @@ class AcmeProvider(Provider):
     settings_model = AcmeSettings
     rate_limits = {"Report": 5.0}
     report_action = "Report"
+    account = "acme-account"
 
     @classmethod
     def from_settings(cls, settings, *, timeout=None):

@@ -126,7 +126,7 @@ def test_report_time_in_the_future_is_sent_as_now() -> None:
 def test_report_of_an_unused_code_sends_nothing() -> None:
     with recording_server(REPORT_OK) as server, tencent(server.url) as provider:
         provider.report_conversion(
-            ConversionReport("5000:1", "+86138", verified_at=time.time(), delivered=False)
+            ConversionReport("5000:1", "+86138", verified_at=time.time(), converted=False)
         )
     assert server.requests == []
 
