@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest docs bench clean
+.PHONY: run test lint typecheck pytest docs bench clean servers
+
+# Installs a Debian package where its command is missing (CI runs as root on a fresh machine; sudo elsewhere).
+APT_INSTALL = { apt-get install -y -q $(1) >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $(1); } \
+	|| { sudo apt-get update -q >/dev/null && sudo apt-get install -y -q $(1); }; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +27,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# The servers the suite starts on loopback ports for itself (tests/servers/): installed here where missing.
+servers:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(call APT_INSTALL,postgresql)
+	@command -v redis-server >/dev/null || $(call APT_INSTALL,redis-server)
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || $(call APT_INSTALL,chromium chromium-driver)
+
+pytest: $(STAMP) servers
 	$(BIN)/pytest
 
 docs: $(STAMP)
