@@ -25,9 +25,16 @@ ENTRY_POINT_GROUP = "flask_otp_conversion.providers"
 
 def _builtin() -> dict[str, type[Provider]]:
     from .alibaba import AlibabaProvider
+    from .plivo import PlivoProvider
     from .tencent import TencentProvider
+    from .vonage import VonageProvider
 
-    return {"tencent": TencentProvider, "alibaba": AlibabaProvider}
+    return {
+        "tencent": TencentProvider,
+        "alibaba": AlibabaProvider,
+        "vonage": VonageProvider,
+        "plivo": PlivoProvider,
+    }
 
 
 def available_providers() -> list[str]:

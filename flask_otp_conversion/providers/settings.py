@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ValidationInfo
 
 _URL = re.compile(r"^https?://[^\s/]+(:\d+)?/?$")
 
@@ -79,3 +80,89 @@ class AlibabaSettings(_ProviderSettings):
     @property
     def dysms_endpoint(self) -> str:
         return self.endpoint or ALIBABA_ENDPOINTS[self.site]
+
+
+def _has_code_placeholder(value: str) -> str:
+    if "{code}" not in value:
+        raise PydanticCustomError("text_template", "must contain {code}, where the OTP code goes")
+    return value
+
+
+TextTemplate = Annotated[str, AfterValidator(_has_code_placeholder)]
+VonageEndpoint = Annotated[str, _endpoint("https://api.nexmo.com")]
+PlivoEndpoint = Annotated[str, _endpoint("https://api.plivo.com")]
+
+
+class VonageSettings(_ProviderSettings):
+    """``OTP_CONVERSION_VONAGE_*``. ``auth`` picks how requests authenticate: ``basic`` (HTTP Basic
+    api_key:api_secret, the SDK's default), ``body`` (``api_key``/``api_secret`` as form parameters) or
+    ``signature`` (``api_key`` + ``sig`` with the dashboard's signature secret and method); by default
+    ``signature`` when a signature secret is set, else ``basic``."""
+
+    #: Also the account the conversions are reported to (an identifier Vonage shows in the dashboard).
+    api_key: str = Field(pattern=r"^[A-Za-z0-9]{4,32}$")
+    api_secret: SecretStr | None = None
+    signature_secret: SecretStr | None = None
+    #: The dashboard's "signature method"; ``md5hash`` (MD5 of string + secret) is its default.
+    signature_method: Literal["md5hash", "md5", "sha1", "sha256", "sha512"] = "md5hash"
+    auth: Literal["basic", "body", "signature"] | None = Field(default=None, validate_default=True)
+    sms_endpoint: VonageEndpoint = "https://rest.nexmo.com"
+    conversion_endpoint: VonageEndpoint = "https://api.nexmo.com"
+    #: The SMS ``from``: an alphanumeric sender id (<= 11 characters) or a number without ``+``.
+    sender: str | None = Field(default=None, pattern=r"^(?:[A-Za-z0-9 ]{1,11}|\d{7,15})$")
+    text_template: TextTemplate = "Your verification code is {code}"
+    #: Send the verification time as the conversion's ``timestamp`` (else Vonage takes the time it receives
+    #: the report). Signed requests then sign with it as the SDK does; whether Vonage accepts that as the
+    #: signature timestamp is unconfirmed, so False signs with a UNIX ``timestamp`` instead.
+    conversion_timestamp: bool = True
+    #: Requests/s: the SMS API's documented 30/s per key; the Conversion API publishes none (unconfirmed).
+    sms_rate_limit: float = Field(default=30.0, gt=0)
+    conversion_rate_limit: float = Field(default=30.0, gt=0)
+
+    @field_validator("signature_method", "auth", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("auth")
+    @classmethod
+    def _credentials_for_auth(cls, value: str | None, info: ValidationInfo) -> str:
+        """Checked here, not on the model, so the error names ``OTP_CONVERSION_VONAGE_AUTH``."""
+        has_signature = info.data.get("signature_secret") is not None
+        if value is None:
+            value = "signature" if has_signature else "basic"
+        if value == "signature" and not has_signature:
+            raise ValueError("auth 'signature' needs OTP_CONVERSION_VONAGE_SIGNATURE_SECRET")
+        if value in ("basic", "body") and info.data.get("api_secret") is None:
+            raise ValueError(f"auth {value!r} needs OTP_CONVERSION_VONAGE_API_SECRET")
+        return value
+
+
+class PlivoSettings(_ProviderSettings):
+    """``OTP_CONVERSION_PLIVO_*``. HTTP Basic auth_id:auth_token; the auth id is also the account in every
+    path."""
+
+    auth_id: str = Field(pattern=r"^[MS]A[A-Z0-9]{18}$")
+    auth_token: SecretStr = Field(min_length=1)
+    endpoint: PlivoEndpoint = "https://api.plivo.com"
+    #: The message ``src`` (a number with its country code, or a sender id); or ``powerpack_uuid``.
+    sender: str | None = Field(default=None, pattern=r"^\+?[A-Za-z0-9]{3,15}$")
+    powerpack_uuid: str | None = None
+    text_template: TextTemplate = "Your verification code is {code}"
+    #: The conversion URL's path. Plivo documents it in lower case, unlike the rest of its API (the SDK's
+    #: generic builder would write ``/v1/Account/{auth_id}/Message/{message_uuid}/Conversion/``); whether
+    #: its router minds the case is unconfirmed, hence configurable.
+    conversion_path: str = Field(
+        default="/v1/account/{auth_id}/message/{message_uuid}/conversion/",
+        pattern=r"^/\S*\{auth_id\}\S*\{message_uuid\}\S*/$",
+    )
+    #: Requests/s: Plivo allows 300 API requests per 5 s per account (shared by every API).
+    message_rate_limit: float = Field(default=60.0, gt=0)
+    conversion_rate_limit: float = Field(default=60.0, gt=0)
+
+    @field_validator("powerpack_uuid")
+    @classmethod
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("sender") is not None:
+            raise ValueError("set OTP_CONVERSION_PLIVO_SENDER or this, not both")
+        return value
