@@ -15,17 +15,15 @@ import os
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from flask_otp_conversion.testing.dialects import registered_dialects
 from flask_otp_conversion.testing.shared import SharedEmulator
 
-#: The keys whose presence means "credentials are configured, talk to the real endpoint".
+#: Provider -> the keys whose presence means "credentials are configured, talk to the real endpoint"; every
+#: provider the emulator has a dialect of (built-in or plugged in) can run in the sandbox.
 CREDENTIAL_KEYS = {
-    "tencent": ("OTP_CONVERSION_TENCENT_SECRET_ID", "OTP_CONVERSION_TENCENT_SECRET_KEY"),
-    "alibaba": ("OTP_CONVERSION_ALIBABA_ACCESS_KEY_ID", "OTP_CONVERSION_ALIBABA_ACCESS_KEY_SECRET"),
+    name: tuple(f"OTP_CONVERSION_{name.upper()}_{key}" for key in spec.credential_keys)
+    for name, spec in registered_dialects().items()
 }
-#: Template settings the emulator accepts; used only where the config has none.
-SANDBOX_SIGN_NAME = "Example"
-SANDBOX_TENCENT_TEMPLATE_ID = "1110"
-SANDBOX_ALIBABA_TEMPLATE_CODE = "SMS_123456"
 
 
 def wants_sandbox(config: MutableMapping[str, Any]) -> bool:
@@ -48,24 +46,10 @@ def start_sandbox(config: MutableMapping[str, Any], instance_path: str) -> Share
     """Attach to the sandbox's emulator (starting it if none answers) and point the configured provider at it
     (credentials, endpoints, templates). ``close()`` lets it go; process exit does too."""
     server = SharedEmulator.attach(sandbox_record(config, instance_path))
-    emulator = server.emulator
-    if config["OTP_CONVERSION_PROVIDER"] == "tencent":
-        config.update(
-            OTP_CONVERSION_TENCENT_SECRET_ID=emulator.TENCENT_SECRET_ID,
-            OTP_CONVERSION_TENCENT_SECRET_KEY=emulator.TENCENT_SECRET_KEY,
-            OTP_CONVERSION_TENCENT_SDK_APP_ID=emulator.TENCENT_SDK_APP_ID,
-            OTP_CONVERSION_TENCENT_ENDPOINT=server.url,
-        )
-        config.setdefault("OTP_CONVERSION_TENCENT_SIGN_NAME", SANDBOX_SIGN_NAME)
-        config.setdefault("OTP_CONVERSION_TENCENT_TEMPLATE_ID", SANDBOX_TENCENT_TEMPLATE_ID)
-    else:
-        config.update(
-            OTP_CONVERSION_ALIBABA_ACCESS_KEY_ID=emulator.ALIBABA_ACCESS_KEY_ID,
-            OTP_CONVERSION_ALIBABA_ACCESS_KEY_SECRET=emulator.ALIBABA_ACCESS_KEY_SECRET,
-            OTP_CONVERSION_ALIBABA_ENDPOINT=server.url,
-            OTP_CONVERSION_ALIBABA_CAMS_ENDPOINT=server.url,
-        )
-        config.setdefault("OTP_CONVERSION_ALIBABA_CUST_SPACE_ID", emulator.ALIBABA_CUST_SPACE_ID)
-        config.setdefault("OTP_CONVERSION_ALIBABA_SIGN_NAME", SANDBOX_SIGN_NAME)
-        config.setdefault("OTP_CONVERSION_ALIBABA_TEMPLATE_CODE", SANDBOX_ALIBABA_TEMPLATE_CODE)
+    provider = str(config["OTP_CONVERSION_PROVIDER"])
+    account = server.emulator.app_config(provider, server.url, defaults=False)
+    for key, value in server.emulator.app_config(provider, server.url).items():
+        if key not in account:
+            config.setdefault(key, value)  # templates and such: the app's own win
+    config.update(account)
     return server

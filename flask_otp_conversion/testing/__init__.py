@@ -1,4 +1,5 @@
-"""A local emulator of the Tencent Cloud and Alibaba Cloud SMS APIs, for tests and benchmarks.
+"""A local emulator of the SMS providers' APIs (Tencent Cloud, Alibaba Cloud and every dialect plugged in through
+:mod:`flask_otp_conversion.testing.dialects`), for tests and benchmarks.
 
     from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
 

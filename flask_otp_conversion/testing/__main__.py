@@ -41,20 +41,13 @@ def _rate(text: str) -> tuple[str, float]:
 
 
 def export_lines(url: str, emulator: ProviderEmulator) -> list[str]:
-    """Shell lines that configure an app reading ``FLASK_*`` variables for this emulator (both providers)."""
-    values = {
-        "TENCENT_ENDPOINT": url,
-        "TENCENT_SECRET_ID": emulator.TENCENT_SECRET_ID,
-        "TENCENT_SECRET_KEY": emulator.TENCENT_SECRET_KEY,
-        "TENCENT_SDK_APP_ID": emulator.TENCENT_SDK_APP_ID,
-        "ALIBABA_ENDPOINT": url,
-        "ALIBABA_CAMS_ENDPOINT": url,
-        "ALIBABA_ACCESS_KEY_ID": emulator.ALIBABA_ACCESS_KEY_ID,
-        "ALIBABA_ACCESS_KEY_SECRET": emulator.ALIBABA_ACCESS_KEY_SECRET,
-        "ALIBABA_CUST_SPACE_ID": emulator.ALIBABA_CUST_SPACE_ID,
-    }
+    """Shell lines that configure an app reading ``FLASK_*`` variables for this emulator (every provider it
+    serves: credentials and endpoints)."""
+    values: dict[str, str] = {}
+    for provider in emulator.providers:
+        values.update(emulator.app_config(provider, url, defaults=False))
     # from_prefixed_env() JSON-decodes the all-digit ids into ints; the settings take them back as strings.
-    return [f"export FLASK_OTP_CONVERSION_{key}={shlex.quote(value)}" for key, value in values.items()]
+    return [f"export FLASK_{key}={shlex.quote(value)}" for key, value in values.items()]
 
 
 def describe(call: EmulatorCall, phone: str | None) -> str:
@@ -116,7 +109,7 @@ def _report_serving() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flask_otp_conversion.testing",
-        description="Serve the Tencent/Alibaba SMS API emulator over HTTP.",
+        description="Serve the SMS provider API emulator over HTTP.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: a free one)")

@@ -44,8 +44,9 @@ from ._common import (
     new_request_id,
     to_e164,
 )
+from .dialects import DialectSpec
 
-__all__ = ["VERSIONS", "AlibabaDialect"]
+__all__ = ["SPEC", "VERSIONS", "AlibabaDialect"]
 
 #: version -> the actions the emulator serves in it. ``SmsConversion`` exists only in 2018-05-01.
 VERSIONS: Mapping[str, frozenset[str]] = {
@@ -126,8 +127,31 @@ def _fill(element: ET.Element, data: Mapping[str, Any]) -> None:
 class AlibabaDialect:
     name = "alibaba"
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, credentials: Mapping[str, str] | None = None) -> None:
         self.state = state
+
+    def issue_message_id(self, action: str | None, now: float) -> tuple[str, str]:
+        """``SendMessageWithTemplate`` (default, a 2018-05-01 ``MessageId``) or ``SendSms`` (a 2017-05-25
+        ``BizId``)."""
+        action = action or "SendMessageWithTemplate"
+        if action == "SendSms":
+            return action, self.state.alibaba_biz_id(now)
+        if action in ("SendMessageWithTemplate", "SendMessageToGlobe"):
+            return action, self.state.alibaba_message_id(now)
+        raise ValueError(f"not an Alibaba send action: {action!r}")
+
+    def phone_of(self, params: Mapping[str, object]) -> str | None:
+        for key in ("PhoneNumbers", "To", "PhoneNumber"):
+            value = params.get(key)
+            if isinstance(value, str) and value:
+                first = value.split(",", 1)[0].strip()
+                return to_e164(first) or first
+        for key in ("MessageId", "BizId"):
+            value = params.get(key)
+            sent = self.state.messages.get(value) if isinstance(value, str) else None
+            if sent:
+                return sent[0].phone
+        return None
 
     # ---- recognising and recording ------------------------------------------------------------------------
 
@@ -542,3 +566,36 @@ class AlibabaDialect:
             "AccessDeniedDetail": "None",
             "PhoneNumbers": [dict(n) for n in self.state.cams_phone_numbers],
         }
+
+
+def _recognises(inc: Incoming) -> bool:
+    return (
+        inc.headers.get("authorization", "").startswith(ACS3)
+        or "x-acs-action" in inc.headers
+        or any(name == "Action" for name, _ in inc.query_pairs() + inc.form_pairs())
+    )
+
+
+SPEC = DialectSpec(
+    name="alibaba",
+    recognises=_recognises,
+    build=AlibabaDialect,
+    # Fake credentials of the emulated account, not secrets of anyone's.
+    credentials={
+        "access_key_id": "LTAI5tEmulatorAlibaba000",
+        "access_key_secret": "EmulatorAlibabaAccessSecret000",
+        "cust_space_id": "293483938849493",
+    },
+    app_config=lambda url, c: {
+        "ENDPOINT": url,
+        "CAMS_ENDPOINT": url,
+        "ACCESS_KEY_ID": c["access_key_id"],
+        "ACCESS_KEY_SECRET": c["access_key_secret"],
+        "CUST_SPACE_ID": c["cust_space_id"],
+    },
+    app_defaults=lambda c: {
+        "SIGN_NAME": "Example",
+        "TEMPLATE_CODE": "SMS_123456",
+    },
+    credential_keys=("ACCESS_KEY_ID", "ACCESS_KEY_SECRET"),
+)

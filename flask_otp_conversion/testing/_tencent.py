@@ -42,9 +42,11 @@ from ._common import (
     json_body,
     new_request_id,
     subscriber_number,
+    to_e164,
 )
+from .dialects import DialectSpec
 
-__all__ = ["REGIONS", "VERSION", "TencentDialect"]
+__all__ = ["REGIONS", "SPEC", "VERSION", "TencentDialect"]
 
 VERSION = "2021-01-11"
 #: ``X-TC-Timestamp`` may differ from server time by this much (seconds).
@@ -116,8 +118,21 @@ def _type_ok(kind: str, value: Any) -> bool:
 class TencentDialect:
     name = "tencent"
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, credentials: Mapping[str, str] | None = None) -> None:
         self.state = state
+
+    def issue_message_id(self, action: str | None, now: float) -> tuple[str, str]:
+        if action not in (None, "SendSms"):
+            raise ValueError(f"not a Tencent send action: {action!r}")
+        return "SendSms", self.state.tencent_serial_no(now)
+
+    def phone_of(self, params: Mapping[str, object]) -> str | None:
+        numbers = params.get("PhoneNumberSet")
+        if isinstance(numbers, list) and numbers and isinstance(numbers[0], str):
+            return to_e164(numbers[0]) or numbers[0]
+        serial = params.get("SerialNo")
+        sent = self.state.messages.get(serial) if isinstance(serial, str) else None
+        return sent[0].phone if sent else None
 
     # ---- recognising and recording ------------------------------------------------------------------------
 
@@ -541,3 +556,28 @@ class TencentDialect:
                 }
             )
         return {"PhoneNumberInfoSet": infos}, True, None
+
+
+def _recognises(inc: Incoming) -> bool:
+    return "x-tc-action" in inc.headers
+
+
+SPEC = DialectSpec(
+    name="tencent",
+    recognises=_recognises,
+    build=TencentDialect,
+    # Fake credentials of the emulated account, not secrets of anyone's.
+    credentials={
+        "secret_id": "AKIDEmulatorTencent0000000000000000000",
+        "secret_key": "EmulatorTencentSecretKey00000000",
+        "sdk_app_id": "1400006666",
+    },
+    app_config=lambda url, c: {
+        "ENDPOINT": url,
+        "SECRET_ID": c["secret_id"],
+        "SECRET_KEY": c["secret_key"],
+        "SDK_APP_ID": c["sdk_app_id"],
+    },
+    app_defaults=lambda c: {"SIGN_NAME": "Example", "TEMPLATE_ID": "1110"},
+    credential_keys=("SECRET_ID", "SECRET_KEY"),
+)

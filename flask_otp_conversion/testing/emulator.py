@@ -1,4 +1,5 @@
-"""A local stand-in for Tencent Cloud SMS and Alibaba Cloud SMS/cams, as a plain WSGI application.
+"""A local stand-in for the SMS providers' APIs (Tencent Cloud SMS, Alibaba Cloud SMS/cams, and every other
+registered dialect), as a plain WSGI application.
 
 Tests and benchmarks point the real provider clients at it (through :class:`EmulatorServer`), so what is
 exercised is our own signing, serialisation and error handling against the clouds' documented wire:
@@ -7,8 +8,9 @@ checked, parameters are validated the way the clouds do, and answers have the cl
 failure alike. Faults (5xx, hangs, throttling, garbage, dropped connections, latency) can be injected per
 action, and every call is recorded, rejected ones included.
 
-Routing: a request with an ``X-TC-Action`` header is Tencent; one with an ``ACS3-HMAC-SHA256``
-``Authorization``, an ``x-acs-action`` header or an ``Action`` parameter is Alibaba.
+Routing: each provider is a dialect registered by name (:mod:`flask_otp_conversion.testing.dialects`); a
+request goes to the first one that recognises it. A request with an ``X-TC-Action`` header is Tencent; one with
+an ``ACS3-HMAC-SHA256`` ``Authorization``, an ``x-acs-action`` header or an ``Action`` parameter is Alibaba.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._alibaba import AlibabaDialect
+from . import _alibaba, _tencent
 from ._common import (
     DELIVERY_FAILURES,
     Answer,
@@ -34,7 +36,7 @@ from ._common import (
     to_e164,
 )
 from ._control import CONTROL_PREFIX, control_answer
-from ._tencent import TencentDialect
+from .dialects import Dialect, DialectSpec, registered_dialects
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -177,19 +179,6 @@ class EmulatorCall:
     body: bytes = b""
 
 
-class _Dialect(Protocol):
-    name: str
-
-    def route(self, inc: Incoming, ex: Exchange) -> None: ...
-    def handle(self, inc: Incoming, ex: Exchange, now: float) -> Answer: ...
-    def error(self, ex: Exchange, code: str, message: str, status: int | None = None) -> Answer: ...
-    def throttle(
-        self, ex: Exchange, retry_after: float | None, count: int = 0, limit: float = 0
-    ) -> Answer: ...
-    def server_error(self, ex: Exchange) -> Answer: ...
-    def malformed(self, ex: Exchange) -> Answer: ...
-
-
 @dataclass
 class _ActiveFault:
     fault: Fault
@@ -199,20 +188,23 @@ class _ActiveFault:
 
 
 class ProviderEmulator:
-    """Tencent Cloud SMS (2021-01-11) and Alibaba dysmsapi (2017-05-25, 2018-05-01) / cams (2020-06-06)
-    behind one WSGI callable, with one emulated account per cloud. Thread-safe.
+    """Every registered provider dialect behind one WSGI callable, with one emulated account per provider:
+    Tencent Cloud SMS (2021-01-11), Alibaba dysmsapi (2017-05-25, 2018-05-01) / cams (2020-06-06), and the
+    others of :func:`~flask_otp_conversion.testing.dialects.registered_dialects`. Thread-safe.
 
-    The credentials are the class attributes below unless overridden by keyword; ``clock`` (UNIX seconds)
-    is what "now" means for timestamp checks, send times and statistics windows.
+    Each provider's credentials are its dialect's defaults (:meth:`credentials`) unless overridden through
+    ``credentials={"twilio": {"auth_token": ...}}``; Tencent's and Alibaba's are also the class attributes
+    below and their keywords. ``dialects`` adds dialects for this emulator only. ``clock`` (UNIX seconds) is
+    what "now" means for timestamp checks, send times and statistics windows.
     """
 
-    # Fake credentials of the emulated accounts, not secrets of anyone's.
-    TENCENT_SECRET_ID = "AKIDEmulatorTencent0000000000000000000"  # noqa: S105
-    TENCENT_SECRET_KEY = "EmulatorTencentSecretKey00000000"  # noqa: S105
-    TENCENT_SDK_APP_ID = "1400006666"
-    ALIBABA_ACCESS_KEY_ID = "LTAI5tEmulatorAlibaba000"
-    ALIBABA_ACCESS_KEY_SECRET = "EmulatorAlibabaAccessSecret000"  # noqa: S105
-    ALIBABA_CUST_SPACE_ID = "293483938849493"
+    # Fake credentials of the emulated accounts (the dialects' defaults), not secrets of anyone's.
+    TENCENT_SECRET_ID = _tencent.SPEC.credentials["secret_id"]
+    TENCENT_SECRET_KEY = _tencent.SPEC.credentials["secret_key"]
+    TENCENT_SDK_APP_ID = _tencent.SPEC.credentials["sdk_app_id"]
+    ALIBABA_ACCESS_KEY_ID = _alibaba.SPEC.credentials["access_key_id"]
+    ALIBABA_ACCESS_KEY_SECRET = _alibaba.SPEC.credentials["access_key_secret"]
+    ALIBABA_CUST_SPACE_ID = _alibaba.SPEC.credentials["cust_space_id"]
 
     def __init__(
         self,
@@ -223,33 +215,56 @@ class ProviderEmulator:
         alibaba_access_key_id: str | None = None,
         alibaba_access_key_secret: str | None = None,
         alibaba_cust_space_id: str | None = None,
+        credentials: Mapping[str, Mapping[str, str]] | None = None,
+        dialects: Iterable[DialectSpec] = (),
         clock: Callable[[], float] = time.time,
         latency: float = 0.0,
         rate_limits: Mapping[str, float] | None = None,
         on_call: Callable[[EmulatorCall], None] | None = None,
     ) -> None:
-        self.TENCENT_SECRET_ID = tencent_secret_id or type(self).TENCENT_SECRET_ID
-        self.TENCENT_SECRET_KEY = tencent_secret_key or type(self).TENCENT_SECRET_KEY
-        self.TENCENT_SDK_APP_ID = tencent_sdk_app_id or type(self).TENCENT_SDK_APP_ID
-        self.ALIBABA_ACCESS_KEY_ID = alibaba_access_key_id or type(self).ALIBABA_ACCESS_KEY_ID
-        self.ALIBABA_ACCESS_KEY_SECRET = alibaba_access_key_secret or type(self).ALIBABA_ACCESS_KEY_SECRET
-        self.ALIBABA_CUST_SPACE_ID = alibaba_cust_space_id or type(self).ALIBABA_CUST_SPACE_ID
+        cls = type(self)
+        legacy = {
+            "tencent": {
+                "secret_id": tencent_secret_id or cls.TENCENT_SECRET_ID,
+                "secret_key": tencent_secret_key or cls.TENCENT_SECRET_KEY,
+                "sdk_app_id": tencent_sdk_app_id or cls.TENCENT_SDK_APP_ID,
+            },
+            "alibaba": {
+                "access_key_id": alibaba_access_key_id or cls.ALIBABA_ACCESS_KEY_ID,
+                "access_key_secret": alibaba_access_key_secret or cls.ALIBABA_ACCESS_KEY_SECRET,
+                "cust_space_id": alibaba_cust_space_id or cls.ALIBABA_CUST_SPACE_ID,
+            },
+        }
+        self._specs = registered_dialects(dialects)
+        overrides = dict(credentials or {})
+        unknown = sorted(set(overrides) - set(self._specs))
+        if unknown:
+            raise ValueError(f"credentials for providers the emulator has no dialect of: {', '.join(unknown)}")
+        self._credentials: dict[str, dict[str, str]] = {}
+        for name, spec in self._specs.items():
+            given = dict(overrides.get(name, {}))
+            extra = sorted(set(given) - set(spec.credentials))
+            if extra:
+                raise ValueError(f"{name} credentials have no field(s) {', '.join(extra)}")
+            self._credentials[name] = {**spec.credentials, **legacy.get(name, {}), **given}
+        self.TENCENT_SECRET_ID = self._credentials["tencent"]["secret_id"]
+        self.TENCENT_SECRET_KEY = self._credentials["tencent"]["secret_key"]
+        self.TENCENT_SDK_APP_ID = self._credentials["tencent"]["sdk_app_id"]
+        self.ALIBABA_ACCESS_KEY_ID = self._credentials["alibaba"]["access_key_id"]
+        self.ALIBABA_ACCESS_KEY_SECRET = self._credentials["alibaba"]["access_key_secret"]
+        self.ALIBABA_CUST_SPACE_ID = self._credentials["alibaba"]["cust_space_id"]
         self._clock = clock
         #: Called with every call recorded, outside the emulator's lock (the standalone server logs them).
         self.on_call = on_call
         self._state = State(
             clock=clock,
             credentials={
-                "tencent_secret_id": self.TENCENT_SECRET_ID,
-                "tencent_secret_key": self.TENCENT_SECRET_KEY,
-                "tencent_sdk_app_id": self.TENCENT_SDK_APP_ID,
-                "alibaba_access_key_id": self.ALIBABA_ACCESS_KEY_ID,
-                "alibaba_access_key_secret": self.ALIBABA_ACCESS_KEY_SECRET,
-                "alibaba_cust_space_id": self.ALIBABA_CUST_SPACE_ID,
+                f"{name}_{key}": value for name, fields in self._credentials.items() for key, value in fields.items()
             },
         )
-        self._tencent = TencentDialect(self._state)
-        self._alibaba = AlibabaDialect(self._state)
+        self._dialects: dict[str, Dialect] = {
+            name: spec.build(self._state, dict(self._credentials[name])) for name, spec in self._specs.items()
+        }
         self._calls: list[EmulatorCall] = []
         self._faults: list[_ActiveFault] = []
         self._latency = float(latency)
@@ -265,6 +280,22 @@ class ProviderEmulator:
     # ---- configuration ------------------------------------------------------------------------------------
 
     @property
+    def providers(self) -> list[str]:
+        """The providers this emulator serves, in routing order."""
+        return list(self._specs)
+
+    def credentials(self, provider: str) -> Mapping[str, str]:
+        """The emulated account of ``provider``: credential field -> value (fake, not anyone's secret)."""
+        if provider not in self._credentials:
+            raise ValueError(f"provider must be one of {', '.join(self._specs)}")
+        return dict(self._credentials[provider])
+
+    def app_config(self, provider: str, url: str, *, defaults: bool = True) -> dict[str, str]:
+        """``OTP_CONVERSION_<PROVIDER>_*`` settings pointing ``provider``'s client at this emulator served at
+        ``url`` (credentials, endpoints; with ``defaults`` the templates it accepts too)."""
+        return app_config_of(self._specs, provider, url, self.credentials(provider), defaults=defaults)
+
+    @property
     def latency(self) -> float:
         """Seconds added before every answer (on top of any ``Fault.latency``)."""
         return self._latency
@@ -278,8 +309,8 @@ class ProviderEmulator:
     def inject(self, action: str, fault: Fault, *, provider: str | None = None) -> None:
         """Apply ``fault`` to calls of ``action`` (``"*"``: every action), optionally of one ``provider``
         only (``SendSms`` exists at both). Faults for the same call are used first come, first served."""
-        if provider not in (None, "tencent", "alibaba"):
-            raise ValueError("provider must be 'tencent', 'alibaba' or None")
+        if provider is not None and provider not in self._dialects:
+            raise ValueError(f"provider must be one of {', '.join(self._specs)}, or None")
         with self._state.lock:
             self._faults.append(_ActiveFault(fault, action, provider, fault.times))
 
@@ -325,23 +356,16 @@ class ProviderEmulator:
         self, provider: str, phone: str, *, code: str | None = None, action: str | None = None
     ) -> str:
         """Register a sent message without a send call and return its id, for tests that report
-        conversions directly. ``action``: Tencent ``SendSms``; Alibaba ``SendMessageWithTemplate`` (default,
-        a 2018-05-01 ``MessageId``) or ``SendSms`` (a 2017-05-25 ``BizId``)."""
+        conversions directly. ``action``: the dialect's send actions (None: its usual one); Tencent
+        ``SendSms``; Alibaba ``SendMessageWithTemplate`` (default, a 2018-05-01 ``MessageId``) or
+        ``SendSms`` (a 2017-05-25 ``BizId``)."""
         e164 = _e164(phone)
+        dialect = self._dialects.get(provider)
+        if dialect is None:
+            raise ValueError(f"provider must be one of {', '.join(self._specs)}")
         with self._state.lock:
             now = self._clock()
-            if provider == "tencent":
-                message_id, action = self._state.tencent_serial_no(now), "SendSms"
-            elif provider == "alibaba":
-                action = action or "SendMessageWithTemplate"
-                if action == "SendSms":
-                    message_id = self._state.alibaba_biz_id(now)
-                elif action in ("SendMessageWithTemplate", "SendMessageToGlobe"):
-                    message_id = self._state.alibaba_message_id(now)
-                else:
-                    raise ValueError(f"not an Alibaba send action: {action!r}")
-            else:
-                raise ValueError("provider must be 'tencent' or 'alibaba'")
+            action, message_id = dialect.issue_message_id(action, now)
             status, description, reason = self._state.delivery_of(e164)
             self._state.record_send(
                 EmulatorMessage(
@@ -409,22 +433,11 @@ class ProviderEmulator:
     def phone_of(self, call: EmulatorCall) -> str | None:
         """The E.164 number a call concerns: the first one sent to, or the recipient of the message a
         conversion report names; None when there is none (statistics, unknown ids)."""
-        params = call.params
-        numbers = params.get("PhoneNumberSet")
-        if isinstance(numbers, list) and numbers and isinstance(numbers[0], str):
-            return _e164(numbers[0])
-        for key in ("PhoneNumbers", "To", "PhoneNumber"):
-            value = params.get(key)
-            if isinstance(value, str) and value:
-                return _e164(value.split(",", 1)[0].strip())
-        for key in ("SerialNo", "MessageId", "BizId"):
-            value = params.get(key)
-            if isinstance(value, str):
-                with self._state.lock:
-                    sent = self._state.messages.get(value)
-                if sent:
-                    return sent[0].phone
-        return None
+        dialect = self._dialects.get(call.provider)
+        if dialect is None:
+            return None
+        with self._state.lock:
+            return dialect.phone_of(call.params)
 
     # ---- WSGI ---------------------------------------------------------------------------------------------
 
@@ -452,7 +465,7 @@ class ProviderEmulator:
 
         answer: Answer | None = None
         if dialect is None:
-            answer = _unrecognised()
+            answer = _unrecognised(self.providers)
         elif fault is None or fault.kind in ("latency", "slow") or fault.after_processing:
             with self._state.lock:
                 answer = dialect.handle(inc, ex, self._clock())
@@ -475,15 +488,10 @@ class ProviderEmulator:
             return self._trickle(answer.body, fault.seconds, stopping)
         return [answer.body]
 
-    def _dialect_for(self, inc: Incoming) -> _Dialect | None:
-        if "x-tc-action" in inc.headers:
-            return self._tencent
-        if (
-            inc.headers.get("authorization", "").startswith("ACS3-HMAC-SHA256")
-            or "x-acs-action" in inc.headers
-            or any(name == "Action" for name, _ in inc.query_pairs() + inc.form_pairs())
-        ):
-            return self._alibaba
+    def _dialect_for(self, inc: Incoming) -> Dialect | None:
+        for name, spec in self._specs.items():
+            if spec.recognises(inc):
+                return self._dialects[name]
         return None
 
     def _take_fault(self, ex: Exchange) -> Fault | None:
@@ -499,7 +507,7 @@ class ProviderEmulator:
             return active.fault
         return None
 
-    def _fault_answer(self, dialect: _Dialect, ex: Exchange, fault: Fault) -> Answer:
+    def _fault_answer(self, dialect: Dialect, ex: Exchange, fault: Fault) -> Answer:
         if fault.kind == "http_500":
             return dialect.server_error(ex)
         if fault.kind == "throttle":
@@ -583,13 +591,23 @@ def _incoming(environ: WSGIEnvironment) -> Incoming:
     )
 
 
-def _unrecognised() -> Answer:
+def app_config_of(
+    specs: Mapping[str, DialectSpec], provider: str, url: str, credentials: Mapping[str, str], *, defaults: bool
+) -> dict[str, str]:
+    spec = specs[provider]
+    prefix = f"OTP_CONVERSION_{provider.upper()}_"
+    values = {**(spec.app_defaults(credentials) if defaults else {}), **spec.app_config(url, credentials)}
+    return {prefix + key: value for key, value in values.items()}
+
+
+def _unrecognised(providers: list[str]) -> Answer:
     body = json_body(
         {
             "Code": "MissingParameter",
-            "Message": "Neither an X-TC-Action header (Tencent), an x-acs-action header or ACS3 "
-            "Authorization (Alibaba ACS3), nor an Action parameter (Alibaba v1): the emulator cannot tell "
-            "what this is.",
+            "Message": "No dialect of the emulator recognises this request (an X-TC-Action header is Tencent; "
+            "an x-acs-action header, ACS3 Authorization or an Action parameter is Alibaba); it serves "
+            + ", ".join(providers)
+            + ".",
         }
     )
     return Answer(400, [("Content-Type", "application/json")], body, False, "MissingParameter")

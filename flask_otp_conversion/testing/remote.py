@@ -4,13 +4,15 @@ same record types) as an in-process :class:`~flask_otp_conversion.testing.Provid
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from ._common import EmulatorConversion, EmulatorMessage
 from ._control import CONTROL_PREFIX, IDENTITY
-from .emulator import EmulatorCall, ProviderEmulator
+from .dialects import registered_dialects
+from .emulator import EmulatorCall, ProviderEmulator, app_config_of
 
 __all__ = ["RemoteEmulator"]
 
@@ -32,6 +34,24 @@ class RemoteEmulator:
 
     def __repr__(self) -> str:
         return f"<RemoteEmulator {self.url}>"
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers a standalone emulator of this process's dialects serves."""
+        return list(registered_dialects())
+
+    def credentials(self, provider: str) -> Mapping[str, str]:
+        """The emulated account of ``provider``: its dialect's default credentials."""
+        specs = registered_dialects()
+        if provider not in specs:
+            raise ValueError(f"provider must be one of {', '.join(specs)}")
+        return dict(specs[provider].credentials)
+
+    def app_config(self, provider: str, url: str | None = None, *, defaults: bool = True) -> dict[str, str]:
+        """``OTP_CONVERSION_<PROVIDER>_*`` settings pointing ``provider``'s client at this emulator."""
+        return app_config_of(
+            registered_dialects(), provider, url or self.url, self.credentials(provider), defaults=defaults
+        )
 
     def _get(self, route: str, **query: str | None) -> Any:
         params = {k: v for k, v in query.items() if v is not None}
