@@ -686,7 +686,7 @@ class Reporter(ForkLocal):
                 verdict.error,
                 self._provider_name.upper(),
             )
-        self._store.retry(item, next_attempt_at=verdict.at, error=verdict.error)
+        self._store.retry(item, next_attempt_at=verdict.at, error=verdict.error, now=time.time())
         with self._lock:
             if len(self._retry_hints) < 100_000:
                 heapq.heappush(self._retry_hints, verdict.at)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 #: Longest message id we accept (Tencent serial numbers are ~40 chars, Alibaba BizIds ~25).
 MAX_MESSAGE_ID_LENGTH = 128
 MAX_PROVIDER_LENGTH = 64
+MAX_ACCOUNT_LENGTH = 128
 #: Longest error or dead-letter reason kept in a row.
 MAX_ERROR_LENGTH = 500
 
@@ -65,6 +66,10 @@ class OutboxItem:
     attempts: int
     last_error: str | None
     lease_token: str
+    #: The provider account the message was sent through ("" for a row written before rows knew theirs).
+    account: str = ""
+    #: False for the negative outcome: the send's match window ended without a verification.
+    converted: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,43 @@ class DeadLetter:
     attempts: int
     reason: str
     dead_at: float
+    account: str = ""
+    converted: bool = True
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Pending rows of one provider account (``outbox.backlog``): what is waiting, and since when."""
+
+    provider: str
+    account: str
+    pending: int
+    oldest_pending_at: float
+
+
+@dataclass(frozen=True)
+class DeliveryCounts:
+    """Delivery figures for one hour (UTC, epoch seconds of its start) and provider.
+
+    ``latency`` counts delivered reports by the time from verification (or, for a negative report, from the end
+    of the match window) to the provider's acknowledgement, in the buckets of ``LATENCY_BUCKETS``: ``latency[i]``
+    is the number at most ``LATENCY_BUCKETS[i]`` seconds and more than the bucket before; the last entry counts
+    the rest. Each count is of that bucket alone, not cumulative.
+    """
+
+    hour: int
+    provider: str
+    delivered: int
+    retried: int
+    dead_lettered: int
+    latency: tuple[int, ...]
+
+
+#: Upper bounds (seconds) of the delivery latency histogram's buckets; one more bucket holds the rest.
+LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+#: Counter spans: hour rows (kept until ``prune``) and minute rows (for the alarm's sliding window).
+HOUR = 3600
+MINUTE = 60
 
 
 @dataclass(frozen=True)
@@ -94,10 +136,11 @@ class OutboxStats:
 
 @dataclass(frozen=True)
 class CountRow:
-    """Counters for one hour (UTC, epoch seconds of the hour's start), provider and calling code.
+    """Counters for one hour (or minute: ``counts(span=MINUTE)``), provider and calling code. ``hour`` is the
+    span's start (UTC, epoch seconds).
 
-    ``verified`` is counted in the hour the message was *sent*, so a row's rate is a true conversion rate.
-    ``unmatched`` counts verifications that matched no send (in the hour they happened).
+    ``verified`` is counted in the span the message was *sent*, so a row's rate is a true conversion rate.
+    ``unmatched`` counts verifications that matched no send (in the span they happened).
     """
 
     hour: int
@@ -120,9 +163,10 @@ class Records(ABC):
     """
 
     @abstractmethod
-    def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float) -> bool:
-        """Record a send (phone in E.164) and count one request in the hour of ``sent_at``. Idempotent per
-        (provider, message_id): False, and nothing counted, if already known."""
+    def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float, account: str = "") -> bool:
+        """Record a send (phone in E.164) through ``account`` and count one request in the hour of ``sent_at``.
+        Idempotent per (provider, message_id): False, and nothing counted, if already known. The send's reports
+        carry its account, so they are only ever made to the account that sent it."""
 
     @abstractmethod
     def record_verified(
@@ -139,7 +183,8 @@ class Records(ABC):
         With ``message_id``: that message of ``provider`` sent to ``phone``. Without: the most recent send to
         ``phone`` within ``match_window`` seconds before ``verified_at``. A message already verified is a
         repeat and enqueues nothing. No match: counts an unmatched verification under ``provider`` in the
-        hour of ``verified_at`` and enqueues nothing. ``verified`` is counted in the hour of the send.
+        hour of ``verified_at`` and enqueues nothing. ``verified`` is counted in the hour of the send. A send
+        settled as not converted (``enqueue_unverified``) is counted verified now but enqueues nothing more.
         """
 
     @abstractmethod
@@ -159,6 +204,15 @@ class Records(ABC):
         and never skips one. One bad item refuses the whole batch (``ValueError``), position unmoved."""
 
     @abstractmethod
+    def enqueue_unverified(
+        self, *, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int, now: float
+    ) -> int:
+        """Settle up to ``limit`` sends of ``provider`` (of ``account``, or of any account for None) sent in
+        ``[sent_after, sent_before)`` and never verified: each gets one outbox row with ``converted`` False,
+        created and due at ``now``, oldest send first, in one transaction. A settled send is never settled
+        again. Returns how many were settled."""
+
+    @abstractmethod
     def spool_position(self, name: str) -> int:
         """How far the spool ``name`` has been applied (bytes; 0 for a spool never seen)."""
 
@@ -167,8 +221,14 @@ class Records(ABC):
         """Drop the position of a spool whose file is gone."""
 
     @abstractmethod
-    def counts(self, *, since: float, until: float) -> list[CountRow]:
-        """Counter rows whose hour starts in ``[since, until)``, ordered by hour, provider, calling code."""
+    def counts(self, *, since: float, until: float, span: int = HOUR) -> list[CountRow]:
+        """Counter rows of ``span`` (``HOUR`` or ``MINUTE``) starting in ``[since, until)``, ordered by start,
+        provider, calling code. Every increment is counted in both spans."""
+
+    @abstractmethod
+    def delivery_counts(self, *, since: float, until: float) -> list[DeliveryCounts]:
+        """Delivery figures of the hours starting in ``[since, until)``, ordered by hour and provider. ``ack``,
+        ``retry`` and ``dead_letter`` count them, only for rows they changed."""
 
 
 class Outbox(ABC):
@@ -184,10 +244,13 @@ class Outbox(ABC):
     """
 
     @abstractmethod
-    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
+    def claim(
+        self, *, provider: str, limit: int, lease_seconds: float, now: float, account: str | None = None
+    ) -> list[OutboxItem]:
         """Lease up to ``limit`` due rows of ``provider`` for ``lease_seconds``, in claim order.
 
-        Due: pending, ``next_attempt_at <= now``, and no unexpired lease.
+        Due: pending, ``next_attempt_at <= now``, and no unexpired lease. With ``account``, only rows of that
+        account or of an unknown one (""): a row is never reported to an account that did not send it.
         """
 
     @abstractmethod
@@ -200,12 +263,24 @@ class Outbox(ABC):
         rows a worker could not send in time). Returns how many changed."""
 
     @abstractmethod
-    def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str) -> bool:
-        """Release the lease, count an attempt, keep the error, and make the row due at ``next_attempt_at``."""
+    def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str, now: float) -> bool:
+        """Release the lease, count an attempt, keep the error, and make the row due at ``next_attempt_at``
+        (a retry counted in the hour of ``now``)."""
 
     @abstractmethod
     def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
         """Move the row to dead letters with ``reason`` (counts the attempt)."""
+
+    @abstractmethod
+    def expire_foreign(self, *, provider: str, account: str, created_before: float, now: float) -> int:
+        """Dead-letter the pending rows, not under an unexpired lease, created before ``created_before``, that
+        belong to another provider, or to another known account of ``provider``: rows the configured account may
+        not send, once they are too old to wait for their own. The reason names their provider and account.
+        Returns how many."""
+
+    @abstractmethod
+    def backlog(self) -> list[Backlog]:
+        """Pending rows per (provider, account), ordered by provider and account."""
 
     @abstractmethod
     def dead_letters(self, *, limit: int = 100, ids: Sequence[int] | None = None) -> list[DeadLetter]:
@@ -221,8 +296,9 @@ class Outbox(ABC):
         """Counts over the whole outbox, from one consistent snapshot."""
 
     @abstractmethod
-    def prune(self, *, before: float) -> int:
-        """Delete sends, reported and dead rows and counter hours that ended before ``before``; pending rows are
+    def prune(self, *, before: float, minute_rows_before: float | None = None) -> int:
+        """Delete sends, reported and dead rows, counter hours and delivery figures that ended before ``before``,
+        and minute counter rows starting before ``minute_rows_before`` (default ``before``); pending rows are
         kept however old. May run as several transactions (so writers are never held up for long); each
         leaves the store consistent. Returns how many rows went."""
 

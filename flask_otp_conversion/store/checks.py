@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from .base import MAX_ERROR_LENGTH, MAX_MESSAGE_ID_LENGTH, MAX_PROVIDER_LENGTH, Verification
+from .base import MAX_ACCOUNT_LENGTH, MAX_ERROR_LENGTH, MAX_MESSAGE_ID_LENGTH, MAX_PROVIDER_LENGTH, Verification
 
 #: Longest flag name, flag value, lease name and lease owner we accept.
 MAX_NAME_LENGTH = 200
@@ -76,6 +76,17 @@ def check_provider(value: object) -> str:
         raise ValueError("provider must not be empty")
     if len(value) > MAX_PROVIDER_LENGTH:
         raise ValueError(f"provider is too long ({len(value)} characters, at most {MAX_PROVIDER_LENGTH})")
+    return value
+
+
+def check_account(value: object) -> str:
+    """A provider account id ("" for unknown): printable, as it is shown in stats and dead-letter reasons."""
+    if not isinstance(value, str):
+        raise ValueError(f"account must be a string, not {type(value).__name__}")
+    if len(value) > MAX_ACCOUNT_LENGTH:
+        raise ValueError(f"account is too long ({len(value)} characters, at most {MAX_ACCOUNT_LENGTH})")
+    if not value.isprintable():
+        raise ValueError("account must hold printable characters only")
     return value
 
 

@@ -12,8 +12,22 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from .base import CountRow, DeadLetter, OutboxItem, OutboxStats, Store, Verification, VerifyOutcome
+from .base import (
+    HOUR,
+    LATENCY_BUCKETS,
+    MINUTE,
+    Backlog,
+    CountRow,
+    DeadLetter,
+    DeliveryCounts,
+    OutboxItem,
+    OutboxStats,
+    Store,
+    Verification,
+    VerifyOutcome,
+)
 from .checks import (
+    check_account,
     check_checkpoint,
     check_count,
     check_flag_value,
@@ -29,15 +43,36 @@ from .checks import (
     check_verification,
     check_verifications,
 )
-from .rules import CounterKey, Effects, Report, Sent, Tally, Wanted, match, sent_counter, wanted
+from .rules import (
+    CounterKey,
+    Effects,
+    Report,
+    Sent,
+    Tally,
+    Wanted,
+    hour_of,
+    latency_bucket,
+    match,
+    sent_counter,
+    unverified_reports,
+    wanted,
+)
 
 T = TypeVar("T")
+#: A delivery figure's key: (hour start, provider, figure name).
+FigureKey = tuple[int, str, str]
+_LATENCY = tuple(f"latency:{index}" for index in range(len(LATENCY_BUCKETS) + 1))
+
+
+def foreign_reason(provider: str, account: str) -> str:
+    """The dead-letter reason of a row ``expire_foreign`` moved: whose row it was."""
+    return f"expired: the row belongs to {provider} account {account or '(unknown)'}, not the configured one"
 
 
 class RecordsTransaction(Protocol):
     """An engine's primitives for records, valid inside one ``Engine._in_records`` transaction."""
 
-    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float) -> bool:
+    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float, account: str) -> bool:
         """Insert a send unless (provider, message_id) is known; True if inserted."""
 
     def find_sends(self, wanted: Wanted) -> Iterable[Sent]:
@@ -46,6 +81,15 @@ class RecordsTransaction(Protocol):
 
     def mark_verified(self, verified: Sequence[tuple[int, float]]) -> None:
         """Set ``verified_at`` on each send (by ``Sent.key``)."""
+
+    def find_unsettled(
+        self, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int
+    ) -> Sequence[Sent]:
+        """Up to ``limit`` sends of ``provider`` (and ``account`` unless None) sent in ``[sent_after,
+        sent_before)``, neither verified nor settled, oldest ``sent_at`` first, protected as ``find_sends``."""
+
+    def mark_settled(self, keys: Sequence[int]) -> None:
+        """Mark the sends (by ``Sent.key``) settled: their negative report is enqueued."""
 
     def insert_reports(self, reports: Sequence[Report]) -> None:
         """Insert pending outbox rows, in order (their ids increase in that order)."""
@@ -78,14 +122,27 @@ class Engine(Store):
     def _forget_spool(self, name: str) -> None: ...
 
     @abstractmethod
-    def _counts(self, since: float, until: float) -> list[CountRow]: ...
+    def _counts(self, since: float, until: float, span: int) -> list[CountRow]: ...
 
     @abstractmethod
-    def _claim(self, provider: str, limit: int, lease_until: float, now: float) -> list[OutboxItem]:
-        """Lease rows due at ``now`` (``limit`` >= 1) until ``lease_until``, under one fresh token."""
+    def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
+        """Add to the delivery figures (created where missing), atomically: no increment is lost under
+        concurrency."""
 
     @abstractmethod
-    def _ack(self, items: Sequence[OutboxItem], now: float) -> int: ...
+    def _figures(self, since: float, until: float) -> list[tuple[int, str, str, int]]:
+        """(hour, provider, name, value) of the figures of hours starting in ``[since, until)``."""
+
+    @abstractmethod
+    def _claim(
+        self, provider: str, account: str | None, limit: int, lease_until: float, now: float
+    ) -> list[OutboxItem]:
+        """Lease rows due at ``now`` (``limit`` >= 1) until ``lease_until``, under one fresh token; with
+        ``account``, only rows of that account or of ""."""
+
+    @abstractmethod
+    def _ack(self, items: Sequence[OutboxItem], now: float) -> list[int]:
+        """Mark the rows still held reported; the ids of those changed."""
 
     @abstractmethod
     def _release(self, items: Sequence[OutboxItem]) -> int: ...
@@ -97,6 +154,14 @@ class Engine(Store):
     def _dead_letter(self, item: OutboxItem, reason: str, now: float) -> bool: ...
 
     @abstractmethod
+    def _expire_foreign(self, provider: str, account: str, created_before: float, now: float) -> list[str]:
+        """``expire_foreign``, each row's reason ``foreign_reason(row provider, row account)``, in one
+        transaction; the provider of each row moved."""
+
+    @abstractmethod
+    def _backlog(self) -> list[Backlog]: ...
+
+    @abstractmethod
     def _dead_letters(self, limit: int, ids: list[int] | None) -> list[DeadLetter]: ...
 
     @abstractmethod
@@ -106,7 +171,9 @@ class Engine(Store):
     def _outbox_stats(self, now: float) -> OutboxStats: ...
 
     @abstractmethod
-    def _prune(self, before: float) -> int: ...
+    def _prune(self, before: float, minutes_before: float) -> int:
+        """``prune``: hour counters and figures by ``rules.first_kept_hour(before)``, minute counters starting
+        before ``minutes_before``."""
 
     @abstractmethod
     def _get_flag(self, name: str) -> str | None: ...
@@ -124,14 +191,15 @@ class Engine(Store):
 
     # Records ------------------------------------------------------------------------------------------
 
-    def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float) -> bool:
+    def record_sent(self, *, phone: str, message_id: str, provider: str, sent_at: float, account: str = "") -> bool:
         phone = check_phone(phone)
         message_id = check_message_id(message_id)
         provider = check_provider(provider)
         sent = check_time(sent_at, "sent_at")
+        owner = check_account(account)
 
         def body(tx: RecordsTransaction) -> bool:
-            if not tx.insert_send(provider=provider, message_id=message_id, phone=phone, sent_at=sent):
+            if not tx.insert_send(provider=provider, message_id=message_id, phone=phone, sent_at=sent, account=owner):
                 return False
             tx.add_counts(sent_counter(phone, provider, sent))
             return True
@@ -191,36 +259,115 @@ class Engine(Store):
 
         return self._in_records(body)
 
+    def enqueue_unverified(
+        self, *, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int, now: float
+    ) -> int:
+        provider = check_provider(provider)
+        owner = None if account is None else check_account(account)
+        after, before = check_time(sent_after, "sent_after"), check_time(sent_before, "sent_before")
+        count, at = check_count(limit), check_time(now, "now")
+        if not count or after >= before:
+            return 0
+
+        def body(tx: RecordsTransaction) -> int:
+            sends = tx.find_unsettled(provider, owner, after, before, count)
+            reports = unverified_reports(sends, at)
+            if reports:
+                tx.mark_settled([sent.key for sent in sends if sent.verified_at is None and not sent.settled])
+                tx.insert_reports(reports)
+            return len(reports)
+
+        return self._in_records(body)
+
     def spool_position(self, name: str) -> int:
         return self._spool_position(check_name(name, "spool name"))
 
     def forget_spool(self, name: str) -> None:
         self._forget_spool(check_name(name, "spool name"))
 
-    def counts(self, *, since: float, until: float) -> list[CountRow]:
-        return self._counts(check_time(since, "since"), check_time(until, "until"))
+    def counts(self, *, since: float, until: float, span: int = HOUR) -> list[CountRow]:
+        if span not in (HOUR, MINUTE):
+            raise ValueError(f"span must be {HOUR} (hours) or {MINUTE} (minutes)")
+        return self._counts(check_time(since, "since"), check_time(until, "until"), span)
+
+    def delivery_counts(self, *, since: float, until: float) -> list[DeliveryCounts]:
+        values: dict[tuple[int, str], dict[str, int]] = {}
+        for hour, provider, name, value in self._figures(check_time(since, "since"), check_time(until, "until")):
+            values.setdefault((hour, provider), {})[name] = value
+        return [
+            DeliveryCounts(
+                hour=hour,
+                provider=provider,
+                delivered=named.get("delivered", 0),
+                retried=named.get("retried", 0),
+                dead_lettered=named.get("dead", 0),
+                latency=tuple(named.get(name, 0) for name in _LATENCY),
+            )
+            for (hour, provider), named in sorted(values.items())
+        ]
 
     # Outbox -------------------------------------------------------------------------------------------
 
-    def claim(self, *, provider: str, limit: int, lease_seconds: float, now: float) -> list[OutboxItem]:
+    def claim(
+        self, *, provider: str, limit: int, lease_seconds: float, now: float, account: str | None = None
+    ) -> list[OutboxItem]:
         provider = check_provider(provider)
+        owner = None if account is None else check_account(account)
         limit = check_count(limit)
         lease = check_positive(lease_seconds, "lease_seconds")
         at = check_time(now, "now")
-        return self._claim(provider, limit, at + lease, at) if limit else []
+        return self._claim(provider, owner, limit, at + lease, at) if limit else []
 
     def ack(self, items: Sequence[OutboxItem], *, now: float) -> int:
+        """Figures are counted after the rows change, in a call of their own: a crash between loses a count,
+        never a report."""
         at = check_time(now, "now")
-        return self._ack(items, at) if items else 0
+        if not items:
+            return 0
+        changed = set(self._ack(items, at))
+        figures: dict[FigureKey, int] = {}
+        for item in items:
+            if item.id in changed:
+                hour = hour_of(at)
+                for name in ("delivered", _LATENCY[latency_bucket(at - item.verified_at, LATENCY_BUCKETS)]):
+                    key = (hour, item.provider, name)
+                    figures[key] = figures.get(key, 0) + 1
+        if figures:
+            self._add_figures(figures)
+        return len(changed)
 
     def release(self, items: Sequence[OutboxItem]) -> int:
         return self._release(items) if items else 0
 
-    def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str) -> bool:
-        return self._retry(item, check_time(next_attempt_at, "next_attempt_at"), check_text(error, "error"))
+    def retry(self, item: OutboxItem, *, next_attempt_at: float, error: str, now: float) -> bool:
+        at = check_time(now, "now")
+        changed = self._retry(item, check_time(next_attempt_at, "next_attempt_at"), check_text(error, "error"))
+        if changed:
+            self._add_figures({(hour_of(at), item.provider, "retried"): 1})
+        return changed
 
     def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
-        return self._dead_letter(item, check_text(reason, "reason"), check_time(now, "now"))
+        at = check_time(now, "now")
+        changed = self._dead_letter(item, check_text(reason, "reason"), at)
+        if changed:
+            self._add_figures({(hour_of(at), item.provider, "dead"): 1})
+        return changed
+
+    def expire_foreign(self, *, provider: str, account: str, created_before: float, now: float) -> int:
+        at = check_time(now, "now")
+        moved = self._expire_foreign(
+            check_provider(provider), check_account(account), check_time(created_before, "created_before"), at
+        )
+        figures: dict[FigureKey, int] = {}
+        for owner in moved:
+            key = (hour_of(at), owner, "dead")
+            figures[key] = figures.get(key, 0) + 1
+        if figures:
+            self._add_figures(figures)
+        return len(moved)
+
+    def backlog(self) -> list[Backlog]:
+        return self._backlog()
 
     def dead_letters(self, *, limit: int = 100, ids: Sequence[int] | None = None) -> list[DeadLetter]:
         return self._dead_letters(check_count(limit), check_ids(ids))
@@ -231,8 +378,10 @@ class Engine(Store):
     def outbox_stats(self, *, now: float) -> OutboxStats:
         return self._outbox_stats(check_time(now, "now"))
 
-    def prune(self, *, before: float) -> int:
-        return self._prune(check_time(before, "before"))
+    def prune(self, *, before: float, minute_rows_before: float | None = None) -> int:
+        cutoff = check_time(before, "before")
+        minutes = cutoff if minute_rows_before is None else check_time(minute_rows_before, "minute_rows_before")
+        return self._prune(cutoff, int(minutes // MINUTE) * MINUTE)  # a minute goes once all of it is past
 
     # Coordination -------------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .._forks import ForkLocal
-from .base import CountRow, DeadLetter, OutboxItem, OutboxStats
-from .engine import Engine, RecordsTransaction, T
+from .base import HOUR, Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
+from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
 from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
 
 PENDING = "pending"
@@ -42,6 +42,8 @@ class _Row:
     last_error: str | None = None
     reason: str | None = None
     done_at: float | None = None
+    account: str = ""
+    converted: bool = True
 
     def held_by(self, token: str) -> bool:
         return self.state == PENDING and self.lease_token == token
@@ -58,6 +60,8 @@ class _Row:
             self.attempts,
             self.last_error,
             token,
+            self.account,
+            self.converted,
         )
 
 
@@ -74,6 +78,7 @@ class MemoryStore(Engine, ForkLocal):
         self._flags: dict[str, str] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._schedules: dict[str, float] = {}
+        self._figures_by_key: dict[FigureKey, int] = {}
         self._watch_forks()
 
     def __repr__(self) -> str:
@@ -112,18 +117,29 @@ class MemoryStore(Engine, ForkLocal):
         with self._locked():
             self._spools.pop(name, None)
 
-    def _counts(self, since: float, until: float) -> list[CountRow]:
+    def _counts(self, since: float, until: float, span: int) -> list[CountRow]:
         with self._locked():
             rows = [
-                CountRow(hour, provider, code, t.requested, t.verified, t.unmatched)
-                for (hour, provider, code), t in self._counters.items()
-                if since <= hour < until
+                CountRow(start, provider, code, t.requested, t.verified, t.unmatched)
+                for (start, row_span, provider, code), t in self._counters.items()
+                if row_span == span and since <= start < until
             ]
         return sorted(rows, key=lambda r: (r.hour, r.provider, r.calling_code))
 
+    def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
+        with self._locked():
+            for key, value in increments.items():
+                self._figures_by_key[key] = self._figures_by_key.get(key, 0) + value
+
+    def _figures(self, since: float, until: float) -> list[tuple[int, str, str, int]]:
+        with self._locked():
+            return [(*key, value) for key, value in self._figures_by_key.items() if since <= key[0] < until]
+
     # Outbox -------------------------------------------------------------------------------------------
 
-    def _claim(self, provider: str, limit: int, lease_until: float, now: float) -> list[OutboxItem]:
+    def _claim(
+        self, provider: str, account: str | None, limit: int, lease_until: float, now: float
+    ) -> list[OutboxItem]:
         token = uuid.uuid4().hex
         with self._locked():
             due = sorted(
@@ -132,6 +148,7 @@ class MemoryStore(Engine, ForkLocal):
                     for row in self._outbox.values()
                     if row.state == PENDING
                     and row.provider == provider
+                    and (account is None or row.account in (account, ""))
                     and row.next_attempt_at <= now
                     and (row.lease_until is None or row.lease_until <= now)
                 ),
@@ -148,12 +165,12 @@ class MemoryStore(Engine, ForkLocal):
             if row is not None and row.held_by(item.lease_token):
                 yield row
 
-    def _ack(self, items: Sequence[OutboxItem], now: float) -> int:
-        done = 0
+    def _ack(self, items: Sequence[OutboxItem], now: float) -> list[int]:
+        done = []
         with self._locked():
             for row in self._held(items):
                 row.state, row.done_at, row.lease_token, row.lease_until = REPORTED, now, None, None
-                done += 1
+                done.append(row.id)
         return done
 
     def _release(self, items: Sequence[OutboxItem]) -> int:
@@ -182,6 +199,29 @@ class MemoryStore(Engine, ForkLocal):
                 return True
         return False
 
+    def _expire_foreign(self, provider: str, account: str, created_before: float, now: float) -> list[str]:
+        moved = []
+        with self._locked():
+            for row in self._outbox.values():
+                if (
+                    row.state == PENDING
+                    and (row.lease_until is None or row.lease_until <= now)
+                    and row.created_at < created_before
+                    and (row.provider != provider or row.account not in (account, ""))
+                ):
+                    row.state, row.reason, row.done_at = DEAD, foreign_reason(row.provider, row.account), now
+                    row.lease_token = row.lease_until = None
+                    moved.append(row.provider)
+        return moved
+
+    def _backlog(self) -> list[Backlog]:
+        found: dict[tuple[str, str], list[float]] = {}
+        with self._locked():
+            for row in self._outbox.values():
+                if row.state == PENDING:
+                    found.setdefault((row.provider, row.account), []).append(row.created_at)
+        return [Backlog(provider, account, len(ages), min(ages)) for (provider, account), ages in sorted(found.items())]
+
     def _dead(self, ids: list[int] | None) -> list[_Row]:
         """Dead rows (all, or those of ``ids``); call with the lock held."""
         rows = self._outbox.values() if ids is None else [r for r in map(self._outbox.get, ids) if r is not None]
@@ -201,6 +241,8 @@ class MemoryStore(Engine, ForkLocal):
                     r.attempts,
                     r.reason or "",
                     r.done_at or 0.0,
+                    r.account,
+                    r.converted,
                 )
                 for r in dead
             ]
@@ -225,7 +267,7 @@ class MemoryStore(Engine, ForkLocal):
             oldest_pending_at=min((row.created_at for row in pending), default=None),
         )
 
-    def _prune(self, before: float) -> int:
+    def _prune(self, before: float, minutes_before: float) -> int:
         with self._locked():
             old_sends = self._records.prune(before)
             old_rows = [
@@ -236,10 +278,15 @@ class MemoryStore(Engine, ForkLocal):
             for row_id in old_rows:
                 del self._outbox[row_id]
             kept = first_kept_hour(before)
-            old_counters = [key for key in self._counters if key[0] < kept]
+            old_counters = [
+                key for key in self._counters if key[0] < (kept if key[1] == HOUR else minutes_before)
+            ]
             for key in old_counters:
                 del self._counters[key]
-        return old_sends + len(old_rows) + len(old_counters)
+            old_figures = [key for key in self._figures_by_key if key[0] < kept]
+            for figure in old_figures:
+                del self._figures_by_key[figure]
+        return old_sends + len(old_rows) + len(old_counters) + len(old_figures)
 
     # Coordination -------------------------------------------------------------------------------------
 
@@ -283,11 +330,11 @@ class _Records:
         self.counters: dict[CounterKey, Tally] = {}
         self.spools: dict[str, int] = {}
 
-    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float) -> bool:
+    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float, account: str) -> bool:
         if (provider, message_id) in self.by_id:
             return False
         self.last_key += 1
-        sent = Sent(self.last_key, provider, message_id, phone, sent_at, None)
+        sent = Sent(self.last_key, provider, message_id, phone, sent_at, None, account)
         self.sends[sent.key] = self.by_id[(provider, message_id)] = sent
         self.by_phone.setdefault(phone, []).append(sent)
         return True
@@ -303,6 +350,27 @@ class _Records:
         for key, at in verified:
             self.sends[key].verified_at = at
 
+    def find_unsettled(
+        self, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int
+    ) -> list[Sent]:
+        found = sorted(
+            (
+                s
+                for s in self.sends.values()
+                if s.provider == provider
+                and (account is None or s.account == account)
+                and sent_after <= s.sent_at < sent_before
+                and s.verified_at is None
+                and not s.settled
+            ),
+            key=lambda s: (s.sent_at, s.key),
+        )[:limit]
+        return [dataclasses.replace(s) for s in found]
+
+    def mark_settled(self, keys: Sequence[int]) -> None:
+        for key in keys:
+            self.sends[key].settled = True
+
     def insert_reports(self, reports: Sequence[Report]) -> None:
         for report in reports:
             self.last_row_id += 1
@@ -315,6 +383,8 @@ class _Records:
                 report.verified_at,
                 created_at=report.verified_at,
                 next_attempt_at=report.verified_at,
+                account=report.account,
+                converted=report.converted,
             )
 
     def add_counts(self, counters: Mapping[CounterKey, Tally]) -> None:

@@ -11,12 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..phone import calling_code
-from .base import Verification, VerifyOutcome
+from .base import HOUR, MINUTE, Verification, VerifyOutcome
 
-HOUR = 3600
-
-#: A counter row's key: (hour start, provider, calling code).
-CounterKey = tuple[int, str, str]
+#: A counter row's key: (span start, span, provider, calling code); every increment is made in both spans.
+CounterKey = tuple[int, int, str, str]
+#: The spans every counter increment is made in.
+SPANS = (HOUR, MINUTE)
 
 
 def hour_of(ts: float) -> int:
@@ -28,6 +28,15 @@ def first_kept_hour(before: float) -> int:
     """Pruning at ``before`` keeps the counter rows of this hour and later: an hour goes only once all of it
     lies before ``before``."""
     return hour_of(before)
+
+
+#: How long minute counter rows are kept: the alarm's baseline comes from hour rows, its window from these.
+MINUTE_ROWS_KEPT = 2 * 86400
+
+
+def first_kept_minute(now: float) -> int:
+    """Pruning keeps minute rows of the last ``MINUTE_ROWS_KEPT`` seconds, whatever ``before`` it is given."""
+    return int((now - MINUTE_ROWS_KEPT) // MINUTE) * MINUTE
 
 
 @dataclass(slots=True)
@@ -50,17 +59,23 @@ class Sent:
     phone: str
     sent_at: float
     verified_at: float | None
+    account: str = ""
+    #: A negative report was enqueued for it (``enqueue_unverified``).
+    settled: bool = False
 
 
 @dataclass(slots=True)
 class Report:
-    """An outbox row to insert: due at once, created when the verification happened."""
+    """An outbox row to insert: due at once, created when the verification happened (``verified_at``; for a
+    negative report, when it was enqueued)."""
 
     message_id: str
     phone: str
     provider: str
     sent_at: float
     verified_at: float
+    account: str = ""
+    converted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,24 +150,39 @@ def match(items: Sequence[Verification], sends: Iterable[Sent], *, provider: str
         else:
             found = _latest(by_phone.get(item.phone, ()), item.verified_at - window, item.verified_at)
         if found is None:
-            _tally(counters, (hour_of(item.verified_at), provider, calling_code(item.phone))).unmatched += 1
+            for tally in _tallies(counters, item.verified_at, provider, calling_code(item.phone)):
+                tally.unmatched += 1
             outcomes.append(_UNMATCHED)
         elif found.verified_at is not None or found.key in verified_now:
             outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=False, already_verified=True))
         else:
             verified_now.add(found.key)
             effects.verified.append((found.key, item.verified_at))
-            effects.reports.append(
-                Report(found.message_id, item.phone, found.provider, found.sent_at, item.verified_at)
-            )
-            _tally(counters, (hour_of(found.sent_at), found.provider, calling_code(item.phone))).verified += 1
-            outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=True))
+            if not found.settled:  # a send already reported as not converted is reported once
+                effects.reports.append(
+                    Report(
+                        found.message_id, item.phone, found.provider, found.sent_at, item.verified_at, found.account
+                    )
+                )
+            for tally in _tallies(counters, found.sent_at, found.provider, calling_code(item.phone)):
+                tally.verified += 1
+            outcomes.append(VerifyOutcome(message_id=found.message_id, enqueued=not found.settled))
     return effects
 
 
 def sent_counter(phone: str, provider: str, sent_at: float) -> dict[CounterKey, Tally]:
-    """The counter a new send bumps: one request in the hour it was sent."""
-    return {(hour_of(sent_at), provider, calling_code(phone)): Tally(requested=1)}
+    """The counters a new send bumps: one request in the hour and the minute it was sent."""
+    code = calling_code(phone)
+    return {(int(sent_at // span) * span, span, provider, code): Tally(requested=1) for span in SPANS}
+
+
+def unverified_reports(sends: Iterable[Sent], now: float) -> list[Report]:
+    """The negative reports of sends whose match window ended without a verification (``enqueue_unverified``)."""
+    return [
+        Report(sent.message_id, sent.phone, sent.provider, sent.sent_at, now, sent.account, converted=False)
+        for sent in sends
+        if sent.verified_at is None and not sent.settled
+    ]
 
 
 def _latest(sends: Iterable[Sent], earliest: float, latest: float) -> Sent | None:
@@ -165,11 +195,24 @@ def _latest(sends: Iterable[Sent], earliest: float, latest: float) -> Sent | Non
     return best
 
 
-def _tally(counters: dict[CounterKey, Tally], key: CounterKey) -> Tally:
-    tally = counters.get(key)
-    if tally is None:
-        tally = counters[key] = Tally()
-    return tally
+def _tallies(counters: dict[CounterKey, Tally], ts: float, provider: str, code: str) -> list[Tally]:
+    """The tallies of the hour and the minute holding ``ts``, created where missing."""
+    found = []
+    for span in SPANS:
+        key = (int(ts // span) * span, span, provider, code)
+        tally = counters.get(key)
+        if tally is None:
+            tally = counters[key] = Tally()
+        found.append(tally)
+    return found
+
+
+def latency_bucket(seconds: float, bounds: Sequence[float]) -> int:
+    """The index of the histogram bucket holding ``seconds`` (``len(bounds)`` for the overflow bucket)."""
+    for index, bound in enumerate(bounds):
+        if seconds <= bound:
+            return index
+    return len(bounds)
 
 
 def draw_slots(

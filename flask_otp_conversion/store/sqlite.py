@@ -55,12 +55,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._forks import ForkLocal
-from .base import CountRow, DeadLetter, OutboxItem, OutboxStats
+from .base import Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
 from .checks import check_positive
-from .engine import Engine, RecordsTransaction, T
+from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
 from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SYNCHRONOUS_MODES = ("normal", "full")
 #: Rows deleted per transaction when pruning, so a large prune never holds the write lock for long.
 PRUNE_BATCH = 2000
@@ -127,17 +127,48 @@ _SCHEMA_V2 = (
 )
 #: Version 3: how far each verification spool (``store/spool.py``) has been applied.
 _SCHEMA_V3 = ("CREATE TABLE IF NOT EXISTS spools (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",)
-_BUMP = """INSERT INTO counters (hour, provider, calling_code, requested, verified, unmatched)
-    VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (hour, provider, calling_code) DO UPDATE SET
+#: Version 4: rows know their account and outcome, sends whether a negative report was made; counters come in
+#: hour and minute spans (a new table: SQLite cannot change a primary key); delivery figures.
+_SCHEMA_V4 = (
+    "ALTER TABLE messages ADD COLUMN account TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN settled INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS messages_unsettled ON messages (provider, sent_at)"
+    " WHERE verified_at IS NULL AND settled = 0",
+    "ALTER TABLE outbox ADD COLUMN account TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE outbox ADD COLUMN converted INTEGER NOT NULL DEFAULT 1",
+    """CREATE TABLE IF NOT EXISTS tallies (
+        start INTEGER NOT NULL,
+        span INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        calling_code TEXT NOT NULL,
+        requested INTEGER NOT NULL DEFAULT 0,
+        verified INTEGER NOT NULL DEFAULT 0,
+        unmatched INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (span, start, provider, calling_code)
+    )""",
+    "INSERT INTO tallies SELECT hour, 3600, provider, calling_code, requested, verified, unmatched FROM counters",
+    "DROP TABLE counters",
+    """CREATE TABLE IF NOT EXISTS figures (
+        hour INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (hour, provider, name)
+    )""",
+)
+_BUMP = """INSERT INTO tallies (start, span, provider, calling_code, requested, verified, unmatched)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (span, start, provider, calling_code) DO UPDATE SET
         requested = requested + excluded.requested,
         verified = verified + excluded.verified,
         unmatched = unmatched + excluded.unmatched"""
 
 #: A claimable row (parameters: provider, now, now).
 _DUE = "state = 'pending' AND provider = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
-_ITEM_COLUMNS = "id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, last_error"
-_SENT_COLUMNS = "messages.id, provider, message_id, phone, sent_at, verified_at"
+_ITEM_COLUMNS = (
+    "id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, last_error, account, converted"
+)
+_SENT_COLUMNS = "messages.id, provider, message_id, phone, sent_at, verified_at, account, settled"
 #: Pending rows still carrying the given items' tokens (parameters: ``_held_params``).
 _HELD = (
     "id IN (SELECT value FROM json_each(?)) AND +state = 'pending'"
@@ -263,6 +294,9 @@ class SQLiteStore(Engine, ForkLocal):
             if version < 3:
                 for statement in _SCHEMA_V3:
                     conn.execute(statement)
+            if version < 4:
+                for statement in _SCHEMA_V4:
+                    conn.execute(statement)
             # Later versions migrate here, step by step, in this same transaction.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
@@ -383,25 +417,43 @@ class SQLiteStore(Engine, ForkLocal):
         with self._write() as conn:
             conn.execute("DELETE FROM spools WHERE name = ?", (name,))
 
-    def _counts(self, since: float, until: float) -> list[CountRow]:
+    def _counts(self, since: float, until: float, span: int) -> list[CountRow]:
         with self._connection() as conn:
             rows = conn.execute(
-                "SELECT hour, provider, calling_code, requested, verified, unmatched FROM counters"
-                " WHERE hour >= ? AND hour < ? ORDER BY hour, provider, calling_code",
-                (since, until),
+                "SELECT start, provider, calling_code, requested, verified, unmatched FROM tallies"
+                " WHERE span = ? AND start >= ? AND start < ? ORDER BY start, provider, calling_code",
+                (span, since, until),
             ).fetchall()
         return [CountRow(*row) for row in rows]
 
+    def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO figures (hour, provider, name, value) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (hour, provider, name) DO UPDATE SET value = value + excluded.value",
+                [(*key, value) for key, value in increments.items()],
+            )
+
+    def _figures(self, since: float, until: float) -> list[tuple[int, str, str, int]]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT hour, provider, name, value FROM figures WHERE hour >= ? AND hour < ?", (since, until)
+            ).fetchall()
+        return [(int(hour), str(provider), str(name), int(value)) for hour, provider, name, value in rows]
+
     # Outbox -------------------------------------------------------------------------------------------
 
-    def _claim(self, provider: str, limit: int, lease_until: float, now: float) -> list[OutboxItem]:
+    def _claim(
+        self, provider: str, account: str | None, limit: int, lease_until: float, now: float
+    ) -> list[OutboxItem]:
         token = uuid.uuid4().hex
+        mine, params = ("", ()) if account is None else (" AND account IN (?, '')", (account,))
         # One statement under the write lock, however many rows (see "Claims and leases").
         with self._write() as conn:
             leased = conn.execute(
                 "UPDATE outbox SET lease_token = ?, lease_until = ? WHERE id IN"  # noqa: S608
-                f" (SELECT id FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT ?)",
-                (token, lease_until, provider, now, now, limit),
+                f" (SELECT id FROM outbox WHERE {_DUE}{mine} ORDER BY next_attempt_at, id LIMIT ?)",
+                (token, lease_until, provider, now, now, *params, limit),
             ).rowcount
         if not leased:
             return []
@@ -413,15 +465,14 @@ class SQLiteStore(Engine, ForkLocal):
             ).fetchall()
         return [_item(row, token) for row in rows]
 
-    def _ack(self, items: Sequence[OutboxItem], now: float) -> int:
+    def _ack(self, items: Sequence[OutboxItem], now: float) -> list[int]:
         with self._write() as conn:
-            return int(
-                conn.execute(
-                    "UPDATE outbox SET state = 'reported', done_at = ?, lease_token = NULL, lease_until = NULL"  # noqa: S608
-                    f" WHERE {_HELD}",
-                    (now, *_held_params(items)),
-                ).rowcount
-            )
+            rows = conn.execute(
+                "UPDATE outbox SET state = 'reported', done_at = ?, lease_token = NULL, lease_until = NULL"  # noqa: S608
+                f" WHERE {_HELD} RETURNING id",
+                (now, *_held_params(items)),
+            ).fetchall()
+        return [int(row[0]) for row in rows]
 
     def _release(self, items: Sequence[OutboxItem]) -> int:
         """``next_attempt_at`` is left alone: a claimed row was due already, so it keeps its place in line."""
@@ -453,15 +504,38 @@ class SQLiteStore(Engine, ForkLocal):
             ).rowcount
         return bool(changed)
 
+    def _expire_foreign(self, provider: str, account: str, created_before: float, now: float) -> list[str]:
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id, provider, account FROM outbox WHERE state = 'pending' AND created_at < ?"
+                " AND (lease_until IS NULL OR lease_until <= ?) AND (provider != ? OR account NOT IN (?, ''))",
+                (created_before, now, provider, account),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbox SET state = 'dead', reason = ?, done_at = ?, lease_token = NULL, lease_until = NULL"
+                " WHERE id = ?",
+                [(foreign_reason(owner, row_account), now, row_id) for row_id, owner, row_account in rows],
+            )
+        return [str(owner) for _, owner, _ in rows]
+
+    def _backlog(self) -> list[Backlog]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT provider, account, COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'"
+                " GROUP BY provider, account ORDER BY provider, account"
+            ).fetchall()
+        return [Backlog(*row) for row in rows]
+
     def _dead_letters(self, limit: int, ids: list[int] | None) -> list[DeadLetter]:
         dead, params = _dead(ids)
         with self._connection() as conn:
             rows = conn.execute(
-                "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at"  # noqa: S608
+                "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at,"  # noqa: S608
+                " account, converted"
                 f" FROM outbox WHERE {dead} ORDER BY done_at DESC, id DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [DeadLetter(*row) for row in rows]
+        return [_dead_letter(row) for row in rows]
 
     def _replay_dead_letters(self, ids: list[int] | None, now: float) -> int:
         dead, params = _dead(ids)
@@ -486,7 +560,7 @@ class SQLiteStore(Engine, ForkLocal):
             reported = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'reported'").fetchone()[0]
         return OutboxStats(pending=pending, in_flight=in_flight, dead=dead, reported=reported, oldest_pending_at=oldest)
 
-    def _prune(self, before: float) -> int:
+    def _prune(self, before: float, minutes_before: float) -> int:
         """Deletes in batches of :data:`PRUNE_BATCH` rows per transaction, so requests keep writing."""
         batches: tuple[tuple[str, tuple[Any, ...]], ...] = (
             (
@@ -499,7 +573,17 @@ class SQLiteStore(Engine, ForkLocal):
                 (before,),
             ),
             (
-                "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE hour < ? LIMIT ?)",
+                "DELETE FROM tallies WHERE rowid IN"
+                " (SELECT rowid FROM tallies WHERE span = 3600 AND start < ? LIMIT ?)",
+                (first_kept_hour(before),),
+            ),
+            (
+                "DELETE FROM tallies WHERE rowid IN"
+                " (SELECT rowid FROM tallies WHERE span = 60 AND start < ? LIMIT ?)",
+                (minutes_before,),
+            ),
+            (
+                "DELETE FROM figures WHERE rowid IN (SELECT rowid FROM figures WHERE hour < ? LIMIT ?)",
                 (first_kept_hour(before),),
             ),
         )
@@ -577,12 +661,12 @@ class _Records:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float) -> bool:
+    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float, account: str) -> bool:
         return bool(
             self.conn.execute(
-                "INSERT INTO messages (provider, message_id, phone, sent_at) VALUES (?, ?, ?, ?)"
+                "INSERT INTO messages (provider, message_id, phone, sent_at, account) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (provider, message_id) DO NOTHING",
-                (provider, message_id, phone, sent_at),
+                (provider, message_id, phone, sent_at, account),
             ).rowcount
         )
 
@@ -594,7 +678,7 @@ class _Records:
                 " AND message_id IN (SELECT value FROM json_each(?))",
                 (wanted.provider, json.dumps(list(wanted.ids))),
             ).fetchall()
-            found.extend(Sent(*row) for row in rows)
+            found.extend(_sent(row) for row in rows)
         if wanted.phones:
             # CROSS JOIN keeps the phone list as the outer loop: one index range of messages per phone.
             ranges = [[phone, earliest, latest] for phone, (earliest, latest) in wanted.phones.items()]
@@ -605,18 +689,42 @@ class _Records:
                 " AND messages.sent_at <= json_extract(w.value, '$[2]')",
                 (json.dumps(ranges),),
             ).fetchall()
-            found.extend(Sent(*row) for row in rows)
+            found.extend(_sent(row) for row in rows)
         return found
 
     def mark_verified(self, verified: Sequence[tuple[int, float]]) -> None:
         self.conn.executemany("UPDATE messages SET verified_at = ? WHERE id = ?", [(at, key) for key, at in verified])
 
+    def find_unsettled(
+        self, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int
+    ) -> list[Sent]:
+        mine, params = ("", ()) if account is None else (" AND account = ?", (account,))
+        rows = self.conn.execute(
+            f"SELECT {_SENT_COLUMNS} FROM messages WHERE provider = ? AND sent_at >= ? AND sent_at < ?"  # noqa: S608
+            f" AND verified_at IS NULL AND settled = 0{mine} ORDER BY sent_at, id LIMIT ?",
+            (provider, sent_after, sent_before, *params, limit),
+        ).fetchall()
+        return [_sent(row) for row in rows]
+
+    def mark_settled(self, keys: Sequence[int]) -> None:
+        self.conn.executemany("UPDATE messages SET settled = 1 WHERE id = ?", [(key,) for key in keys])
+
     def insert_reports(self, reports: Sequence[Report]) -> None:
         self.conn.executemany(
             "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state, attempts,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+            " next_attempt_at, account, converted) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
             [
-                (r.message_id, r.phone, r.provider, r.sent_at, r.verified_at, r.verified_at, r.verified_at)
+                (
+                    r.message_id,
+                    r.phone,
+                    r.provider,
+                    r.sent_at,
+                    r.verified_at,
+                    r.verified_at,
+                    r.verified_at,
+                    r.account,
+                    int(r.converted),
+                )
                 for r in reports
             ],
         )
@@ -639,8 +747,33 @@ class _Records:
 
 
 def _item(row: Sequence[Any], token: str) -> OutboxItem:
-    row_id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, error = row
-    return OutboxItem(row_id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, error, token)
+    row_id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, error, account, converted = row
+    return OutboxItem(
+        row_id,
+        message_id,
+        phone,
+        provider,
+        sent_at,
+        verified_at,
+        created_at,
+        attempts,
+        error,
+        token,
+        account,
+        bool(converted),
+    )
+
+
+def _dead_letter(row: Sequence[Any]) -> DeadLetter:
+    row_id, message_id, phone, provider, verified, created, attempts, reason, done_at, account, converted = row
+    return DeadLetter(
+        row_id, message_id, phone, provider, verified, created, attempts, reason, done_at, account, bool(converted)
+    )
+
+
+def _sent(row: Sequence[Any]) -> Sent:
+    key, provider, message_id, phone, sent_at, verified_at, account, settled = row
+    return Sent(key, provider, message_id, phone, sent_at, verified_at, account, bool(settled))
 
 
 def _held_params(items: Sequence[OutboxItem]) -> tuple[str, str]:

@@ -15,8 +15,8 @@ SG = "+6581234567"
 US = "+14155550123"
 
 
-def send(store: Store, phone: str, message_id: str, at: float, provider: str = "tencent") -> bool:
-    return store.record_sent(phone=phone, message_id=message_id, provider=provider, sent_at=at)
+def send(store: Store, phone: str, message_id: str, at: float, provider: str = "tencent", account: str = "") -> bool:
+    return store.record_sent(phone=phone, message_id=message_id, provider=provider, sent_at=at, account=account)
 
 
 def verify(

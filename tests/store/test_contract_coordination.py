@@ -105,8 +105,13 @@ def test_another_interval_continues_from_the_next_free_slot(store: Store) -> Non
 
 @pytest.mark.parametrize(
     ("want", "interval", "horizon", "message"),
-    [(0, 0.1, 0.2, "want"), (True, 0.1, 0.2, "want"), (1, 0.0, 0.2, "interval"), (1, float("inf"), 0.2, "interval"),
-     (1, 0.1, -1.0, "horizon")],
+    [
+        (0, 0.1, 0.2, "want"),
+        (True, 0.1, 0.2, "want"),
+        (1, 0.0, 0.2, "interval"),
+        (1, float("inf"), 0.2, "interval"),
+        (1, 0.1, -1.0, "horizon"),
+    ],
 )
 def test_bad_arguments_are_refused(store: Store, want: int, interval: float, horizon: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -7,7 +7,7 @@ import pytest
 from store_helpers import CN, HOUR0, SG, US, send, verify
 
 from flask_otp_conversion.store import OutboxItem, OutboxStats, Store
-from flask_otp_conversion.store.base import MAX_ERROR_LENGTH
+from flask_otp_conversion.store.base import MAX_ERROR_LENGTH, MINUTE
 
 LEASE = 30.0
 
@@ -138,7 +138,7 @@ def test_a_second_ack_of_the_same_item_counts_nothing(store: Store) -> None:
 def test_retry_counts_an_attempt_keeps_the_error_and_delays_the_row(store: Store) -> None:
     enqueue(store, CN, "m1", HOUR0)
     (item,) = claim(store, HOUR0 + 1)
-    assert store.retry(item, next_attempt_at=HOUR0 + 60, error="HTTP 500")
+    assert store.retry(item, next_attempt_at=HOUR0 + 60, error="HTTP 500", now=HOUR0 + 2)
     assert store.outbox_stats(now=HOUR0 + 2).in_flight == 0
     assert claim(store, HOUR0 + 59) == []
     (again,) = claim(store, HOUR0 + 60)
@@ -148,7 +148,7 @@ def test_retry_counts_an_attempt_keeps_the_error_and_delays_the_row(store: Store
 def test_retry_keeps_only_the_start_of_a_long_error(store: Store) -> None:
     enqueue(store, CN, "m1", HOUR0)
     (item,) = claim(store, HOUR0 + 1)
-    store.retry(item, next_attempt_at=HOUR0 + 1, error="e" * (MAX_ERROR_LENGTH * 3))
+    store.retry(item, next_attempt_at=HOUR0 + 1, error="e" * (MAX_ERROR_LENGTH * 3), now=HOUR0 + 2)
     (again,) = claim(store, HOUR0 + 2)
     assert again.last_error == "e" * MAX_ERROR_LENGTH
 
@@ -157,7 +157,7 @@ def test_retry_with_a_stale_token_is_refused(store: Store) -> None:
     enqueue(store, CN, "m1", HOUR0)
     (stale,) = claim(store, HOUR0 + 1)
     (current,) = claim(store, HOUR0 + 1 + LEASE)
-    assert not store.retry(stale, next_attempt_at=HOUR0 + 9999, error="late")
+    assert not store.retry(stale, next_attempt_at=HOUR0 + 9999, error="late", now=HOUR0 + 2)
     assert store.ack([current], now=HOUR0 + 40) == 1
 
 
@@ -198,7 +198,7 @@ def test_dead_letters_are_listed_newest_first_up_to_the_limit(store: Store) -> N
 def test_replay_makes_every_dead_letter_pending_with_a_fresh_start(store: Store) -> None:
     enqueue(store, CN, "m1", HOUR0)
     (item,) = claim(store, HOUR0 + 1)
-    store.retry(item, next_attempt_at=HOUR0 + 2, error="HTTP 500")
+    store.retry(item, next_attempt_at=HOUR0 + 2, error="HTTP 500", now=HOUR0 + 2)
     (item,) = claim(store, HOUR0 + 2)
     store.dead_letter(item, reason="expired", now=HOUR0 + 3)
     assert store.replay_dead_letters(now=HOUR0 + 100) == 1
@@ -265,7 +265,9 @@ def test_prune_deletes_old_finished_rows_and_keeps_pending_ones(store: Store) ->
     store.ack([reported], now=HOUR0 + 300)
     store.dead_letter(dead, reason="no", now=HOUR0 + 300)
     removed = store.prune(before=HOUR0 + 2 * 3600)
-    assert removed == 3 + 2 + 3  # three sends, two finished rows, three counter rows (one per country)
+    # three sends, two finished rows, three hour and three minute counter rows (one per country), and the
+    # figures of the hour: delivered, its latency bucket, dead-lettered
+    assert removed == 3 + 2 + 3 + 3 + 3
     assert store.outbox_stats(now=HOUR0 + 2 * 3600) == OutboxStats(
         pending=1, in_flight=0, dead=0, reported=0, oldest_pending_at=HOUR0 + 100
     )
@@ -282,8 +284,19 @@ def test_prune_keeps_rows_at_or_after_the_cutoff(store: Store) -> None:
 def test_prune_keeps_a_counter_hour_that_ends_after_the_cutoff(store: Store) -> None:
     send(store, CN, "early", HOUR0 + 10)
     send(store, SG, "late", HOUR0 + 3000)
-    assert store.prune(before=HOUR0 + 1000) == 1  # the early send only; its hour is still running
+    # the early send only; its hour is still running (minute rows kept here: the next test is theirs)
+    assert store.prune(before=HOUR0 + 1000, minute_rows_before=HOUR0) == 1
     assert [row.requested for row in store.counts(since=0, until=1e11)] == [1, 1]
+
+
+def test_prune_drops_minute_rows_that_ended_before_their_own_cutoff(store: Store) -> None:
+    send(store, CN, "early", HOUR0 + 10)
+    send(store, SG, "late", HOUR0 + 130)
+    assert store.prune(before=HOUR0, minute_rows_before=HOUR0 + 150) == 1  # the minute of the early send
+    assert [(row.hour, row.calling_code) for row in store.counts(since=0, until=1e11, span=MINUTE)] == [
+        (HOUR0 + 120, "65")
+    ]
+    assert len(store.counts(since=0, until=1e11)) == 2  # hour rows go by ``before`` only
 
 
 def test_a_pruned_send_can_no_longer_be_verified(store: Store) -> None:
@@ -298,7 +311,7 @@ def test_a_pruned_send_can_no_longer_be_verified(store: Store) -> None:
         lambda s: s.claim(provider="tencent", limit=-1, lease_seconds=LEASE, now=HOUR0),
         lambda s: s.claim(provider="tencent", limit=1, lease_seconds=0, now=HOUR0),
         lambda s: s.claim(provider="", limit=1, lease_seconds=LEASE, now=HOUR0),
-        lambda s: s.retry(None, next_attempt_at=float("nan"), error="x"),
+        lambda s: s.retry(None, next_attempt_at=float("nan"), error="x", now=HOUR0),
         lambda s: s.replay_dead_letters(["1"], now=HOUR0),
         lambda s: s.dead_letters(ids=[True]),
         lambda s: s.prune(before="yesterday"),

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from store_helpers import CN, HOUR0, SG, WINDOW
 
-from flask_otp_conversion.store.base import Verification, VerifyOutcome
-from flask_otp_conversion.store.rules import Report, Sent, Tally, draw_slots, first_kept_hour, hour_of, match, wanted
+from flask_otp_conversion.store.base import HOUR, MINUTE, Verification, VerifyOutcome
+from flask_otp_conversion.store.rules import (
+    Report,
+    Sent,
+    Tally,
+    draw_slots,
+    first_kept_hour,
+    hour_of,
+    latency_bucket,
+    match,
+    unverified_reports,
+    wanted,
+)
 
 
 def sent(key: int, message_id: str, at: float, phone: str = CN, provider: str = "tencent") -> Sent:
@@ -49,7 +60,10 @@ def test_match_enqueues_the_latest_send_in_the_window_and_marks_it() -> None:
     assert effects.outcomes == [VerifyOutcome("newer", enqueued=True)]
     assert effects.verified == [(2, HOUR0 + 300)]
     assert effects.reports == [Report("newer", CN, "tencent", HOUR0 + 200, HOUR0 + 300)]
-    assert effects.counters == {(HOUR0, "tencent", "86"): Tally(verified=1)}
+    assert effects.counters == {
+        (HOUR0, HOUR, "tencent", "86"): Tally(verified=1),
+        (HOUR0 + 180, MINUTE, "tencent", "86"): Tally(verified=1),
+    }
 
 
 def test_match_counts_verified_in_the_hour_of_the_send_under_the_sends_provider() -> None:
@@ -59,14 +73,20 @@ def test_match_counts_verified_in_the_hour_of_the_send_under_the_sends_provider(
         provider="tencent",
         window=WINDOW,
     )
-    assert effects.counters == {(HOUR0, "alibaba", "86"): Tally(verified=1)}
+    assert effects.counters == {
+        (HOUR0, HOUR, "alibaba", "86"): Tally(verified=1),
+        (HOUR0 + 3480, MINUTE, "alibaba", "86"): Tally(verified=1),
+    }
 
 
 def test_match_without_a_send_counts_unmatched_in_the_hour_of_the_verification() -> None:
     effects = match([Verification(SG, None, HOUR0 + 3700)], [], provider="tencent", window=WINDOW)
     assert effects.outcomes == [VerifyOutcome(None, enqueued=False)]
     assert (effects.verified, effects.reports) == ([], [])
-    assert effects.counters == {(HOUR0 + 3600, "tencent", "65"): Tally(unmatched=1)}
+    assert effects.counters == {
+        (HOUR0 + 3600, HOUR, "tencent", "65"): Tally(unmatched=1),
+        (HOUR0 + 3660, MINUTE, "tencent", "65"): Tally(unmatched=1),
+    }
 
 
 def test_match_takes_a_named_message_only_of_the_provider_and_the_phone() -> None:
@@ -118,7 +138,45 @@ def test_match_adds_up_the_counters_of_a_batch_per_row() -> None:
     items = [Verification(f"+658100000{n}", None, HOUR0 + 100) for n in range(4)]
     sends = [sent(n, f"m{n}", HOUR0 + n, phone=f"+658100000{n}") for n in range(3)]
     effects = match(items, sends, provider="tencent", window=WINDOW)
-    assert effects.counters == {(HOUR0, "tencent", "65"): Tally(verified=3, unmatched=1)}
+    assert effects.counters == {
+        (HOUR0, HOUR, "tencent", "65"): Tally(verified=3, unmatched=1),
+        (HOUR0, MINUTE, "tencent", "65"): Tally(verified=3),
+        (HOUR0 + 60, MINUTE, "tencent", "65"): Tally(unmatched=1),
+    }
+
+
+def test_match_counts_a_settled_send_verified_but_enqueues_nothing_more() -> None:
+    settled = Sent(1, "tencent", "m1", CN, HOUR0, None, "acct", settled=True)
+    effects = match([Verification(CN, "m1", HOUR0 + 30)], [settled], provider="tencent", window=WINDOW)
+    assert effects.outcomes == [VerifyOutcome("m1", enqueued=False)]
+    assert (effects.verified, effects.reports) == ([(1, HOUR0 + 30)], [])
+    assert effects.counters[(HOUR0, HOUR, "tencent", "86")] == Tally(verified=1)
+
+
+def test_match_gives_a_report_the_account_of_its_send() -> None:
+    effects = match(
+        [Verification(CN, "m1", HOUR0 + 30)],
+        [Sent(1, "tencent", "m1", CN, HOUR0, None, "1400")],
+        provider="tencent",
+        window=WINDOW,
+    )
+    assert effects.reports == [Report("m1", CN, "tencent", HOUR0, HOUR0 + 30, "1400")]
+
+
+def test_unverified_reports_are_negative_and_skip_verified_or_settled_sends() -> None:
+    sends = [
+        Sent(1, "alibaba", "open", CN, HOUR0, None, "key"),
+        Sent(2, "alibaba", "done", CN, HOUR0, HOUR0 + 5),
+        Sent(3, "alibaba", "settled", CN, HOUR0, None, settled=True),
+    ]
+    assert unverified_reports(sends, HOUR0 + 900) == [
+        Report("open", CN, "alibaba", HOUR0, HOUR0 + 900, "key", converted=False)
+    ]
+
+
+def test_latency_bucket_is_the_first_bound_at_or_above_and_the_overflow_past_the_last() -> None:
+    bounds = (1.0, 5.0)
+    assert [latency_bucket(x, bounds) for x in (0.0, 1.0, 1.5, 5.0, 5.1)] == [0, 0, 1, 1, 2]
 
 
 def test_a_new_schedule_starts_now_and_reserves_what_the_horizon_holds() -> None:

@@ -13,7 +13,15 @@ import pytest
 from store_helpers import CN, HOUR0, SG, US, damage_an_index, send, verify
 
 from flask_otp_conversion.store import SQLiteStore, open_store
-from flask_otp_conversion.store.sqlite import CACHE_KIB, POOL_SIZE, DamagedStoreError
+from flask_otp_conversion.store.sqlite import (
+    _SCHEMA_V1,
+    _SCHEMA_V2,
+    _SCHEMA_V3,
+    CACHE_KIB,
+    POOL_SIZE,
+    SCHEMA_VERSION,
+    DamagedStoreError,
+)
 
 
 def pragma(path: Path, name: str) -> Any:
@@ -38,11 +46,11 @@ def test_data_survives_closing_and_reopening_the_file(tmp_path: Path) -> None:
     second.close()
 
 
-def test_a_new_file_is_created_with_its_folders_in_wal_mode_at_schema_version_3(tmp_path: Path) -> None:
+def test_a_new_file_is_created_with_its_folders_in_wal_mode_at_the_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "s.db"
     SQLiteStore(path).close()
     assert pragma(path, "journal_mode") == "wal"
-    assert pragma(path, "user_version") == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION
 
 
 def test_every_threads_connection_has_a_small_page_cache(tmp_path: Path) -> None:
@@ -61,47 +69,68 @@ def test_every_threads_connection_has_a_small_page_cache(tmp_path: Path) -> None
     assert sizes == [-CACHE_KIB, -CACHE_KIB]
 
 
-def file_at_version(path: Path, version: int, later_tables: list[str]) -> None:
-    """A store file holding one send (m1) as an older version wrote it: without the tables it lacked."""
-    old = SQLiteStore(path)
-    send(old, CN, "m1", HOUR0)
-    old.close()
+def file_at_version(path: Path, version: int) -> None:
+    """A store file as ``version`` wrote it (its own schema statements), holding one send (m1), its pending
+    outbox row and its counter hour."""
     conn = sqlite3.connect(path)
-    for table in later_tables:
-        conn.execute(f"DROP TABLE {table}")
+    for statement in (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)[:version]:
+        for sql in statement:
+            conn.execute(sql)
+    conn.execute(
+        "INSERT INTO messages (provider, message_id, phone, sent_at, verified_at) VALUES ('tencent', 'm1', ?, ?, ?)",
+        (CN, HOUR0, HOUR0 + 5),
+    )
+    conn.execute(
+        "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state, next_attempt_at)"
+        " VALUES ('m1', ?, 'tencent', ?, ?, ?, 'pending', ?)",
+        (CN, HOUR0, HOUR0 + 5, HOUR0 + 5, HOUR0 + 5),
+    )
+    conn.execute("INSERT INTO counters VALUES (?, 'tencent', '86', 1, 1, 0)", (HOUR0,))
     conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
 
 
+def test_a_version_3_file_is_migrated_keeping_its_rows_of_unknown_account(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    file_at_version(path, 3)
+    store = SQLiteStore(path)
+    assert not send(store, CN, "m1", HOUR0)
+    (item,) = store.claim(provider="tencent", account="1400", limit=5, lease_seconds=30, now=HOUR0 + 10)
+    assert (item.message_id, item.account, item.converted) == ("m1", "", True)
+    assert [(row.hour, row.requested, row.verified) for row in store.counts(since=0, until=1e11)] == [(HOUR0, 1, 1)]
+    store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
 def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    file_at_version(path, 1, ["budgets", "spools"])
+    file_at_version(path, 1)
     store = SQLiteStore(path)
     assert store.take_slots("rate:x", want=1, interval=1.0, horizon=0.0, now=HOUR0) == (HOUR0, 1)
     assert store.spool_position("s") == 0
     assert not send(store, CN, "m1", HOUR0)  # the message recorded before the migration is still there
     store.close()
-    assert pragma(path, "user_version") == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION
 
 
 def test_a_version_2_file_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    file_at_version(path, 2, ["spools"])
+    file_at_version(path, 2)
     store = SQLiteStore(path)
     store.apply_verifications([], provider="tencent", match_window=600.0, checkpoint=("s", 0, 10))
     assert store.spool_position("s") == 10
     assert not send(store, CN, "m1", HOUR0)
     store.close()
-    assert pragma(path, "user_version") == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION
 
 
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 4")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="schema version 4 is newer"):
+    with pytest.raises(RuntimeError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
         SQLiteStore(path)
 
 
