@@ -10,6 +10,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .providers import Provider, available_providers, provider_class
+from .store.postgresql_url import SCHEMES as POSTGRESQL_SCHEMES
+from .store.postgresql_url import driver_missing as postgresql_driver_missing
+from .store.postgresql_url import parse_url as parse_postgresql_url
 
 PREFIX = "OTP_CONVERSION_"
 class ConfigurationError(ValueError):
@@ -178,6 +181,14 @@ def _store_url(url: str | None, instance_path: str) -> str:
     if url == "memory://":
         return url
     scheme = url.split("://", 1)[0] if "://" in url else "(none)"
+    if scheme.lower() in POSTGRESQL_SCHEMES:
+        try:
+            parse_postgresql_url(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"{PREFIX}STORE_URL: {exc}") from None
+        if (missing := postgresql_driver_missing()) is not None:
+            raise ConfigurationError(f"{PREFIX}STORE_URL: {missing}")
+        return url
     if scheme.lower() in ("redis", "rediss"):
         raise ConfigurationError(
             f"{PREFIX}STORE_URL: the Redis store is not available in this version; use 'sqlite:///path' or 'memory://'"

@@ -10,6 +10,9 @@ from urllib.parse import parse_qsl
 
 from .base import Coordination, CountRow, DeadLetter, Outbox, OutboxItem, OutboxStats, Records, Store, VerifyOutcome
 from .memory import MemoryStore
+from .postgresql_url import SCHEMES as POSTGRESQL_SCHEMES
+from .postgresql_url import driver_missing as postgresql_driver_missing
+from .postgresql_url import parse_url as parse_postgresql_url
 from .sqlite import SYNCHRONOUS_MODES, SQLiteStore
 
 _SQLITE_PREFIX = "sqlite:///"
@@ -34,6 +37,8 @@ def open_store(url: str) -> Store:
     if match is None:
         raise ValueError(f"store URL has no recognisable scheme; {_USAGE}")
     scheme = match.group(1).lower()
+    if scheme in POSTGRESQL_SCHEMES:
+        return _open_postgresql(url)
     if scheme in ("redis", "rediss"):
         raise ValueError(f"the Redis store is not available in this version; {_USAGE}")
     if scheme == "sqlite":
@@ -41,6 +46,18 @@ def open_store(url: str) -> Store:
     if scheme == "memory":
         raise ValueError("a memory store URL takes nothing after 'memory://'")
     raise ValueError(f"unsupported store URL scheme {scheme!r}; {_USAGE}")
+
+
+def _open_postgresql(url: str) -> Store:
+    """``postgresql://`` or ``postgresql+psycopg://`` (``postgresql_url.py`` lists the options); the driver is
+    imported here only, so that it stays an optional extra."""
+    options = parse_postgresql_url(url)
+    missing = postgresql_driver_missing()
+    if missing is not None:
+        raise ValueError(missing)
+    from .postgresql import PostgreSQLStore
+
+    return PostgreSQLStore(options)
 
 
 def _open_sqlite(rest: str) -> Store:

@@ -28,6 +28,11 @@ class StoreFactory:
 FACTORIES = [
     StoreFactory("sqlite", lambda request, tmp_path: f"sqlite:///{tmp_path / 'store.db'}", shared_by_processes=True),
     StoreFactory("memory", lambda request, tmp_path: "memory://", shared_by_processes=False),
+    StoreFactory(
+        "postgresql",
+        lambda request, tmp_path: request.getfixturevalue("postgresql_server").fresh_url(),
+        shared_by_processes=True,
+    ),
 ]
 
 

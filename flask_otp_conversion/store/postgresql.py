@@ -1,0 +1,850 @@
+"""The PostgreSQL store: one outbox shared by every process on every host of an app.
+
+Driver
+    psycopg 3, with SQL of our own: the same primitives as the SQLite engine, each one statement or one short
+    transaction, every value a bound parameter (lists go in as arrays, expanded by ``unnest``).
+
+Transactions
+    READ COMMITTED, row locks where the contract asks for isolation. A batch of verifications locks the spool's
+    position row (an upsert that returns it), then every candidate send in one ``SELECT ... ORDER BY id FOR
+    UPDATE``, then writes; counters are upserted in key order. Locks are always taken in that order (spool,
+    sends by id, counters by key), so two transactions never wait on each other in a circle. A deadlock or
+    serialisation failure the server reports anyway is retried (``TRANSIENT_RETRIES`` times): every body reads
+    and writes only through its transaction.
+
+Claims and leases
+    ``claim`` is one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)``: processes claiming at once
+    on any number of hosts each take rows no other holds, without waiting on each other. Acks, releases,
+    retries and dead letters change a row only while it carries the caller's lease token (a join on
+    ``unnest(ids, tokens)``). A take of request slots reads and writes the schedule row under ``FOR UPDATE``.
+
+Connections
+    Each process keeps a pool of at most ``pool_size`` connections (``_forks.ForkLocal``): a call borrows one and
+    hands it back. A child of ``os.fork`` never uses, closes or finalises its parent's connections (closing one
+    would end the parent's session on the shared socket): it keeps them referenced and opens its own. A
+    connection that broke is dropped; a call that found a pooled connection dead (the server restarted) runs once
+    more on a fresh one. Every connection sets ``statement_timeout``, ``lock_timeout`` and TCP timeouts.
+
+Outages
+    Any failure to reach the server, a timeout, or the server shutting down is raised as
+    ``PostgreSQLUnavailableError``, a ``ConnectionError``: the spool keeps verifications and retries (it takes
+    ``OSError`` for store trouble), and the reporter pauses and retries. Its message never holds the password.
+
+Text
+    PostgreSQL text holds no NUL and no lone surrogate, which a Python string may: such characters (and the
+    backslash, the escape) are stored escaped, ``\\u0000``, and read back as they were.
+
+Schema
+    Tables named ``otp_*``, in the URL's ``schema`` (created if missing) or the connection's default one. The
+    versions applied are rows of ``otp_schema_versions``; created or migrated forward under a transaction-level
+    advisory lock, so processes starting at once create it once. A schema written by a newer version of this
+    package is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .._forks import ForkLocal
+from .base import Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
+from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
+from .postgresql_url import PostgreSQLOptions, parse_url, redact
+from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
+
+SCHEMA_VERSION = 1
+#: Rows deleted per transaction when pruning.
+PRUNE_BATCH = 5000
+#: Runs of a transaction the server rolled back for a deadlock or serialisation failure.
+TRANSIENT_RETRIES = 3
+#: Largest value of a ``bigint``: ids and positions past it cannot be in a table.
+_BIGINT = (1 << 63) - 1
+#: Advisory lock key (first half) under which the schema is created or migrated.
+_SCHEMA_LOCK = 0x07C0
+
+_SCHEMA_V1 = (
+    """CREATE TABLE otp_sends (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        provider text NOT NULL,
+        message_id text NOT NULL,
+        phone text NOT NULL,
+        account text NOT NULL DEFAULT '',
+        sent_at double precision NOT NULL,
+        verified_at double precision,
+        settled boolean NOT NULL DEFAULT false,
+        UNIQUE (provider, message_id)
+    )""",
+    "CREATE INDEX otp_sends_phone_sent ON otp_sends (phone, sent_at)",
+    "CREATE INDEX otp_sends_sent ON otp_sends (sent_at)",
+    "CREATE INDEX otp_sends_unsettled ON otp_sends (provider, sent_at) WHERE verified_at IS NULL AND NOT settled",
+    """CREATE TABLE otp_outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id text NOT NULL,
+        phone text NOT NULL,
+        provider text NOT NULL,
+        account text NOT NULL DEFAULT '',
+        converted boolean NOT NULL DEFAULT true,
+        sent_at double precision NOT NULL,
+        verified_at double precision NOT NULL,
+        created_at double precision NOT NULL,
+        state text NOT NULL CHECK (state IN ('pending', 'reported', 'dead')),
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at double precision NOT NULL,
+        lease_token text,
+        lease_until double precision,
+        last_error text,
+        reason text,
+        done_at double precision
+    ) WITH (fillfactor = 80)""",
+    "CREATE INDEX otp_outbox_due ON otp_outbox (provider, next_attempt_at, id) WHERE state = 'pending'",
+    "CREATE INDEX otp_outbox_done ON otp_outbox (done_at) WHERE state <> 'pending'",
+    "CREATE INDEX otp_outbox_dead ON otp_outbox (done_at DESC, id DESC) WHERE state = 'dead'",
+    """CREATE TABLE otp_counters (
+        start bigint NOT NULL,
+        span integer NOT NULL,
+        provider text NOT NULL,
+        calling_code text NOT NULL,
+        requested bigint NOT NULL DEFAULT 0,
+        verified bigint NOT NULL DEFAULT 0,
+        unmatched bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (span, start, provider, calling_code)
+    )""",
+    """CREATE TABLE otp_figures (
+        hour bigint NOT NULL,
+        provider text NOT NULL,
+        name text NOT NULL,
+        value bigint NOT NULL,
+        PRIMARY KEY (hour, provider, name)
+    )""",
+    "CREATE TABLE otp_flags (name text PRIMARY KEY, value text NOT NULL)",
+    "CREATE TABLE otp_leases (name text PRIMARY KEY, owner text NOT NULL, expires_at double precision NOT NULL)",
+    """CREATE TABLE otp_schedules (
+        name text PRIMARY KEY,
+        next_slot double precision,
+        updated double precision NOT NULL
+    )""",
+    "CREATE TABLE otp_spools (name text PRIMARY KEY, position bigint NOT NULL)",
+)
+#: Each version's statements, applied in order to reach it.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
+
+#: A claimed row's columns, as ``_item`` reads them (``next_attempt_at`` last: the claim order).
+_ITEM_COLUMNS = (
+    "o.id, o.message_id, o.phone, o.provider, o.sent_at, o.verified_at, o.created_at, o.attempts, o.last_error,"
+    " o.account, o.converted, o.next_attempt_at"
+)
+_SENT_COLUMNS = "id, provider, message_id, phone, sent_at, verified_at, account, settled"
+#: Pending rows still carrying the given (id, token) pairs (parameters: two arrays).
+_HELD = "FROM unnest(%s::bigint[], %s::text[]) AS held(id, token) WHERE o.id = held.id AND o.lease_token = held.token"
+
+
+class PostgreSQLUnavailableError(ConnectionError):
+    """PostgreSQL did not answer in time, refused the connection, or went away mid-call. A ``ConnectionError``
+    (so an ``OSError``), which the spool and the reporter treat as store trouble: retried, nothing dropped."""
+
+
+class PostgreSQLSchemaError(RuntimeError):
+    """The store's tables are of a newer version of this package than the one running."""
+
+
+# Text ---------------------------------------------------------------------------------------------------
+
+_SPECIAL = re.compile("[\\\\\x00\ud800-\udfff]")
+_ESCAPED = re.compile(r"\\(\\|u[0-9a-f]{4})")
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    return "\\\\" if char == "\\" else f"\\u{ord(char):04x}"
+
+
+def _unescape(found: re.Match[str]) -> str:
+    code = found.group(1)
+    return "\\" if code == "\\" else chr(int(code[1:], 16))
+
+
+def enc(text: str) -> str:
+    """``text`` as PostgreSQL can store it (unchanged unless it holds a backslash, a NUL or a lone surrogate)."""
+    if "\\" not in text and "\x00" not in text and (text.isascii() or _SPECIAL.search(text) is None):
+        return text
+    return _SPECIAL.sub(_escape, text)
+
+
+def dec(text: str) -> str:
+    return text if "\\" not in text else _ESCAPED.sub(_unescape, text)
+
+
+def _dec_opt(text: str | None) -> str | None:
+    return None if text is None else dec(text)
+
+
+# Connections ----------------------------------------------------------------------------------------------
+
+#: Connections inherited from a parent process: referenced for the life of the child so that they are never
+#: finalised here, which would end the parent's session on the socket both hold.
+_ABANDONED: list[psycopg.Connection[Any]] = []
+
+
+#: Words of a connection failure that no waiting will mend (a wrong password, user or database name).
+_MISCONFIGURED = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
+
+
+class _ProcessState:
+    """The pool of one process. Replaced wholesale after a fork or ``close()``, never repaired."""
+
+    def __init__(self, size: int) -> None:
+        self.lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(size)
+        self.idle: list[psycopg.Connection[Any]] = []
+        self.connections: list[psycopg.Connection[Any]] = []
+        self.closed = False
+
+
+class _Retry(Exception):
+    """A pooled connection was found dead before anything was written: run the call again on a fresh one."""
+
+
+class PostgreSQLStore(Engine, ForkLocal):
+    """A :class:`Store` in PostgreSQL tables (``open_store("postgresql://...")``)."""
+
+    def __init__(self, url: str | PostgreSQLOptions) -> None:
+        self._options = parse_url(url) if isinstance(url, str) else url
+        self._pid = os.getpid()
+        self._state = _ProcessState(self._options.pool_size)
+        self._schema_ready = False
+        self._watch_forks()
+        # Create or check the schema now, so a refused password or a newer schema fail at start-up. A server that
+        # does not answer does not stop the app from starting: the spool takes verifications meanwhile, and the
+        # schema is checked by the first call that reaches it.
+        try:
+            self._call(lambda conn: None)
+        except PostgreSQLUnavailableError as exc:
+            if any(sign in str(exc) for sign in _MISCONFIGURED):
+                raise
+
+    def __repr__(self) -> str:
+        return f"PostgreSQLStore(schema={self._options.schema!r})"
+
+    @property
+    def schema(self) -> str | None:
+        return self._options.schema
+
+    def _after_fork_in_child(self) -> None:
+        _ABANDONED.extend(self._state.connections)
+        self._pid = os.getpid()
+        self._state = _ProcessState(self._options.pool_size)
+
+    def reopen(self) -> None:
+        self._check_fork()
+        _ABANDONED.extend(self._state.connections)
+        self._state = _ProcessState(self._options.pool_size)
+
+    def close(self) -> None:
+        if self._check_fork():
+            return
+        state, self._state = self._state, _ProcessState(self._options.pool_size)
+        with state.lock:
+            state.closed = True
+            idle, state.idle = state.idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    # Connections --------------------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        o = self._options
+        settings = [
+            f"-c statement_timeout={int(o.statement_timeout * 1000)}",
+            f"-c lock_timeout={int(o.lock_timeout * 1000)}",
+            # A session that died holding a transaction open must not hold its locks for ever.
+            f"-c idle_in_transaction_session_timeout={int(max(o.statement_timeout * 4, 10) * 1000)}",
+        ]
+        if o.schema is not None:
+            settings.append(f"-c search_path={o.schema}")
+        conn = psycopg.connect(
+            o.conninfo,
+            autocommit=True,
+            connect_timeout=max(1, round(o.connect_timeout)),
+            application_name="flask-otp-conversion",
+            options=" ".join(settings),
+            # A server that vanished without closing the socket: unacknowledged data fails after this long.
+            tcp_user_timeout=int(o.connect_timeout * 1000),
+            keepalives=1,
+            keepalives_idle=max(1, int(o.connect_timeout)),
+            keepalives_interval=1,
+            keepalives_count=3,
+        )
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of this process for one store call; failures to reach the server become
+        ``PostgreSQLUnavailableError``. A call that meets a dead pooled connection first is run again by
+        ``_call`` (see ``_Retry``)."""
+        self._check_fork()
+        state = self._state
+        if not state.slots.acquire(timeout=self._options.pool_timeout):
+            raise PostgreSQLUnavailableError(
+                f"PostgreSQL store: no free connection in {self._options.pool_timeout:g} s "
+                f"(pool_size={self._options.pool_size})"
+            )
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            with state.lock:
+                conn = state.idle.pop() if state.idle else None
+            reused = conn is not None
+            if conn is None:
+                try:
+                    conn = self._connect()
+                except psycopg.Error as exc:
+                    raise self._unavailable(exc) from None
+                with state.lock:
+                    state.connections.append(conn)
+            try:
+                yield conn
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if conn.broken or conn.closed:
+                    self._drop(state, conn)
+                    conn = None
+                    if reused and not isinstance(exc, psycopg.errors.QueryCanceled):
+                        raise _Retry from None
+                if isinstance(exc, psycopg.errors.TransactionRollback):
+                    raise  # a serialisation failure or deadlock: ``_call`` runs the transaction again
+                raise self._unavailable(exc) from None
+        finally:
+            if conn is not None:
+                self._give_back(state, conn)
+            state.slots.release()
+
+    def _give_back(self, state: _ProcessState, conn: psycopg.Connection[Any]) -> None:
+        if conn.broken or conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            # An interrupted call's open transaction: the next borrower must not inherit it.
+            with contextlib.suppress(Exception):
+                if not conn.closed and not conn.broken:
+                    conn.rollback()
+            if conn.broken or conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self._drop(state, conn)
+                return
+        with state.lock:
+            if not state.closed:
+                state.idle.append(conn)
+                return
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _drop(self, state: _ProcessState, conn: psycopg.Connection[Any]) -> None:
+        with state.lock:
+            if conn in state.connections:
+                state.connections.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _unavailable(self, exc: BaseException) -> PostgreSQLUnavailableError:
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        return PostgreSQLUnavailableError(f"PostgreSQL store unavailable: {redact(detail, self._options.password)}")
+
+    def _call(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work`` on a connection, run again on a fresh one if a pooled connection was dead, and again after
+        a deadlock or serialisation failure (``work`` is one transaction, rolled back whole)."""
+        transient = 0
+        while True:
+            try:
+                with self._connection() as conn:
+                    if not self._schema_ready:
+                        self._ensure_schema(conn)
+                    return work(conn)
+            except _Retry:
+                continue  # the next connection is fresh, or the pool has none: a failure there is final
+            except psycopg.errors.TransactionRollback:
+                transient += 1
+                if transient > TRANSIENT_RETRIES:
+                    raise PostgreSQLUnavailableError(
+                        "PostgreSQL store: a transaction kept failing on conflicts (deadlock or serialisation)"
+                    ) from None
+                time.sleep(0.005 * transient)
+
+    def _write(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """``work`` in one transaction (``_call`` runs it again after a conflict)."""
+
+        def run(conn: psycopg.Connection[Any]) -> T:
+            with conn.transaction(), conn.cursor() as cur:
+                return work(cur)
+
+        return self._call(run)
+
+    def _execute(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement, its own transaction (autocommit); the rows it returned."""
+
+        def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            with conn.cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description is not None else []
+
+        return self._call(run)
+
+    def _rowcount(self, query: str, params: Sequence[Any] = ()) -> int:
+        def run(conn: psycopg.Connection[Any]) -> int:
+            with conn.cursor() as cur:
+                cur.execute(query, params)
+                return max(0, cur.rowcount)
+
+        return self._call(run)
+
+    # Schema -------------------------------------------------------------------------------------------
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        schema = self._options.schema
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_SCHEMA_LOCK, schema or ""))
+            if schema is not None:
+                cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS otp_schema_versions (version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur.execute("SELECT COALESCE(MAX(version), 0) FROM otp_schema_versions")
+            row = cur.fetchone()
+            version = 0 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise PostgreSQLSchemaError(
+                    f"PostgreSQL store{'' if schema is None else f' (schema {schema})'}: its tables are of schema "
+                    f"version {version}, newer than this version of flask-otp-conversion supports "
+                    f"({SCHEMA_VERSION}); upgrade the package"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    cur.execute(statement)
+                cur.execute("INSERT INTO otp_schema_versions (version) VALUES (%s)", (step,))
+        self._schema_ready = True
+
+    def schema_version(self) -> int:
+        rows = self._execute("SELECT COALESCE(MAX(version), 0) FROM otp_schema_versions")
+        return int(rows[0][0])
+
+    # Records ------------------------------------------------------------------------------------------
+
+    def _in_records(self, body: Callable[[RecordsTransaction], T]) -> T:
+        return self._write(lambda cur: body(_Records(cur)))
+
+    def _spool_position(self, name: str) -> int:
+        rows = self._execute("SELECT position FROM otp_spools WHERE name = %s", (enc(name),))
+        return 0 if not rows else int(rows[0][0])
+
+    def _forget_spool(self, name: str) -> None:
+        self._rowcount("DELETE FROM otp_spools WHERE name = %s", (enc(name),))
+
+    def _counts(self, since: float, until: float, span: int) -> list[CountRow]:
+        rows = self._execute(
+            "SELECT start, provider, calling_code, requested, verified, unmatched FROM otp_counters"
+            " WHERE span = %s AND start >= %s AND start < %s",
+            (span, since, until),
+        )
+        found = [CountRow(int(s), dec(p), c, int(r), int(v), int(u)) for s, p, c, r, v, u in rows]
+        found.sort(key=lambda row: (row.hour, row.provider, row.calling_code))  # Python's order, not a collation's
+        return found
+
+    def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
+        keys = sorted(increments)  # one lock order for every writer
+        self._rowcount(
+            "INSERT INTO otp_figures (hour, provider, name, value)"
+            " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[])"
+            " ON CONFLICT (hour, provider, name) DO UPDATE SET value = otp_figures.value + excluded.value",
+            (
+                [key[0] for key in keys],
+                [enc(key[1]) for key in keys],
+                [enc(key[2]) for key in keys],
+                [increments[key] for key in keys],
+            ),
+        )
+
+    def _figures(self, since: float, until: float) -> list[tuple[int, str, str, int]]:
+        rows = self._execute(
+            "SELECT hour, provider, name, value FROM otp_figures WHERE hour >= %s AND hour < %s", (since, until)
+        )
+        return [(int(hour), dec(provider), dec(name), int(value)) for hour, provider, name, value in rows]
+
+    # Outbox -------------------------------------------------------------------------------------------
+
+    def _claim(
+        self, provider: str, account: str | None, limit: int, lease_until: float, now: float
+    ) -> list[OutboxItem]:
+        token = uuid.uuid4().hex
+        mine, params = ("", ()) if account is None else (" AND account IN (%s, '')", (enc(account),))
+        rows = self._execute(
+            "UPDATE otp_outbox AS o SET lease_token = %s, lease_until = %s FROM ("  # noqa: S608 (no value in it)
+            "SELECT id FROM otp_outbox WHERE state = 'pending' AND provider = %s AND next_attempt_at <= %s"
+            f" AND (lease_until IS NULL OR lease_until <= %s){mine}"
+            " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due"
+            f" WHERE o.id = due.id RETURNING {_ITEM_COLUMNS}",
+            (token, lease_until, enc(provider), now, now, *params, min(limit, _BIGINT)),
+        )
+        rows.sort(key=lambda row: (row[-1], row[0]))
+        return [_item(row, token) for row in rows]
+
+    def _ack(self, items: Sequence[OutboxItem], now: float) -> list[int]:
+        rows = self._execute(
+            "UPDATE otp_outbox AS o SET state = 'reported', done_at = %s, lease_token = NULL, lease_until = NULL"  # noqa: S608
+            f" {_HELD} AND o.state = 'pending' RETURNING o.id",
+            (now, *_held(items)),
+        )
+        return [int(row[0]) for row in rows]
+
+    def _release(self, items: Sequence[OutboxItem]) -> int:
+        """``next_attempt_at`` is left alone: a claimed row was due already, so it keeps its place in line."""
+        return self._rowcount(
+            f"UPDATE otp_outbox AS o SET lease_token = NULL, lease_until = NULL {_HELD} AND o.state = 'pending'",  # noqa: S608
+            _held(items),
+        )
+
+    def _retry(self, item: OutboxItem, next_attempt_at: float, error: str) -> bool:
+        if not 0 < item.id <= _BIGINT:
+            return False
+        return bool(
+            self._rowcount(
+                "UPDATE otp_outbox SET attempts = attempts + 1, next_attempt_at = %s, last_error = %s,"
+                " lease_token = NULL, lease_until = NULL WHERE id = %s AND lease_token = %s AND state = 'pending'",
+                (next_attempt_at, enc(error), item.id, enc(item.lease_token)),
+            )
+        )
+
+    def _dead_letter(self, item: OutboxItem, reason: str, now: float) -> bool:
+        if not 0 < item.id <= _BIGINT:
+            return False
+        return bool(
+            self._rowcount(
+                "UPDATE otp_outbox SET state = 'dead', reason = %s, done_at = %s, attempts = attempts + 1,"
+                " lease_token = NULL, lease_until = NULL WHERE id = %s AND lease_token = %s AND state = 'pending'",
+                (enc(reason), now, item.id, enc(item.lease_token)),
+            )
+        )
+
+    def _expire_foreign(self, provider: str, account: str, created_before: float, now: float) -> list[str]:
+        def work(cur: psycopg.Cursor[Any]) -> list[str]:
+            cur.execute(
+                "SELECT id, provider, account FROM otp_outbox WHERE state = 'pending' AND created_at < %s"
+                " AND (lease_until IS NULL OR lease_until <= %s) AND (provider <> %s OR account NOT IN (%s, ''))"
+                " ORDER BY id FOR UPDATE SKIP LOCKED",
+                (created_before, now, enc(provider), enc(account)),
+            )
+            rows = [(int(row_id), dec(owner), dec(row_account)) for row_id, owner, row_account in cur.fetchall()]
+            if rows:
+                cur.execute(
+                    "UPDATE otp_outbox AS o SET state = 'dead', reason = moved.reason, done_at = %s,"
+                    " lease_token = NULL, lease_until = NULL"
+                    " FROM unnest(%s::bigint[], %s::text[]) AS moved(id, reason) WHERE o.id = moved.id",
+                    (
+                        now,
+                        [row_id for row_id, _, _ in rows],
+                        [enc(foreign_reason(owner, row_account)) for _, owner, row_account in rows],
+                    ),
+                )
+            return [owner for _, owner, _ in rows]
+
+        return self._write(work)
+
+    def _backlog(self) -> list[Backlog]:
+        rows = self._execute(
+            "SELECT provider, account, COUNT(*), MIN(created_at) FROM otp_outbox WHERE state = 'pending'"
+            " GROUP BY provider, account"
+        )
+        found = [Backlog(dec(p), dec(a), int(n), float(oldest)) for p, a, n, oldest in rows]
+        found.sort(key=lambda row: (row.provider, row.account))
+        return found
+
+    def _dead_letters(self, limit: int, ids: list[int] | None) -> list[DeadLetter]:
+        dead, params = _dead(ids)
+        rows = self._execute(
+            "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at,"  # noqa: S608
+            f" account, converted FROM otp_outbox WHERE {dead} ORDER BY done_at DESC, id DESC LIMIT %s",
+            (*params, min(limit, _BIGINT)),
+        )
+        return [
+            DeadLetter(
+                int(row_id),
+                dec(message_id),
+                phone,
+                dec(provider),
+                verified,
+                created,
+                int(attempts),
+                dec(reason or ""),
+                done,
+                dec(account),
+                bool(ok),
+            )
+            for row_id, message_id, phone, provider, verified, created, attempts, reason, done, account, ok in rows
+        ]
+
+    def _replay_dead_letters(self, ids: list[int] | None, now: float) -> int:
+        dead, params = _dead(ids)
+        return self._rowcount(
+            "UPDATE otp_outbox SET state = 'pending', attempts = 0, next_attempt_at = %s, created_at = %s,"  # noqa: S608
+            f" reason = NULL, done_at = NULL, lease_token = NULL, lease_until = NULL WHERE {dead}",
+            (now, now, *params),
+        )
+
+    def _outbox_stats(self, now: float) -> OutboxStats:
+        # One statement: one snapshot.
+        pending, in_flight, dead, reported, oldest = self._execute(
+            "SELECT COUNT(*) FILTER (WHERE state = 'pending'),"
+            " COUNT(*) FILTER (WHERE state = 'pending' AND lease_until > %s),"
+            " COUNT(*) FILTER (WHERE state = 'dead'), COUNT(*) FILTER (WHERE state = 'reported'),"
+            " MIN(created_at) FILTER (WHERE state = 'pending') FROM otp_outbox",
+            (now,),
+        )[0]
+        return OutboxStats(
+            pending=int(pending),
+            in_flight=int(in_flight),
+            dead=int(dead),
+            reported=int(reported),
+            oldest_pending_at=None if oldest is None else float(oldest),
+        )
+
+    def _prune(self, before: float, minutes_before: float) -> int:
+        """Deletes in batches of :data:`PRUNE_BATCH` rows per transaction, so no transaction runs long."""
+        batches: tuple[tuple[str, tuple[Any, ...]], ...] = (
+            ("DELETE FROM otp_sends WHERE id IN (SELECT id FROM otp_sends WHERE sent_at < %s LIMIT %s)", (before,)),
+            (  # never pending rows: a report not yet made is kept however old
+                "DELETE FROM otp_outbox WHERE id IN (SELECT id FROM otp_outbox"
+                " WHERE state <> 'pending' AND done_at < %s LIMIT %s)",
+                (before,),
+            ),
+            (
+                "DELETE FROM otp_counters WHERE ctid = ANY(ARRAY(SELECT ctid FROM otp_counters"
+                " WHERE span = 3600 AND start < %s LIMIT %s))",
+                (first_kept_hour(before),),
+            ),
+            (
+                "DELETE FROM otp_counters WHERE ctid = ANY(ARRAY(SELECT ctid FROM otp_counters"
+                " WHERE span = 60 AND start < %s LIMIT %s))",
+                (minutes_before,),
+            ),
+            (
+                "DELETE FROM otp_figures WHERE ctid = ANY(ARRAY(SELECT ctid FROM otp_figures"
+                " WHERE hour < %s LIMIT %s))",
+                (first_kept_hour(before),),
+            ),
+        )
+        removed = 0
+        for statement, params in batches:
+            while True:
+                count = self._rowcount(statement, (*params, PRUNE_BATCH))
+                removed += count
+                if count < PRUNE_BATCH:
+                    break
+        return removed
+
+    # Coordination -------------------------------------------------------------------------------------
+
+    def _get_flag(self, name: str) -> str | None:
+        rows = self._execute("SELECT value FROM otp_flags WHERE name = %s", (enc(name),))
+        return None if not rows else dec(rows[0][0])
+
+    def _set_flag(self, name: str, value: str | None) -> None:
+        if value is None:
+            self._rowcount("DELETE FROM otp_flags WHERE name = %s", (enc(name),))
+        else:
+            self._rowcount(
+                "INSERT INTO otp_flags (name, value) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (enc(name), enc(value)),
+            )
+
+    def _acquire_lease(self, name: str, owner: str, expires_at: float, now: float) -> bool:
+        return bool(
+            self._rowcount(
+                "INSERT INTO otp_leases (name, owner, expires_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+                " WHERE otp_leases.owner = excluded.owner OR otp_leases.expires_at <= %s",
+                (enc(name), enc(owner), expires_at, now),
+            )
+        )
+
+    def _take_slots(self, name: str, want: int, interval: float, horizon: float, now: float) -> tuple[float, int]:
+        key = enc(name)
+
+        def work(cur: psycopg.Cursor[Any]) -> tuple[float, int]:
+            # The row exists before it is locked, so two first draws on a new schedule queue on one row lock.
+            cur.execute(
+                "INSERT INTO otp_schedules (name, next_slot, updated) VALUES (%s, NULL, %s)"
+                " ON CONFLICT (name) DO NOTHING",
+                (key, now),
+            )
+            cur.execute("SELECT next_slot FROM otp_schedules WHERE name = %s FOR UPDATE", (key,))
+            row = cur.fetchone()
+            state = None if row is None or row[0] is None else float(row[0])
+            first, count, following = draw_slots(state, want=want, interval=interval, horizon=horizon, now=now)
+            cur.execute("UPDATE otp_schedules SET next_slot = %s, updated = %s WHERE name = %s", (following, now, key))
+            return first, count
+
+        return self._write(work)
+
+
+class _Records:
+    """``engine.RecordsTransaction`` on a cursor inside one transaction (see "Transactions")."""
+
+    __slots__ = ("cur",)
+
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self.cur = cur
+
+    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float, account: str) -> bool:
+        self.cur.execute(
+            "INSERT INTO otp_sends (provider, message_id, phone, sent_at, account) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (provider, message_id) DO NOTHING",
+            (enc(provider), enc(message_id), phone, sent_at, enc(account)),
+        )
+        return self.cur.rowcount > 0
+
+    def find_sends(self, wanted: Wanted) -> list[Sent]:
+        ids = [enc(message_id) for message_id in wanted.ids]
+        phones = list(wanted.phones.items())
+        if not ids and not phones:
+            return []
+        # One statement, so the candidates are locked in one order (by id) whatever mix a batch asks for.
+        self.cur.execute(
+            f"SELECT {_SENT_COLUMNS} FROM otp_sends WHERE id IN ("  # noqa: S608 (no value in it)
+            "SELECT id FROM otp_sends WHERE provider = %s AND message_id = ANY(%s::text[])"
+            " UNION ALL SELECT s.id FROM unnest(%s::text[], %s::float8[], %s::float8[]) AS w(phone, lo, hi)"
+            " JOIN otp_sends AS s ON s.phone = w.phone AND s.sent_at >= w.lo AND s.sent_at <= w.hi"
+            ") ORDER BY id FOR UPDATE",
+            (
+                enc(wanted.provider),
+                ids,
+                [phone for phone, _ in phones],
+                [span[0] for _, span in phones],
+                [span[1] for _, span in phones],
+            ),
+        )
+        return [_sent(row) for row in self.cur.fetchall()]
+
+    def mark_verified(self, verified: Sequence[tuple[int, float]]) -> None:
+        self.cur.execute(
+            "UPDATE otp_sends AS s SET verified_at = v.at FROM unnest(%s::bigint[], %s::float8[]) AS v(id, at)"
+            " WHERE s.id = v.id",
+            ([key for key, _ in verified], [at for _, at in verified]),
+        )
+
+    def find_unsettled(
+        self, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int
+    ) -> list[Sent]:
+        mine, params = ("", ()) if account is None else (" AND account = %s", (enc(account),))
+        # SKIP LOCKED: a send being verified right now is not settled as unverified; two settlers split the rest.
+        self.cur.execute(
+            f"SELECT {_SENT_COLUMNS} FROM otp_sends WHERE provider = %s AND sent_at >= %s AND sent_at < %s"  # noqa: S608
+            f" AND verified_at IS NULL AND NOT settled{mine} ORDER BY sent_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (enc(provider), sent_after, sent_before, *params, min(limit, _BIGINT)),
+        )
+        return [_sent(row) for row in self.cur.fetchall()]
+
+    def mark_settled(self, keys: Sequence[int]) -> None:
+        self.cur.execute("UPDATE otp_sends SET settled = true WHERE id = ANY(%s::bigint[])", (list(keys),))
+
+    def insert_reports(self, reports: Sequence[Report]) -> None:
+        # ORDER BY the input's position: ids are drawn in that order.
+        self.cur.execute(
+            "INSERT INTO otp_outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
+            " attempts, next_attempt_at, account, converted)"
+            " SELECT m, p, pr, s, v, v, 'pending', 0, v, a, c FROM unnest(%s::text[], %s::text[], %s::text[],"
+            " %s::float8[], %s::float8[], %s::text[], %s::boolean[]) WITH ORDINALITY AS r(m, p, pr, s, v, a, c, n)"
+            " ORDER BY n",
+            (
+                [enc(r.message_id) for r in reports],
+                [r.phone for r in reports],
+                [enc(r.provider) for r in reports],
+                [r.sent_at for r in reports],
+                [r.verified_at for r in reports],
+                [enc(r.account) for r in reports],
+                [r.converted for r in reports],
+            ),
+        )
+
+    def add_counts(self, counters: Mapping[CounterKey, Tally]) -> None:
+        keys = sorted(counters)  # one lock order for every writer
+        tallies = [counters[key] for key in keys]
+        self.cur.execute(
+            "INSERT INTO otp_counters (start, span, provider, calling_code, requested, verified, unmatched)"
+            " SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],"
+            " %s::bigint[]) ON CONFLICT (span, start, provider, calling_code) DO UPDATE SET"
+            " requested = otp_counters.requested + excluded.requested,"
+            " verified = otp_counters.verified + excluded.verified,"
+            " unmatched = otp_counters.unmatched + excluded.unmatched",
+            (
+                [key[0] for key in keys],
+                [key[1] for key in keys],
+                [enc(key[2]) for key in keys],
+                [key[3] for key in keys],
+                [t.requested for t in tallies],
+                [t.verified for t in tallies],
+                [t.unmatched for t in tallies],
+            ),
+        )
+
+    def spool_position(self, name: str) -> int:
+        # An upsert that changes nothing but locks the row (creating it if missing) and returns it: a second
+        # transaction reading the same position waits here, then sees the moved one.
+        self.cur.execute(
+            "INSERT INTO otp_spools (name, position) VALUES (%s, 0)"
+            " ON CONFLICT (name) DO UPDATE SET position = otp_spools.position RETURNING position",
+            (enc(name),),
+        )
+        row = self.cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_spool_position(self, name: str, position: int) -> None:
+        if position > _BIGINT:
+            raise ValueError("spool position is out of range")
+        self.cur.execute(
+            "INSERT INTO otp_spools (name, position) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (enc(name), position),
+        )
+
+
+def _item(row: Sequence[Any], token: str) -> OutboxItem:
+    row_id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, error, account, converted, _ = row
+    return OutboxItem(
+        int(row_id),
+        dec(message_id),
+        phone,
+        dec(provider),
+        float(sent_at),
+        float(verified_at),
+        float(created_at),
+        int(attempts),
+        _dec_opt(error),
+        token,
+        dec(account),
+        bool(converted),
+    )
+
+
+def _sent(row: Sequence[Any]) -> Sent:
+    key, provider, message_id, phone, sent_at, verified_at, account, settled = row
+    return Sent(int(key), dec(provider), dec(message_id), phone, float(sent_at), verified_at, dec(account), settled)
+
+
+def _held(items: Sequence[OutboxItem]) -> tuple[list[int], list[str]]:
+    """The items' (id, token) pairs as two arrays; an id no bigint can hold is in no table, so left out."""
+    kept = [item for item in items if 0 < item.id <= _BIGINT]
+    return [item.id for item in kept], [enc(item.lease_token) for item in kept]
+
+
+def _dead(ids: list[int] | None) -> tuple[str, tuple[Any, ...]]:
+    """The condition for dead letters (all, or those of ``ids``, looked up by id)."""
+    if ids is None:
+        return "state = 'dead'", ()
+    return "id = ANY(%s::bigint[]) AND state = 'dead'", ([i for i in ids if 0 < i <= _BIGINT],)
+
+
+__all__ = ["SCHEMA_VERSION", "PostgreSQLSchemaError", "PostgreSQLStore", "PostgreSQLUnavailableError"]
