@@ -144,9 +144,11 @@ def unregister_dialect(name: str) -> None:
 
 def _builtin() -> dict[str, DialectSpec]:
     from ._alibaba import SPEC as ALIBABA
+    from ._plivo import SPEC as PLIVO
     from ._tencent import SPEC as TENCENT
+    from ._vonage import SPEC as VONAGE
 
-    return {spec.name: spec for spec in (TENCENT, ALIBABA)}
+    return {spec.name: spec for spec in (TENCENT, ALIBABA, VONAGE, PLIVO)}
 
 
 def _from_entry_points() -> dict[str, DialectSpec]:
