@@ -13,6 +13,9 @@ from .providers import Provider, available_providers, provider_class
 from .store.postgresql_url import SCHEMES as POSTGRESQL_SCHEMES
 from .store.postgresql_url import driver_missing as postgresql_driver_missing
 from .store.postgresql_url import parse_url as parse_postgresql_url
+from .store.redis_url import SCHEMES as REDIS_SCHEMES
+from .store.redis_url import driver_missing as redis_driver_missing
+from .store.redis_url import parse_url as parse_redis_url
 
 PREFIX = "OTP_CONVERSION_"
 class ConfigurationError(ValueError):
@@ -189,10 +192,14 @@ def _store_url(url: str | None, instance_path: str) -> str:
         if (missing := postgresql_driver_missing()) is not None:
             raise ConfigurationError(f"{PREFIX}STORE_URL: {missing}")
         return url
-    if scheme.lower() in ("redis", "rediss"):
-        raise ConfigurationError(
-            f"{PREFIX}STORE_URL: the Redis store is not available in this version; use 'sqlite:///path' or 'memory://'"
-        )
+    if scheme.lower() in REDIS_SCHEMES:
+        try:
+            parse_redis_url(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"{PREFIX}STORE_URL: {exc}") from None
+        if (missing := redis_driver_missing()) is not None:
+            raise ConfigurationError(f"{PREFIX}STORE_URL: {missing}")
+        return url
     raise ConfigurationError(
         f"{PREFIX}STORE_URL: unsupported store URL scheme {scheme!r}; use 'sqlite:///path' or 'memory://'"
     )

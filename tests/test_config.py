@@ -69,10 +69,15 @@ def test_unsupported_store_scheme_does_not_echo_the_url() -> None:
     assert "hunter2" not in str(info.value)
 
 
-def test_a_redis_store_url_fails_init_with_a_clear_error_and_no_password() -> None:
-    with pytest.raises(ConfigurationError, match="Redis store is not available") as info:
-        load(OTP_CONVERSION_STORE_URL="redis://user:hunter2@cache:6379/0")
+def test_a_bad_redis_store_url_fails_init_with_a_clear_error_and_no_password() -> None:
+    with pytest.raises(ConfigurationError, match="unknown option 'colour'") as info:
+        load(OTP_CONVERSION_STORE_URL="redis://user:hunter2@cache:6379/0?colour=hunter2")
     assert "hunter2" not in str(info.value)
+
+
+def test_a_redis_store_url_is_kept_as_given() -> None:
+    url = "rediss://:hunter2@cache:6380/2?prefix=shop:"
+    assert load(OTP_CONVERSION_STORE_URL=url).store_url == url
 
 
 def test_secret_values_never_appear_in_errors_or_repr() -> None:

@@ -13,6 +13,8 @@ from .memory import MemoryStore
 from .postgresql_url import SCHEMES as POSTGRESQL_SCHEMES
 from .postgresql_url import driver_missing as postgresql_driver_missing
 from .postgresql_url import parse_url as parse_postgresql_url
+from .redis_url import driver_missing as redis_driver_missing
+from .redis_url import parse_url as parse_redis_url
 from .sqlite import SYNCHRONOUS_MODES, SQLiteStore
 
 _SQLITE_PREFIX = "sqlite:///"
@@ -40,7 +42,7 @@ def open_store(url: str) -> Store:
     if scheme in POSTGRESQL_SCHEMES:
         return _open_postgresql(url)
     if scheme in ("redis", "rediss"):
-        raise ValueError(f"the Redis store is not available in this version; {_USAGE}")
+        return _open_redis(url)
     if scheme == "sqlite":
         raise ValueError(f"a sqlite store URL needs three slashes before the path; {_USAGE}")
     if scheme == "memory":
@@ -58,6 +60,18 @@ def _open_postgresql(url: str) -> Store:
     from .postgresql import PostgreSQLStore
 
     return PostgreSQLStore(options)
+
+
+def _open_redis(url: str) -> Store:
+    """``redis://`` or ``rediss://`` (``redis_url.py`` lists the options); the driver is imported here only, so
+    that it stays an optional extra."""
+    options = parse_redis_url(url)
+    missing = redis_driver_missing()
+    if missing is not None:
+        raise ValueError(missing)
+    from .redis import RedisStore
+
+    return RedisStore(options)
 
 
 def _open_sqlite(rest: str) -> Store:

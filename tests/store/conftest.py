@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from flask_otp_conversion.store import Store, open_store
+from tests.servers.redis import fresh_prefix
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class StoreFactory:
 FACTORIES = [
     StoreFactory("sqlite", lambda request, tmp_path: f"sqlite:///{tmp_path / 'store.db'}", shared_by_processes=True),
     StoreFactory("memory", lambda request, tmp_path: "memory://", shared_by_processes=False),
+    StoreFactory(
+        "redis",
+        lambda request, tmp_path: request.getfixturevalue("redis_server").url(fresh_prefix()),
+        shared_by_processes=True,
+    ),
     StoreFactory(
         "postgresql",
         lambda request, tmp_path: request.getfixturevalue("postgresql_server").fresh_url(),

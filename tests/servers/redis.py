@@ -1,0 +1,146 @@
+"""A Redis server for the test session: ``redis-server`` in a temporary folder on a free loopback port, AOF on
+with ``appendfsync always``, a password, stopped (and the folder removed) at the end.
+
+Tests share the one server and get a fresh store each through a key prefix of their own. ``stop()`` and
+``start()`` (same folder, same port) emulate an outage or a restart that reloads the AOF; ``kill()`` is a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+
+#: Deliberately odd characters: a URL must percent-encode it, and no error may ever print it.
+PASSWORD = "rd-s3cret/:@?x"
+
+
+def _binary() -> str:
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+    )
+    if found is None:
+        raise RuntimeError("redis-server is not installed: run `make servers` (apt-get install redis-server)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One ``redis-server`` process of our own."""
+
+    def __init__(self, *, appendfsync: str = "always", appendonly: str = "yes") -> None:
+        self.binary = _binary()
+        self.root = Path(tempfile.mkdtemp(prefix="otp-redis-"))
+        self.port = _free_port()
+        self.appendfsync = appendfsync
+        self.appendonly = appendonly
+        self.log = self.root / "redis.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, prefix: str | None = None, **options: str) -> str:
+        query = dict(options)
+        if prefix is not None:
+            query["prefix"] = prefix
+        tail = "&".join(f"{key}={quote(value, safe='')}" for key, value in query.items())
+        return f"redis://:{quote(PASSWORD, safe='')}@127.0.0.1:{self.port}/0" + (f"?{tail}" if tail else "")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD, decode_responses=True)
+
+    def start(self) -> None:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.root),
+            "--appendonly", self.appendonly,
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--requirepass", PASSWORD,
+            "--protected-mode", "no",
+            "--daemonize", "no",
+            "--logfile", str(self.log),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + 20
+        client = self.client()
+        try:
+            while True:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited at start:\n{self.log.read_text(errors='replace')[-2000:]}")
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not answer within 20 s")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """A clean shutdown (the AOF is flushed)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """A crash: ``kill -9``, nothing flushed beyond what the AOF policy already wrote."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running(**kwargs: str) -> Iterator[RedisServer]:
+    server = RedisServer(**kwargs)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The session's Redis server, shared by every test (each uses a key prefix of its own)."""
+    with running() as server:
+        yield server
+
+
+def fresh_prefix() -> str:
+    """A key prefix no other test uses: a fresh, empty store on the shared server."""
+    return f"test-{uuid.uuid4().hex[:12]}:"
