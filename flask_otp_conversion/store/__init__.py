@@ -50,18 +50,6 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported store URL scheme {scheme!r}; {_USAGE}")
 
 
-def _open_postgresql(url: str) -> Store:
-    """``postgresql://`` or ``postgresql+psycopg://`` (``postgresql_url.py`` lists the options); the driver is
-    imported here only, so that it stays an optional extra."""
-    options = parse_postgresql_url(url)
-    missing = postgresql_driver_missing()
-    if missing is not None:
-        raise ValueError(missing)
-    from .postgresql import PostgreSQLStore
-
-    return PostgreSQLStore(options)
-
-
 def _open_redis(url: str) -> Store:
     """``redis://`` or ``rediss://`` (``redis_url.py`` lists the options); the driver is imported here only, so
     that it stays an optional extra."""
@@ -72,6 +60,18 @@ def _open_redis(url: str) -> Store:
     from .redis import RedisStore
 
     return RedisStore(options)
+
+
+def _open_postgresql(url: str) -> Store:
+    """``postgresql://`` or ``postgresql+psycopg://`` (``postgresql_url.py`` lists the options); the driver is
+    imported here only, so that it stays an optional extra."""
+    options = parse_postgresql_url(url)
+    missing = postgresql_driver_missing()
+    if missing is not None:
+        raise ValueError(missing)
+    from .postgresql import PostgreSQLStore
+
+    return PostgreSQLStore(options)
 
 
 def _open_sqlite(rest: str) -> Store:

@@ -30,13 +30,13 @@ FACTORIES = [
     StoreFactory("sqlite", lambda request, tmp_path: f"sqlite:///{tmp_path / 'store.db'}", shared_by_processes=True),
     StoreFactory("memory", lambda request, tmp_path: "memory://", shared_by_processes=False),
     StoreFactory(
-        "redis",
-        lambda request, tmp_path: request.getfixturevalue("redis_server").url(fresh_prefix()),
+        "postgresql",
+        lambda request, tmp_path: request.getfixturevalue("postgresql_server").fresh_url(),
         shared_by_processes=True,
     ),
     StoreFactory(
-        "postgresql",
-        lambda request, tmp_path: request.getfixturevalue("postgresql_server").fresh_url(),
+        "redis",
+        lambda request, tmp_path: request.getfixturevalue("redis_server").url(fresh_prefix()),
         shared_by_processes=True,
     ),
 ]
