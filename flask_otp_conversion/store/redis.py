@@ -70,6 +70,10 @@ class RedisStoreError(OSError):
     database) and what went wrong, never the password."""
 
 
+class RedisUnavailableError(RedisStoreError):
+    """The server could not be reached or did not answer in time (down, restarting, loading its data)."""
+
+
 def _t(value: float) -> str:
     """A time as Redis keeps it: the shortest decimal that reads back as the same double."""
     return repr(float(value))
@@ -92,8 +96,8 @@ class RedisStore(Engine, ForkLocal):
         self._checked = False
         self._watch_forks()
         try:
-            self._connection()
-        except RedisStoreError as exc:  # an outage at start: the spool holds verifications until it answers
+            self._connection()  # a wrong password or a newer data format fails here, at init_app
+        except RedisUnavailableError as exc:  # an outage at start: the spool holds verifications until it answers
             logger.error("otp-conversion Redis store: %s; sends fail and verifications wait until it answers", exc)
 
     @classmethod
@@ -363,7 +367,11 @@ class _Errors:
         text = str(exc)
         if self._options.password:
             text = text.replace(self._options.password, "***")
-        raise RedisStoreError(f"Redis at {self._options.where}: {type(exc).__name__}: {text[:300]}") from None
+        unavailable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
+            exc, redis.AuthenticationError
+        )
+        kind = RedisUnavailableError if unavailable else RedisStoreError
+        raise kind(f"Redis at {self._options.where}: {type(exc).__name__}: {text[:300]}") from None
 
 
 def persistence_warning(client: redis.Redis) -> str | None:
@@ -523,4 +531,12 @@ def _held(items: Sequence[OutboxItem]) -> list[str]:
     return [value for item in items for value in (_row_id(item.id), item.lease_token)]
 
 
-__all__ = ["DEFAULT_PREFIX", "FORMAT_VERSION", "RedisOptions", "RedisStore", "RedisStoreError", "parse_url"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "FORMAT_VERSION",
+    "RedisOptions",
+    "RedisStore",
+    "RedisStoreError",
+    "RedisUnavailableError",
+    "parse_url",
+]
