@@ -27,11 +27,13 @@ def _builtin() -> dict[str, type[Provider]]:
     from .alibaba import AlibabaProvider
     from .plivo import PlivoProvider
     from .tencent import TencentProvider
+    from .twilio import TwilioProvider
     from .vonage import VonageProvider
 
     return {
         "tencent": TencentProvider,
         "alibaba": AlibabaProvider,
+        "twilio": TwilioProvider,
         "vonage": VonageProvider,
         "plivo": PlivoProvider,
     }

@@ -82,6 +82,100 @@ class AlibabaSettings(_ProviderSettings):
         return self.endpoint or ALIBABA_ENDPOINTS[self.site]
 
 
+def _message_text(value: str) -> str:
+    if "{code}" not in value:
+        raise PydanticCustomError("message_text", "must contain {code}, where the OTP code goes")
+    return value
+
+
+MessageText = Annotated[str, AfterValidator(_message_text)]
+TwilioEndpoint = Annotated[str, _endpoint("https://api.twilio.com")]
+AwsEndpoint = Annotated[str, _endpoint("https://sms-voice.us-east-1.amazonaws.com")]
+
+
+class TwilioSettings(_ProviderSettings):
+    """``OTP_CONVERSION_TWILIO_*``. HTTP Basic with the account SID and auth token, or with an API key SID and
+    secret (then the account SID still names the account in every path)."""
+
+    #: Also the account the conversions are reported to: an identifier, not a secret.
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr | None = None
+    api_key_sid: str | None = Field(default=None, pattern=r"^SK[0-9a-fA-F]{32}$")
+    api_key_secret: SecretStr | None = None
+    #: ``https://api.twilio.com`` unless ``region``/``edge`` pick another host (``api.<edge>.<region>.twilio.com``,
+    #: the SDK's rule) or this is set (which wins).
+    endpoint: TwilioEndpoint | None = None
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}[0-9]$")
+    edge: str | None = Field(default=None, pattern=r"^[a-z]+$")
+    #: The ``From``: an E.164 number or an alphanumeric sender id; or ``messaging_service_sid``.
+    sender: str | None = Field(default=None, pattern=r"^(?:\+[1-9]\d{6,14}|[A-Za-z0-9 ]{1,11})$")
+    messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
+    text_template: MessageText = "Your verification code is {code}"
+    #: Seconds Twilio may queue the message before giving up (``ValidityPeriod``); None: Twilio's default.
+    validity_period: int | None = Field(default=None, ge=1, le=36000)
+    #: Requests/s. Twilio publishes no REST rate (excess concurrency gets 429 ``20429``): both unconfirmed.
+    message_rate_limit: float = Field(default=100.0, gt=0)
+    feedback_rate_limit: float = Field(default=100.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> TwilioSettings:
+        api_key = self.api_key_sid is not None or self.api_key_secret is not None
+        if api_key and (self.api_key_sid is None or self.api_key_secret is None):
+            raise ValueError("OTP_CONVERSION_TWILIO_API_KEY_SID and _API_KEY_SECRET go together")
+        if not api_key and self.auth_token is None:
+            raise ValueError("set OTP_CONVERSION_TWILIO_AUTH_TOKEN, or an API key (_API_KEY_SID, _API_KEY_SECRET)")
+        if self.sender is not None and self.messaging_service_sid is not None:
+            raise ValueError("set OTP_CONVERSION_TWILIO_SENDER or _MESSAGING_SERVICE_SID, not both")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        if self.endpoint is not None:
+            return self.endpoint.rstrip("/")
+        if self.edge is not None:
+            return f"https://api.{self.edge}.{self.region or 'us1'}.twilio.com"
+        if self.region is not None:
+            return f"https://api.{self.region}.twilio.com"
+        return "https://api.twilio.com"
+
+
+class AwsSettings(_ProviderSettings):
+    """``OTP_CONVERSION_AWS_*``: AWS End User Messaging SMS (``pinpoint-sms-voice-v2``), SigV4-signed."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+    access_key_id: SecretStr = Field(min_length=16, max_length=128)
+    secret_access_key: SecretStr = Field(min_length=1)
+    #: With temporary credentials (``ASIA...`` keys).
+    session_token: SecretStr | None = None
+    #: The 12-digit AWS account, said in the account rows are reported to (recommended when several AWS
+    #: accounts send in one region); never sent.
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+    #: ``https://sms-voice.<region>.amazonaws.com`` by default.
+    endpoint: AwsEndpoint | None = None
+    #: Phone number, sender id, pool (id or ARN); None: AWS picks one of the account's.
+    origination_identity: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_:/+-]{1,256}$")
+    configuration_set_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_:/-]{1,256}$")
+    message_type: Literal["TRANSACTIONAL", "PROMOTIONAL"] = "TRANSACTIONAL"
+    text_template: MessageText = "Your verification code is {code}"
+    #: Seconds AWS may try to deliver (``TimeToLive``, 5-259200); None: AWS's default of 72 hours.
+    time_to_live: int | None = Field(default=None, ge=5, le=259200)
+    #: How long after the send feedback is still sent (seconds): AWS fails the message by itself at one hour,
+    #: so a report later than this is dropped as expired. The margin covers clock skew and the request.
+    report_deadline: float = Field(default=55 * 60.0, gt=0, le=3600)
+    #: Requests/s. AWS states no request rate for either action (account API quotas apply): unconfirmed.
+    send_rate_limit: float = Field(default=20.0, gt=0)
+    feedback_rate_limit: float = Field(default=20.0, gt=0)
+
+    @field_validator("message_type", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def base_url(self) -> str:
+        return (self.endpoint or f"https://sms-voice.{self.region}.amazonaws.com").rstrip("/")
+
+
 def _has_code_placeholder(value: str) -> str:
     if "{code}" not in value:
         raise PydanticCustomError("text_template", "must contain {code}, where the OTP code goes")

@@ -146,9 +146,10 @@ def _builtin() -> dict[str, DialectSpec]:
     from ._alibaba import SPEC as ALIBABA
     from ._plivo import SPEC as PLIVO
     from ._tencent import SPEC as TENCENT
+    from ._twilio import SPEC as TWILIO
     from ._vonage import SPEC as VONAGE
 
-    return {spec.name: spec for spec in (TENCENT, ALIBABA, VONAGE, PLIVO)}
+    return {spec.name: spec for spec in (TENCENT, ALIBABA, TWILIO, VONAGE, PLIVO)}
 
 
 def _from_entry_points() -> dict[str, DialectSpec]:
