@@ -48,6 +48,8 @@ class Settings(BaseModel):
     #: Per-action rate caps in requests/s overriding the provider's documented ones.
     rate_limits: dict[str, float] = Field(default_factory=dict)
     max_report_age: float = Field(default=86400.0, gt=0)
+    #: Report an OTP never verified within ``match_window`` as not converted, where the provider takes that.
+    report_unverified: bool = False
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_reset_timeout: float = Field(default=30.0, gt=0)
     breaker_max_reset_timeout: float = Field(default=600.0, gt=0)

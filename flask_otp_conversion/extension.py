@@ -18,6 +18,7 @@ from .cli import register_cli
 from .config import Settings, load_settings, make_provider
 from .delivery.activity import CountingMiddleware, RequestActivity
 from .delivery.election import DeliveryLock, lock_path
+from .delivery.status import DeliveryRecord, status_flag
 from .delivery.worker import Reporter
 from .phone import mask_phone, normalize_phone
 from .providers import Provider, provider_class
@@ -65,6 +66,7 @@ class ConversionState:
         self.delivery_lock: DeliveryLock | None = None
         self.stats: StatsService | None = None
         self.activity: RequestActivity | None = None
+        self._account: str | None = None
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
@@ -109,7 +111,17 @@ class ConversionState:
         assert store is not None and reporter is not None and settings.provider is not None
 
         def delivery() -> DeliveryStatus:
-            return DeliveryStatus(reporter.running, reporter.breaker_state, reporter.degraded, reporter.last_error)
+            if reporter.running:  # this process delivers: its own state is the freshest
+                return DeliveryStatus(
+                    True, reporter.breaker_state, reporter.degraded, reporter.last_error, time.time(), self.account()
+                )
+            # another process delivers (or none does): what the last deliverer wrote to the store
+            record = DeliveryRecord.load(store.get_flag(status_flag(settings.provider or "")))
+            if record is None:
+                return DeliveryStatus(False, "closed", reporter.degraded, None, None, self.account())  # never opened
+            return DeliveryStatus(
+                False, record.breaker, reporter.degraded, record.last_error, record.at, self.account()
+            )
 
         def spooled() -> int:
             return 0 if spool is None else unapplied(store, spool.directory)
@@ -135,6 +147,16 @@ class ConversionState:
         """A fresh client (one per process: the reporter calls this again after a fork)."""
         return make_provider(self.settings)
 
+    def account(self) -> str:
+        """The configured provider account, recorded with every send (built once: it comes from the config)."""
+        if self._account is None:
+            client = self.make_provider()
+            try:
+                self._account = client.account
+            finally:
+                client.close()
+        return self._account
+
     # Recording ---------------------------------------------------------------------------------------
 
     def record_sent(
@@ -146,8 +168,10 @@ class ConversionState:
         mid = _message_id(message_id, required=True)
         assert mid is not None
         name = self._provider_name(provider)
+        # A send through another provider than the configured one is of an account this app does not know.
+        account = self.account() if name == self.settings.provider else ""
         return self.store.record_sent(
-            phone=e164, message_id=mid, provider=name, sent_at=_timestamp(sent_at, "sent_at")
+            phone=e164, message_id=mid, provider=name, sent_at=_timestamp(sent_at, "sent_at"), account=account
         )
 
     def record_verified(

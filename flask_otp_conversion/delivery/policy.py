@@ -146,6 +146,7 @@ class Row:
 
     created_at: float
     attempts: int
+    sent_at: float | None = None
 
 
 def expired(row: Row, now: float, max_report_age: float) -> bool:
@@ -154,6 +155,16 @@ def expired(row: Row, now: float, max_report_age: float) -> bool:
 
 def expiry_reason(max_report_age: float) -> str:
     return f"expired: not reported within {max_report_age:g} s"
+
+
+def past_deadline(row: Row, now: float, deadline: float | None) -> bool:
+    """The provider takes no report this long after the send: a request starting by ``now + SEND_WINDOW``
+    would come too late."""
+    return deadline is not None and row.sent_at is not None and now + SEND_WINDOW - row.sent_at > deadline
+
+
+def deadline_reason(deadline: float) -> str:
+    return f"expired: the provider takes no report later than {deadline:g} s after the send"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +195,8 @@ class DeliveryPolicy:
     max_report_age: float
     breaker: Breaker
     idle_poll: float = 0.25
+    #: ``Provider.report_deadline``: seconds after the send past which a report is useless (None: no limit).
+    report_deadline: float | None = None
     rng: Callable[[], float] = random.random
     latency: float = INITIAL_LATENCY
     latency_samples: int = 0
@@ -284,12 +297,17 @@ class DeliveryPolicy:
         """A claimed row did not go out after all (handed back); a probe it carried is settled."""
         self.breaker.cancel(probe)
 
-    def dead_on_claim(self, row: Row, now: float) -> bool:
-        """A claimed row too old to send: dead-lettered without a call."""
-        if expired(row, now, self.max_report_age):
+    def dead_on_claim(self, row: Row, now: float) -> str | None:
+        """Why a claimed row is too old to send (dead-lettered without a call), or None to send it."""
+        reason = None
+        if past_deadline(row, now, self.report_deadline):
+            assert self.report_deadline is not None
+            reason = deadline_reason(self.report_deadline)
+        elif expired(row, now, self.max_report_age):
+            reason = expiry_reason(self.max_report_age)
+        if reason is not None:
             self._summary.dead += 1
-            return True
-        return False
+        return reason
 
     # The summary ---------------------------------------------------------------------------------------
 

@@ -64,14 +64,19 @@ from ..signals import (
     conversion_reported,
 )
 from ..store.base import OutboxItem, Store
+from ..store.rules import MINUTE_ROWS_KEPT
 from . import policy as P
 from .activity import BUSY_POLL
 from .breaker import Breaker, Closed, Opened, Probe, Transition
 from .ratelimit import SharedSchedule
+from .status import STATUS_EVERY, DeliveryRecord, status_flag
 
 #: The named lease that lets one process prune per PRUNE_EVERY, however many deliver.
 PRUNE_LEASE = "prune"
 PRUNE_EVERY = 3600.0
+#: How often a deliverer settles unverified sends and expires other accounts' rows, and how many at a time.
+SWEEP_EVERY = 5.0
+SWEEP_BATCH = 1000
 DEGRADED_FLAG = "degraded"
 #: Rate used when neither the provider nor ``OTP_CONVERSION_RATE_LIMITS`` names a cap for the report action.
 FALLBACK_RATE = 50.0
@@ -147,6 +152,11 @@ class Reporter(ForkLocal):
         self._clients: list[Provider] = []
         self._schedule: SharedSchedule | None = None
         self._provider_name = self._settings.provider or ""
+        self._account: str | None = None  # the provider's, once known: claims take only its rows
+        self._negative = False  # negative reports are made (config and provider both say so)
+        self._swept_at = -math.inf
+        self._status_written: tuple[str, str | None] | None = None
+        self._status_at = -math.inf
         self._policy = P.DeliveryPolicy(
             cap=FALLBACK_RATE,
             concurrency=self._settings.report_concurrency,
@@ -210,7 +220,8 @@ class Reporter(ForkLocal):
     def flush(self, timeout: float) -> int:
         """Deliver every row due now (respecting the breaker, degradation and the rate limit) within
         ``timeout`` seconds: wake the drain loop and wait until nothing is due, or run the loop here if this
-        process has none. Returns how many rows are still pending."""
+        process has none. Returns how many rows it could send are still pending (not those of another provider
+        or account)."""
         self._check_fork()
         if not self._settings.enabled:
             return self._pending()
@@ -294,6 +305,9 @@ class Reporter(ForkLocal):
                 try:
                     action, name = provider.report_action, provider.name
                     cap = self._settings.rate_limits.get(action) or provider.rate_limits.get(action)
+                    self._account = provider.account
+                    self._negative = self._settings.report_unverified and provider.reports_unverified
+                    deadline = provider.report_deadline
                 finally:
                     provider.close()
                 if cap is None:
@@ -310,6 +324,7 @@ class Reporter(ForkLocal):
                 self._provider_name = self._settings.provider or name
                 with self._lock:
                     self._policy.cap = cap
+                    self._policy.report_deadline = deadline
             self._add_senders(FIRST_SENDERS)
 
     def _add_senders(self, count: int) -> None:
@@ -376,6 +391,8 @@ class Reporter(ForkLocal):
         self._hand_back_pending()
         self._refresh_degraded()
         self._prune_if_due()
+        self._sweep_if_due()
+        self._write_status(force=False)
         self._log_summary(force=False)
         now = time.time()
         serving = hold_back and not self._flushing and self._busy is not None and self._busy()
@@ -391,15 +408,20 @@ class Reporter(ForkLocal):
             return plan.seconds, idle
         as_of = P.claim_as_of(now, busy=serving, window=self._settings.yield_to_requests)
         items = self._store.claim(
-            provider=self._provider_name, limit=plan.limit, lease_seconds=self._lease + (now - as_of), now=as_of
+            provider=self._provider_name,
+            account=self._account,
+            limit=plan.limit,
+            lease_seconds=self._lease + (now - as_of),
+            now=as_of,
         )
         if serving:
             # a full claim of overdue rows: the next goes at once; else look again in a BUSY_POLL
             self._busy_claim_at = -math.inf if len(items) >= plan.limit else time.monotonic() + BUSY_POLL
         jobs = []
         for item in items:
-            if self._policy_dead_on_claim(item, now):
-                self._dead_letter(item, P.expiry_reason(self._settings.max_report_age), now)
+            reason = self._policy_dead_on_claim(item, now)
+            if reason is not None:
+                self._dead_letter(item, reason, now)
             else:
                 jobs.append(_Job(item, plan.probe, now + P.SEND_WINDOW))
         with self._lock:
@@ -431,9 +453,9 @@ class Reporter(ForkLocal):
             self._next_due = self._earliest_hint(now)
             self._progress.notify_all()
 
-    def _policy_dead_on_claim(self, item: OutboxItem, now: float) -> bool:
+    def _policy_dead_on_claim(self, item: OutboxItem, now: float) -> str | None:
         with self._lock:
-            return self._policy.dead_on_claim(P.Row(item.created_at, item.attempts), now)
+            return self._policy.dead_on_claim(P.Row(item.created_at, item.attempts, item.sent_at), now)
 
     def _drained(self, wall_deadline: float) -> bool:
         """Nothing is due, so a flush may return: nothing pending, or degraded, or nothing will fall due
@@ -565,9 +587,65 @@ class Reporter(ForkLocal):
         self._pruned_at = now
         if not self._store.acquire_lease(PRUNE_LEASE, owner=self._owner, ttl=PRUNE_EVERY, now=time.time()):
             return
-        removed = self._store.prune(before=time.time() - self._settings.retention * 86400)
+        wall = time.time()
+        removed = self._store.prune(
+            before=wall - self._settings.retention * 86400, minute_rows_before=wall - MINUTE_ROWS_KEPT
+        )
         if removed:
             self._logger.info("otp-conversion: pruned %d record(s) past the retention", removed)
+
+    def _sweep_if_due(self) -> None:
+        """Every ``SWEEP_EVERY``: settle sends whose match window ended unverified (when negative reports are
+        made), and dead-letter rows of another account once past ``max_report_age``. Both are idempotent, so
+        every delivering process may sweep."""
+        now = time.monotonic()
+        if self._account is None or now - self._swept_at < SWEEP_EVERY:
+            return
+        self._swept_at = now
+        wall, settings = time.time(), self._settings
+        if self._negative:
+            settled = self._store.enqueue_unverified(
+                provider=self._provider_name,
+                account=self._account,
+                sent_after=wall - settings.max_report_age,
+                sent_before=wall - settings.match_window,
+                limit=SWEEP_BATCH,
+                now=wall,
+            )
+            if settled:
+                self._logger.debug("otp-conversion: %d unverified OTP(s) to report as not converted", settled)
+                self._wake.set()
+        moved = self._store.expire_foreign(
+            provider=self._provider_name,
+            account=self._account,
+            created_before=wall - settings.max_report_age,
+            now=wall,
+        )
+        if moved:
+            self._logger.warning(
+                "otp-conversion: %d report(s) of another provider account dead-lettered after %g s unsent"
+                " (the account changed; see `flask otp-conversion dead-letters`)",
+                moved,
+                settings.max_report_age,
+            )
+
+    def _write_status(self, *, force: bool) -> None:
+        """Breaker state and last error in the store, so that every process's stats tell the truth: on a change,
+        and at most once per ``STATUS_EVERY`` otherwise."""
+        status = (self._policy.breaker.state, self._last_error)
+        now = time.monotonic()
+        if not force and (status == self._status_written or now - self._status_at < STATUS_EVERY):
+            return
+        self._status_at = now
+        record = DeliveryRecord(
+            breaker=status[0], last_error=status[1], at=time.time(), retry_at=self._policy.breaker.retry_at
+        )
+        try:
+            self._store.set_flag(status_flag(self._provider_name), record.dump())
+        except Exception as exc:
+            self._logger.debug("otp-conversion: delivery status not written: %s", describe_error(exc))
+            return
+        self._status_written = status
 
     # Senders ------------------------------------------------------------------------------------------
 
@@ -634,7 +712,13 @@ class Reporter(ForkLocal):
                 time.sleep(wait)
             schedule = self._schedule
             assert schedule is not None
-            report = ConversionReport(message_id=item.message_id, phone=item.phone, verified_at=item.verified_at)
+            report = ConversionReport(
+                message_id=item.message_id,
+                phone=item.phone,
+                verified_at=item.verified_at,
+                converted=item.converted,
+                sent_at=item.sent_at,
+            )
             while True:
                 slot = schedule.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming)
                 if slot is not None and schedule.wait(slot):
@@ -774,7 +858,14 @@ class Reporter(ForkLocal):
             )
 
     def _pending(self) -> int:
-        return self._store.outbox_stats(now=time.time()).pending
+        """Pending rows this app may send: those of another provider or account wait for their own (shown in the
+        stats' ``accounts``) and expire after ``max_report_age``."""
+        if self._account is None:  # not yet known here: every row of the provider
+            return sum(row.pending for row in self._store.backlog() if row.provider == self._provider_name)
+        mine = ("", self._account)
+        return sum(
+            row.pending for row in self._store.backlog() if row.provider == self._provider_name and row.account in mine
+        )
 
     def _earliest_hint(self, now: float) -> float | None:
         """The earliest retry this process scheduled that is still ahead, or now if one fell due (a hint for
@@ -819,10 +910,12 @@ class Reporter(ForkLocal):
                 max(0.0, transition.retry_at - time.time()),
             )
             self._emit(breaker_opened, reason=transition.reason, retry_at=transition.retry_at)
+            self._write_status(force=True)
         elif isinstance(transition, Closed):
             self._auth_logged = False
             self._logger.warning("circuit breaker closed: conversion reports flow again")
             self._emit(breaker_closed)
+            self._write_status(force=True)
             self._wake.set()
 
     def _emit(self, signal: NamedSignal, **kwargs: Any) -> None:

@@ -176,6 +176,10 @@ class DeliveryStatus:
     degraded: bool
     #: The most recent delivery failure, already redacted.
     last_error: str | None
+    #: When the deliverer last said so (UNIX seconds; None: no deliverer has yet).
+    reported_at: float | None = None
+    #: The configured provider account: rows of others wait (see ``accounts``) and are never sent to this one.
+    account: str | None = None
 
 
 class StatsService(ForkLocal):
@@ -326,6 +330,18 @@ class StatsService(ForkLocal):
             "breaker_state": delivery.breaker_state,
             "degraded": delivery.degraded,
             "last_error": delivery.last_error,
+            "status_age_seconds": None if delivery.reported_at is None else max(0.0, now - delivery.reported_at),
+            "accounts": [
+                {
+                    "provider": row.provider,
+                    "account": row.account,
+                    "configured": row.provider == self._provider_class.name
+                    and row.account in ("", delivery.account),
+                    "pending": row.pending,
+                    "oldest_pending_age_seconds": max(0.0, now - row.oldest_pending_at),
+                }
+                for row in self._store.backlog()
+            ],
         }
 
     def _provider_figures(self, window: Window) -> dict[str, Any]:

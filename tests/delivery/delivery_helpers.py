@@ -138,11 +138,38 @@ class Env:
             phone = f"+65{81000000 + self._seq}"
             message_id = self._sender.send_otp(phone, "123456").message_id
             now = time.time()
-            assert store.record_sent(phone=phone, message_id=message_id, provider=provider, sent_at=now - age - 1)
+            assert store.record_sent(
+                phone=phone,
+                message_id=message_id,
+                provider=provider,
+                sent_at=now - age - 1,
+                account=self._sender.account,
+            )
             outcome = store.record_verified(
                 phone=phone, message_id=message_id, provider=provider, verified_at=now - age, match_window=900
             )
             assert outcome.enqueued
+            ids.append(message_id)
+        return ids
+
+    def send_only(self, store: Store, count: int, *, age: float = 0.0) -> list[str]:
+        """Send ``count`` OTPs ``age`` seconds ago and record the sends, as the extension does; verify none."""
+        if self._sender is None:
+            settings = load_settings(self.config(), instance_path=str(self.tmp_path))
+            self._sender = make_provider_factory(settings)()
+        provider = VARIANTS[self.variant][0]
+        ids = []
+        for _ in range(count):
+            self._seq += 1
+            phone = f"+65{81000000 + self._seq}"
+            message_id = self._sender.send_otp(phone, "123456").message_id
+            assert store.record_sent(
+                phone=phone,
+                message_id=message_id,
+                provider=provider,
+                sent_at=time.time() - age,
+                account=self._sender.account,
+            )
             ids.append(message_id)
         return ids
 

@@ -150,6 +150,26 @@ def test_a_row_past_max_report_age_is_dead_on_claim() -> None:
     assert not policy.dead_on_claim(FRESH, T0)
 
 
+def test_a_row_past_the_providers_deadline_is_dead_on_claim_with_that_reason() -> None:
+    policy = make_policy(max_age=86400)
+    policy.report_deadline = 3300.0
+    reason = policy.dead_on_claim(P.Row(created_at=T0 - 60, attempts=0, sent_at=T0 - 3300), T0)
+    assert reason == "expired: the provider takes no report later than 3300 s after the send"
+
+
+def test_a_row_that_could_not_start_before_the_deadline_is_dead_on_claim() -> None:
+    policy = make_policy(max_age=86400)
+    policy.report_deadline = 3300.0
+    just_inside = P.Row(created_at=T0, attempts=0, sent_at=T0 - 3300 + P.SEND_WINDOW + 0.01)
+    assert policy.dead_on_claim(just_inside, T0) is None
+    assert policy.dead_on_claim(P.Row(created_at=T0, attempts=0, sent_at=T0 - 3300 + 0.5), T0) is not None
+
+
+def test_without_a_deadline_only_max_report_age_decides() -> None:
+    policy = make_policy(max_age=86400)
+    assert policy.dead_on_claim(P.Row(created_at=T0 - 60, attempts=0, sent_at=T0 - 80000), T0) is None
+
+
 def test_an_auth_error_waits_without_backoff_and_opens_the_breaker_at_once() -> None:
     policy = make_policy(threshold=5)
     decision = policy.decide(P.classify(AuthError("AuthFailure", code="AuthFailure.SecretIdNotFound")), FRESH, T0)
