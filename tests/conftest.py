@@ -14,7 +14,7 @@ from flask import Flask
 from example_app import create_app, shutdown
 from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.testing import ProviderEmulator
-from tests.servers.postgresql import postgresql_server, postgresql_url  # noqa: F401  (the session's PostgreSQL)
+from tests.servers.postgresql import postgresql_server, postgresql_url, private_postgresql_server  # noqa: F401
 from tests.servers.redis import redis_server  # noqa: F401  (the session's Redis server, for any test)
 
 TENCENT_KEYS = {

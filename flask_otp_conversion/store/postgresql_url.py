@@ -60,9 +60,11 @@ class PostgreSQLOptions:
 
 def driver_missing() -> str | None:
     """The error to give when the driver is not installed, or None when it is."""
-    if importlib.util.find_spec("psycopg") is None:
-        return f"the PostgreSQL store needs the psycopg driver: {EXTRA}"
-    return None
+    try:
+        found = importlib.util.find_spec("psycopg") is not None
+    except (ImportError, ValueError):  # an import hook refusing it, or a half-installed package
+        found = False
+    return None if found else f"the PostgreSQL store needs the psycopg driver: {EXTRA}"
 
 
 def parse_url(url: str) -> PostgreSQLOptions:

@@ -241,3 +241,10 @@ def postgresql_server() -> Iterator[PostgreSQLServer]:
 def postgresql_url(postgresql_server: PostgreSQLServer) -> str:
     """A fresh, empty schema on the session's server, as a store URL."""
     return postgresql_server.fresh_url()
+
+
+@pytest.fixture(scope="module")
+def private_postgresql_server() -> Iterator[PostgreSQLServer]:
+    """A server of the module's own, for tests that stop or restart it (an outage must not reach other tests)."""
+    with running_server() as server:
+        yield server

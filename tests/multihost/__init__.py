@@ -1,0 +1,1 @@
+"""Tests of several hosts (app processes with instance folders of their own) sharing one store server."""

@@ -1,0 +1,56 @@
+"""The app each "host" of the multi-host tests serves (under gunicorn), from an instance folder of its own.
+
+Configured from ``FLASK_OTP_CONVERSION_*`` variables (``from_prefixed_env``) and ``OTP_TEST_INSTANCE`` (the
+instance folder: the spool and the deliverer lock live there, so hosts share nothing on disk). Every answer
+carries the pid. ``/send`` answers 503 when the store refuses the send (a database outage): the caller may try
+again, as an app would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from flask_otp_conversion import OTPConversion
+
+
+def create_app() -> Flask:
+    app = Flask(__name__, instance_path=os.environ["OTP_TEST_INSTANCE"])
+    app.config.from_prefixed_env()
+    logger = logging.getLogger("flask_otp_conversion")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(process)d] %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    conversion = OTPConversion(app)
+
+    @app.post("/send")
+    def send() -> ResponseReturnValue:
+        body = request.get_json(force=True)
+        try:
+            recorded = conversion.record_sent(body["phone"], body["message_id"])
+        except OSError as exc:  # the store is unreachable (PostgreSQLUnavailableError is a ConnectionError)
+            return jsonify(pid=os.getpid(), error=type(exc).__name__), 503
+        return jsonify(pid=os.getpid(), recorded=recorded)
+
+    @app.post("/verify")
+    @conversion.verify_route(phone="phone")
+    def verify() -> ResponseReturnValue:
+        return jsonify(pid=os.getpid())
+
+    @app.post("/degrade")
+    def degrade() -> ResponseReturnValue:
+        conversion.degrade(bool(request.get_json(force=True)["on"]))
+        return jsonify(pid=os.getpid())
+
+    @app.get("/status")
+    def status() -> ResponseReturnValue:
+        reporter = app.extensions["otp_conversion"].reporter
+        return jsonify(pid=os.getpid(), delivering=reporter.running, degraded=reporter.degraded)
+
+    return app
