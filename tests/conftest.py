@@ -15,7 +15,7 @@ from example_app import create_app, shutdown
 from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.testing import ProviderEmulator
 from tests.servers.postgresql import postgresql_server, postgresql_url, private_postgresql_server  # noqa: F401
-from tests.servers.redis import redis_server  # noqa: F401  (the session's Redis server, for any test)
+from tests.servers.redis import private_redis_server, redis_server  # noqa: F401  (Redis servers, for any test)
 
 TENCENT_KEYS = {
     "OTP_CONVERSION_PROVIDER": "tencent",

@@ -144,3 +144,10 @@ def redis_server() -> Iterator[RedisServer]:
 def fresh_prefix() -> str:
     """A key prefix no other test uses: a fresh, empty store on the shared server."""
     return f"test-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def private_redis_server() -> Iterator[RedisServer]:
+    """A server of the test's own, for tests that stop, kill or reconfigure it."""
+    with running() as server:
+        yield server
