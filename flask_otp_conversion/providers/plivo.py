@@ -9,7 +9,6 @@ the path is the account the credentials belong to. Plivo answers with HTTP statu
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +20,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from ._http import USER_AGENT, HTTPSender, host_header, json_object, safe_text, transport_error
 from .base import (
     DEFAULT_TIMEOUT,
     AuthError,
@@ -42,6 +40,15 @@ from .plivo_models import (
     iso_timestamp,
 )
 from .settings import PlivoSettings
+from .toolkit import (
+    USER_AGENT,
+    HTTPSender,
+    basic_authorization,
+    host_header,
+    json_object,
+    safe_text,
+    transport_error,
+)
 
 __all__ = ["CONVERSION_ACTION", "SEND_ACTION", "PlivoProvider", "classify_error"]
 
@@ -128,8 +135,7 @@ class PlivoProvider(Provider):
         self._clock = clock
         self._user_agent = user_agent
         self._http = HTTPSender(timeout=timeout, transport=transport)
-        token = settings.auth_token.get_secret_value()
-        self._authorization = "Basic " + base64.b64encode(f"{settings.auth_id}:{token}".encode()).decode("ascii")
+        self._authorization = basic_authorization(settings.auth_id, settings.auth_token.get_secret_value())
         self._rate_limits: Mapping[str, float] = MappingProxyType(
             {SEND_ACTION: settings.message_rate_limit, CONVERSION_ACTION: settings.conversion_rate_limit}
         )

@@ -13,7 +13,6 @@ not enabled on the account (Vonage support switches it on), 420/423 bad paramete
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import time
@@ -25,7 +24,6 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from ._http import USER_AGENT, HTTPSender, host_header, json_object, safe_text, transport_error
 from .base import (
     DEFAULT_TIMEOUT,
     AuthError,
@@ -38,6 +36,15 @@ from .base import (
     ThrottledError,
 )
 from .settings import VonageSettings
+from .toolkit import (
+    USER_AGENT,
+    HTTPSender,
+    basic_authorization,
+    host_header,
+    json_object,
+    safe_text,
+    transport_error,
+)
 from .vonage_models import (
     ConversionRequest,
     SmsRequest,
@@ -139,11 +146,6 @@ def classify_conversion(response: httpx.Response, secrets: tuple[str, ...] = ())
     if status >= 500 or problem is None:
         return RetryableError(message, **kwargs)
     return PermanentError(message, **kwargs)
-
-
-def basic_authorization(user: str, password: str) -> str:
-    """RFC 7617: ``Basic`` and base64 of ``user:password`` in UTF-8, with padding."""
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 class VonageProvider(Provider):
