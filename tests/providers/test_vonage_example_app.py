@@ -3,6 +3,7 @@ verify is recorded, and the conversion the reporter delivers reaches the emulato
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -69,3 +70,22 @@ def test_a_throttled_conversion_is_retried_and_nothing_is_lost(
     assert flush(app) == 0
     assert [c.http_status for c in emulator.calls("SmsConversion")] == [429, 200]
     assert [c.message_id for c in emulator.conversions()] == [emulator.messages()[0].message_id]
+
+
+def test_an_otp_never_verified_is_reported_as_not_converted_once(
+    make_example_app: ExampleAppFactory, provider_emulator_server: EmulatorServer
+) -> None:
+    emulator = provider_emulator_server.emulator
+    config = emulator.app_config("vonage", provider_emulator_server.url)
+    app = make_example_app(
+        OTP_CONVERSION_PROVIDER="vonage", OTP_CONVERSION_REPORT_UNVERIFIED=True, OTP_CONVERSION_MATCH_WINDOW=1, **config
+    )
+    assert app.test_client().post("/otp/send", json={"phone": PHONE}).status_code == 202
+    time.sleep(1.2)  # the match window ends unverified
+    assert flush(app) == 0
+    assert flush(app) == 0
+    [report] = emulator.calls("SmsConversion")
+    assert report.ok
+    assert report.params["delivered"] == "false"
+    [conversion] = emulator.conversions("vonage")
+    assert conversion.delivered is False and conversion.message_id == emulator.messages()[0].message_id
