@@ -226,7 +226,8 @@ class PlivoDialect:
         if not isinstance(raw, str) or not raw:
             raise ApiError("400", "timestamp is mandatory")
         try:
-            moment = datetime.fromisoformat(raw)
+            # Python 3.10's fromisoformat does not read a "Z" zone.
+            moment = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith("Z") else raw)
         except ValueError:
             raise ApiError("400", "timestamp must be ISO 8601, e.g. 2020-08-01T11:32:26Z") from None
         if moment.tzinfo is None:
