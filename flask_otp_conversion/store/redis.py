@@ -375,17 +375,24 @@ class _Errors:
 
 
 def persistence_warning(client: redis.Redis) -> str | None:
-    """What a crash of the Redis host could lose, from its ``appendonly``/``appendfsync``; None when nothing
-    acknowledged can be lost. A server that refuses ``CONFIG GET`` (managed services) gets a note, not an error."""
+    """What the server could lose of what it acknowledged (evicted under memory pressure, or lost in a crash),
+    from its ``maxmemory-policy``, ``appendonly`` and ``appendfsync``; None when nothing. A server that refuses
+    ``CONFIG GET`` (managed services) gets a note, not an error."""
     try:
         appendonly = client.config_get("appendonly").get("appendonly")
         fsync = client.config_get("appendfsync").get("appendfsync")
+        eviction = client.config_get("maxmemory-policy").get("maxmemory-policy")
     except redis.ResponseError:
         logger.info(
             "otp-conversion Redis store: the server refuses CONFIG GET, so its persistence settings are unknown; "
             "reports it acknowledged survive a crash only with appendonly yes and appendfsync always"
         )
         return None
+    if eviction not in (None, "noeviction"):
+        return (
+            f"maxmemory-policy {eviction}: under memory pressure Redis may evict pending reports and sends "
+            "(set noeviction for the store's server)"
+        )
     if appendonly != "yes":
         return (
             "appendonly is off: a restart or crash of Redis loses every report written since its last snapshot "

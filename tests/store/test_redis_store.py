@@ -149,6 +149,14 @@ def test_the_persistence_settings_are_checked_at_start(
         assert len(found) == 1 and warning in found[0]
 
 
+def test_an_evicting_server_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with running() as server:
+        server.client().config_set("maxmemory-policy", "allkeys-lru")
+        with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
+            open_store(server.url(fresh_prefix())).close()
+    assert "maxmemory-policy allkeys-lru" in caplog.text
+
+
 def test_a_server_that_refuses_config_get_is_noted_not_refused(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
