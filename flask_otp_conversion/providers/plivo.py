@@ -186,12 +186,18 @@ class PlivoProvider(Provider):
 
     def send_message(self, phone: str, text: str) -> MessageResponse:
         """``POST /v1/Account/{auth_id}/Message/``. Not idempotent: a retry after a timeout may send twice."""
-        request = MessageRequest(
-            dst=phone.removeprefix("+"),
-            text=text,
-            src=self._settings.sender.removeprefix("+") if self._settings.sender else None,
-            powerpack_uuid=self._settings.powerpack_uuid,
-        )
+        try:
+            request = MessageRequest(
+                dst=phone.removeprefix("+"),
+                text=text,
+                src=self._settings.sender.removeprefix("+") if self._settings.sender else None,
+                powerpack_uuid=self._settings.powerpack_uuid,
+            )
+        except ValidationError:
+            # Refused here rather than by Plivo (a 400): a number it can never take is the caller's error.
+            raise PermanentError(
+                f"plivo {SEND_ACTION}: the number must be E.164 (7-15 digits)", code="InvalidParameter"
+            ) from None
         url = httpx.URL(f"{self._base}/v1/Account/{self._settings.auth_id}/Message/")
         response = self._post(url, request.body(), SEND_ACTION)
         try:
@@ -207,6 +213,8 @@ class PlivoProvider(Provider):
         self, message_uuid: str, *, status: str = "CONVERTED", at: float | None = None
     ) -> ConversionResponse:
         """The conversion feedback for ``message_uuid`` at ``at`` (UNIX seconds; now by default)."""
+        if not message_uuid:
+            raise PermanentError(f"plivo {CONVERSION_ACTION}: no message uuid to report", code="InvalidParameter")
         request = ConversionRequest.model_validate(
             {"status": status, "timestamp": iso_timestamp(self._clock() if at is None else at)}
         )

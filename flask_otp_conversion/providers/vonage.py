@@ -126,7 +126,7 @@ def classify_conversion(response: httpx.Response, secrets: tuple[str, ...] = ())
         problem = None
     title = safe_text(problem.title, secrets) if problem is not None else ""
     code = problem.type.rsplit("#", 1)[-1] if problem is not None else ""
-    request_id = problem.instance or "" if problem is not None else ""
+    request_id = (problem.instance or "") if problem is not None else ""
     message = f"vonage {CONVERSION_ACTION}: " + (title or f"HTTP {status}")
     kwargs: dict[str, Any] = {"code": code or str(status), "request_id": request_id, "status": status}
     if 200 <= status < 300:
@@ -227,19 +227,27 @@ class VonageProvider(Provider):
 
     def send_sms(self, phone: str, sender: str, text: str, *, client_ref: str | None = None) -> SmsResponse:
         """``POST /sms/json``. Not idempotent: a retry after a timeout may send twice."""
-        request = SmsRequest(
-            to=phone.removeprefix("+"),
-            from_=sender,
-            text=text,
-            type=None if text.isascii() else "unicode",
-            client_ref=client_ref,
-        )
+        try:
+            request = SmsRequest(
+                to=phone.removeprefix("+"),
+                from_=sender,
+                text=text,
+                type=None if text.isascii() else "unicode",
+                client_ref=client_ref,
+            )
+        except ValidationError:
+            # Refused here rather than by Vonage (status 3): a number it can never take is the caller's error.
+            raise PermanentError(
+                f"vonage {SEND_ACTION}: the number must be E.164 (7-15 digits)", code="InvalidParameter"
+            ) from None
         response = self._post(self._sms_url, request.form_params(), SEND_ACTION, unix_timestamp=True)
         return self._sms_answer(response)
 
     def conversion(self, message_id: str, *, delivered: bool = True, timestamp: str | None = None) -> None:
         """``POST /conversions/sms``. Under signed requests the conversion's own ``timestamp`` takes the
         parameter name the signature scheme uses, so a UNIX one is added only when there is none."""
+        if not message_id:
+            raise PermanentError(f"vonage {CONVERSION_ACTION}: no message-id to report", code="InvalidParameter")
         request = ConversionRequest(message_id=message_id, delivered=delivered, timestamp=timestamp)
         response = self._post(
             self._conversion_url, request.form_params(), CONVERSION_ACTION, unix_timestamp=timestamp is None

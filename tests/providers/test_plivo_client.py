@@ -214,3 +214,10 @@ def test_send_body_is_json_with_trackable_a_boolean(provider_emulator_server: Em
     (call,) = provider_emulator_server.emulator.calls("Message")
     assert json.loads(call.body)["trackable"] is True
     assert call.headers["content-type"] == "application/json"
+
+
+def test_a_number_plivo_can_never_take_is_refused_before_sending(provider_emulator_server: EmulatorServer) -> None:
+    with plivo(provider_emulator_server) as provider, pytest.raises(PermanentError) as caught:
+        provider.send_otp("+12", "482913")
+    assert caught.value.code == "InvalidParameter"
+    assert provider_emulator_server.emulator.calls() == []

@@ -250,3 +250,10 @@ def test_settings_error_never_shows_the_secret() -> None:
 def test_text_template_without_the_code_placeholder_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="OTP_CONVERSION_VONAGE_TEXT_TEMPLATE"):
         load_settings(config(API_KEY="a1b2c3d4", API_SECRET="x", TEXT_TEMPLATE="Your code"), instance_path="/i")
+
+
+def test_a_number_vonage_can_never_take_is_refused_before_sending(provider_emulator_server: EmulatorServer) -> None:
+    with vonage(provider_emulator_server) as provider, pytest.raises(PermanentError) as caught:
+        provider.send_otp("+12", "482913")
+    assert caught.value.code == "InvalidParameter"
+    assert provider_emulator_server.emulator.calls() == []
