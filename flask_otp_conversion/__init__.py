@@ -16,6 +16,7 @@ from .extension import OTPConversion
 from .signals import (
     breaker_closed,
     breaker_opened,
+    conversion_anomaly,
     conversion_dead_lettered,
     conversion_failed,
     conversion_reported,
@@ -33,6 +34,7 @@ __all__ = [
     "__version__",
     "breaker_closed",
     "breaker_opened",
+    "conversion_anomaly",
     "conversion_dead_lettered",
     "conversion_failed",
     "conversion_reported",

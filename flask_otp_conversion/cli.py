@@ -251,6 +251,28 @@ def stats_command(since: str, as_json: bool) -> None:
         click.echo(line)
 
 
+@otp_conversion_cli.command("alarms")
+@click.option("--json", "as_json", is_flag=True, help="Print the alarm's figures as JSON.")
+def alarms_command(as_json: bool) -> None:
+    """The SMS-pumping alarm: open episodes and every calling code's window rate against its baseline; exit
+    status 2 while an alarm is open (for a cron job or a health check)."""
+    import json
+
+    from .alarm import figures, report_lines
+
+    state, _, _ = _parts()
+    if state.alarms is None:
+        raise click.ClickException(DISABLED)
+    shown = figures(state.alarms.evaluate(fresh=True))
+    if as_json:
+        click.echo(json.dumps(shown, indent=2, sort_keys=True))
+    else:
+        for line in report_lines(shown):
+            click.echo(line)
+    if shown["open"]:
+        sys.exit(2)
+
+
 def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.1%}"
 
@@ -264,6 +286,13 @@ def _stats_table(figures: dict[str, Any]) -> list[str]:
         f"conversion rate  {_pct(figures['conversion_rate'])}",
         f"unmatched        {figures['unmatched']}",
     ]
+    if "delivery" in figures:
+        delivery = figures["delivery"]
+        lines += [
+            f"delivered        {delivery['delivered']}",
+            f"retried          {delivery['retried']}",
+            f"dead-lettered    {delivery['dead_lettered']}",
+        ]
     for title, key in (("provider", "by_provider"), ("calling code", "by_calling_code")):
         lines.append("")
         lines.append(f"{title:<16} {'requested':>9} {'verified':>9} {'rate':>7}")
@@ -287,6 +316,8 @@ def _stats_table(figures: dict[str, Any]) -> list[str]:
         lines.append(f"{label}: {figures['provider_error'] or 'no figures'}")
     else:
         lines.append(f"{label}{' [stale: ' + str(figures['provider_error']) + ']' if figures['stale'] else ''}")
+        if figures.get("provider_fetched_at"):
+            lines.append(f"  fetched at {figures['provider_fetched_at']} ({figures['provider_age_seconds']:.0f} s ago)")
         lines += [f"  {k}: {v}" for k, v in _flatten(provider)]
     return lines
 

@@ -56,6 +56,20 @@ class Settings(BaseModel):
     shutdown_timeout: float = Field(default=2.0, ge=0)
     http_connect_timeout: float = Field(default=3.0, gt=0)
     http_read_timeout: float = Field(default=5.0, gt=0)
+    #: The SMS-pumping alarm (``alarm.py``) and ``send_allowed``: every threshold.
+    alarm_window: float = Field(default=900.0, ge=60, le=86400)
+    alarm_settle: float = Field(default=60.0, ge=0, le=3600)
+    alarm_baseline_days: float = Field(default=7.0, gt=0, le=31)
+    alarm_min_sends: int = Field(default=20, ge=1)
+    alarm_ratio: float = Field(default=0.5, gt=0, lt=1)
+    alarm_floor: float = Field(default=0.2, ge=0, lt=1)
+    alarm_clear_ratio: float = Field(default=0.7, gt=0, le=1)
+    alarm_baseline_min_sends: int = Field(default=200, ge=1)
+    send_limit_number: int = Field(default=5, ge=0)
+    send_limit_prefix: int = Field(default=30, ge=0)
+    send_limit_prefix_digits: int = Field(default=4, ge=0, le=12)
+    #: The dashboard's degrade switch (off: the page is read-only).
+    dashboard_controls: bool = False
 
     #: The selected provider's validated settings (a ``Provider.settings_model`` instance).
     provider_settings: Any = None
@@ -140,6 +154,8 @@ def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
 
     if settings.breaker_max_reset_timeout < settings.breaker_reset_timeout:
         raise ConfigurationError(f"{PREFIX}BREAKER_MAX_RESET_TIMEOUT must be >= {PREFIX}BREAKER_RESET_TIMEOUT")
+    if settings.alarm_clear_ratio <= settings.alarm_ratio:  # no hysteresis: an alarm would flap on and off
+        raise ConfigurationError(f"{PREFIX}ALARM_CLEAR_RATIO must be > {PREFIX}ALARM_RATIO")
 
     updates: dict[str, Any] = {"store_url": _store_url(settings.store_url, instance_path)}
     if settings.enabled:

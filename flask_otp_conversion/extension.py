@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from flask import Flask, current_app
 from werkzeug.local import LocalProxy
 
+from .alarm import Alarms, RecentSends, SendDecision, decide
+from .alarm import for_app as alarm_for_app
 from .cli import register_cli
 from .config import Settings, load_settings, make_provider
 from .delivery.activity import CountingMiddleware, RequestActivity
@@ -25,9 +27,11 @@ from .providers import Provider, provider_class
 from .signals import otp_sent, otp_verified
 from .store import MemoryStore, SQLiteStore, Store, open_store
 from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
+from .store.holding import HeldSend, Holding
 from .store.quarantine import quarantined
 from .store.spool import Spool, folder_for, unapplied
 from .verify import FieldSource, make_verify_route
+from .web.operator import register_operator_views
 from .web.stats import DeliveryStatus, StatsService, make_blueprint
 
 EXTENSION_KEY = "otp_conversion"
@@ -66,7 +70,11 @@ class ConversionState:
         self.delivery_lock: DeliveryLock | None = None
         self.stats: StatsService | None = None
         self.activity: RequestActivity | None = None
+        self.alarms: Alarms | None = None
+        self.recent_sends: RecentSends | None = None
         self._account: str | None = None
+        #: Records held in memory while the spool and the store both refuse writes.
+        self.holding: Holding | None = None
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
@@ -88,6 +96,10 @@ class ConversionState:
                 # one deliverer, it applies everyone's (start_background starts its applier).
                 autostart=settings.reporter_autostart and self.delivery_lock is None,
             )
+        assert settings.provider is not None
+        self.holding = Holding(
+            self.store, provider=settings.provider, match_window=settings.match_window, logger=logger
+        )
         self.reporter = Reporter(
             store=self.store,
             provider_factory=self.make_provider,
@@ -96,6 +108,7 @@ class ConversionState:
             logger=logger,
             busy=self.activity.busy,
         )
+        self.alarms, self.recent_sends = alarm_for_app(self.store, settings, self._app, logger)
 
     def _host_base(self, app: Flask) -> str:
         """The path this host's spool folder and deliverer lock are named after: a SQLite file (they sit beside
@@ -123,11 +136,21 @@ class ConversionState:
                 False, record.breaker, reporter.degraded, record.last_error, record.at, self.account()
             )
 
-        def spooled() -> int:
-            return 0 if spool is None else unapplied(store, spool.directory)
+        def spooled() -> int | None:  # None: the folder cannot be read (the stats still answer)
+            try:
+                return 0 if spool is None else unapplied(store, spool.directory)
+            except OSError:
+                return None
 
-        def set_aside() -> int:
-            return 0 if spool is None else quarantined(spool.directory)
+        def set_aside() -> int | None:
+            try:
+                return 0 if spool is None else quarantined(spool.directory)
+            except OSError:
+                return None
+
+        def held() -> tuple[int, int]:
+            counts = None if self.holding is None else self.holding.counts()
+            return (0, 0) if counts is None else (counts.held, counts.lost)
 
         return StatsService(
             store=store,
@@ -136,6 +159,7 @@ class ConversionState:
             delivery=delivery,
             spooled=spooled,
             quarantined=set_aside,
+            held=held,
             auth=auth,
             token=settings.stats_token,
             cache_ttl=settings.stats_cache_ttl,
@@ -170,9 +194,20 @@ class ConversionState:
         name = self._provider_name(provider)
         # A send through another provider than the configured one is of an account this app does not know.
         account = self.account() if name == self.settings.provider else ""
-        return self.store.record_sent(
-            phone=e164, message_id=mid, provider=name, sent_at=_timestamp(sent_at, "sent_at"), account=account
-        )
+        held = HeldSend(e164, mid, name, _timestamp(sent_at, "sent_at"), account)
+        holding = self.holding
+        if holding is not None and holding.active:  # behind what is held, in order
+            return holding.hold(held, RuntimeError("records are held"))
+        try:
+            return self.store.record_sent(
+                phone=e164, message_id=mid, provider=name, sent_at=held.sent_at, account=account
+            )
+        except ValueError:
+            raise
+        except Exception as exc:  # the SMS went out: the record waits for the store, it does not fail the send
+            if holding is None:
+                raise
+            return holding.hold(held, exc)
 
     def record_verified(
         self, phone: object, message_id: object = None, verified_at: object = None
@@ -198,6 +233,11 @@ class ConversionState:
             _timestamp(verified_at, "verified_at"),
         )
 
+    def note_sent(self, phone: object, sent_at: object) -> None:
+        """A send recorded: counted for ``send_allowed``'s per-number limits (in this process)."""
+        if self.recent_sends is not None:
+            self.recent_sends.note_sent(normalize_phone(phone), _timestamp(sent_at, "sent_at"))
+
     def _note_outcome(self, phone: str, outcome: VerifyOutcome) -> None:
         if outcome.message_id is None:
             self.logger.info("verification for %s matched no sent OTP; counted, nothing to report", mask_phone(phone))
@@ -220,9 +260,10 @@ class ConversionState:
         if not self.is_our_app(sender):
             return
         try:
-            self.record_sent(
+            if self.record_sent(
                 kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("provider"), kwargs.get("sent_at")
-            )
+            ):
+                self.note_sent(kwargs.get("phone"), kwargs.get("sent_at"))
         except Exception as exc:
             self._log_dropped("otp-sent", kwargs.get("phone"), exc)
 
@@ -236,16 +277,32 @@ class ConversionState:
         thread. Falls back to the store at once if there is no spool or the file refuses."""
         try:
             item = self._verification(phone, message_id, verified_at)
-            if self.spool is None:
-                self.record_verified(item.phone, item.message_id, item.verified_at)
-                return
-            try:
-                self.spool.append(item, checked=True)
-            except OSError as exc:
-                self.logger.error("otp-conversion spool refused a verification (%s); writing it to the store", exc)
-                self.record_verified(item.phone, item.message_id, item.verified_at)
+            if self.recent_sends is not None:
+                self.recent_sends.note_verified(item.phone)
+            self._spool_or_store(item)
         except Exception as exc:
             self._log_dropped("otp-verified", phone, exc)
+
+    def _spool_or_store(self, item: Verification) -> None:
+        """The spool; the store if it refuses; memory if both do (or records are held already: in order)."""
+        holding = self.holding
+        if holding is not None and holding.active:
+            holding.hold(item, RuntimeError("records are held"))
+            return
+        if self.spool is not None:
+            try:
+                self.spool.append(item, checked=True)
+                return
+            except OSError as exc:
+                self.logger.error("otp-conversion spool refused a verification (%s); writing it to the store", exc)
+        try:
+            self.record_verified(item.phone, item.message_id, item.verified_at)
+        except ValueError:
+            raise
+        except Exception as exc:
+            if holding is None:
+                raise
+            holding.hold(item, exc)
 
     def is_our_app(self, sender: object) -> bool:
         """Whether a signal's sender is this state's app, also when it was sent as ``current_app`` (a proxy,
@@ -295,6 +352,8 @@ class ConversionState:
                 self.spool.close(self.settings.shutdown_timeout)
             except Exception as exc:  # what is left is applied by the next process that sweeps the folder
                 self.logger.error("otp-conversion spool not emptied at shutdown: %s: %s", type(exc).__name__, exc)
+        if self.holding is not None:  # before the reporter's last flush, which may then deliver them
+            self.holding.close(max(0.0, deadline - time.monotonic()))
         if self.reporter is not None:
             self.reporter.stop(max(0.0, deadline - time.monotonic()))
         if self.delivery_lock is not None:  # after the last flush: another process may take over now
@@ -338,6 +397,7 @@ class OTPConversion:
         atexit.register(_shutdown_at_exit, weakref.ref(state))
         state.stats = state.make_stats(auth=lambda: self._stats_auth)
         app.register_blueprint(make_blueprint(settings.url_prefix, state.stats))
+        register_operator_views(app, state)
 
     def _state(self, app: Flask | None = None) -> ConversionState:
         app = app or current_app
@@ -350,14 +410,24 @@ class OTPConversion:
     def record_sent(
         self, phone: str, message_id: str, provider: str | None = None, *, sent_at: float | None = None
     ) -> bool:
-        """Record an OTP send. ``ValueError`` on bad input; False if the message was already recorded."""
-        return self._state().record_sent(phone, message_id, provider, sent_at)
+        """Record an OTP send. ``ValueError`` on bad input; False if the message was already recorded. A store
+        that refuses the write does not fail the call: the record is held in memory until it takes it (True), or
+        counted lost when too many are held (False)."""
+        state = self._state()
+        recorded = state.record_sent(phone, message_id, provider, sent_at)
+        if recorded:
+            state.note_sent(phone, sent_at)
+        return recorded
 
     def record_verified(
         self, phone: str, message_id: str | None = None, *, verified_at: float | None = None
     ) -> VerifyOutcome | None:
         """Record that the user typed the code in; enqueues the provider report. ``ValueError`` on bad input."""
-        return self._state().record_verified(phone, message_id, verified_at)
+        state = self._state()
+        outcome = state.record_verified(phone, message_id, verified_at)
+        if state.recent_sends is not None:
+            state.recent_sends.note_verified(normalize_phone(phone))
+        return outcome
 
     def verify_route(
         self, phone: FieldSource = "phone", message_id: FieldSource | None = None
@@ -378,6 +448,15 @@ class OTPConversion:
         state = self._state()
         state.apply_spool()
         return 0 if state.reporter is None else state.reporter.flush(timeout)
+
+    def send_allowed(self, phone: str) -> SendDecision:
+        """Advisory, before sending an OTP: no (with a reason) while the number's calling code is under an
+        SMS-pumping alarm, or the number or its prefix has too many unverified sends in the alarm window. Always
+        yes on a disabled app. ``ValueError`` for a phone that is not a plausible number."""
+        state = self._state()
+        if state.alarms is None or state.recent_sends is None:
+            return SendDecision(True)
+        return decide(state.alarms, state.recent_sends, phone, time.time())
 
     def stats_auth(self, func: Callable[[], bool]) -> Callable[[], bool]:
         """Register a callable deciding, inside the request, whether the stats endpoint may answer."""

@@ -199,8 +199,9 @@ class StatsService(ForkLocal):
         provider_factory: Callable[[], Provider],
         delivery: Callable[[], DeliveryStatus],
         auth: Callable[[], Callable[[], bool] | None] = lambda: None,
-        spooled: Callable[[], int] = lambda: 0,
-        quarantined: Callable[[], int] = lambda: 0,
+        spooled: Callable[[], int | None] = lambda: 0,
+        quarantined: Callable[[], int | None] = lambda: 0,
+        held: Callable[[], tuple[int, int]] = lambda: (0, 0),
         token: SecretStr | None = None,
         cache_ttl: float = 60.0,
         url_prefix: str = "/otp-conversion",
@@ -212,6 +213,7 @@ class StatsService(ForkLocal):
         self._delivery = delivery
         self._spooled = spooled
         self._quarantined = quarantined
+        self._held = held
         self._token = token
         self._auth = auth
         self._url_prefix = url_prefix
@@ -220,6 +222,9 @@ class StatsService(ForkLocal):
             TTLCache(maxsize=256, ttl=cache_ttl) if cache_ttl > 0 else None
         )
         self._last_good: dict[tuple[int, int], Any] = {}
+        self._fetched_at: dict[tuple[int, int], float] = {}  # when each last good value came from the provider
+        #: The SMS-pumping alarm's figures (``alarm.py``), set where the alarm is wired; shown as ``alarms``.
+        self.alarm_figures: Callable[[], dict[str, Any]] | None = None
         self._failures: dict[tuple[int, int], tuple[float, str]] = {}
         #: How long a failed fetch answers for its window (at least 1 s, to spare the provider's rate limit).
         self._failure_ttl = min(max(cache_ttl, 1.0), 10.0)
@@ -280,8 +285,24 @@ class StatsService(ForkLocal):
         result: dict[str, Any] = {"window": window.as_json()}
         result.update(self._local(window))
         result["reporter"] = self._reporter()
+        result["delivery"] = self._delivered(window)
+        if self.alarm_figures is not None:
+            result["alarms"] = self.alarm_figures()
         result.update(self._provider_figures(window))
         return result
+
+    def reporter_status(self) -> dict[str, Any]:
+        """The ``reporter`` part of the figures alone (the metrics and the dashboard read it)."""
+        return self._reporter()
+
+    def _delivered(self, window: Window) -> dict[str, int]:
+        """Reports delivered, retried and dead-lettered in the window's hours (the store counts whole hours)."""
+        out = {"delivered": 0, "retried": 0, "dead_lettered": 0}
+        for row in self._store.delivery_counts(since=hour_of(window.begin.timestamp()), until=window.end.timestamp()):
+            out["delivered"] += row.delivered
+            out["retried"] += row.retried
+            out["dead_lettered"] += row.dead_lettered
+        return out
 
     def _local(self, window: Window) -> dict[str, Any]:
         store = self._store
@@ -319,8 +340,12 @@ class StatsService(ForkLocal):
         now = time.time()
         outbox = self._store.outbox_stats(now=now)
         delivery = self._delivery()
+        held, lost = self._held()
         return {
             "spooled": self._spooled(),
+            # this process's records held in memory while the spool and store refused them, and those lost
+            "held_in_memory": held,
+            "lost": lost,
             "quarantined": self._quarantined(),
             "pending": outbox.pending,
             "in_flight": outbox.in_flight,
@@ -351,6 +376,8 @@ class StatsService(ForkLocal):
             "provider_time_zone": self._provider_class.statistics_time_zone,
             "stale": False,
             "provider_error": None,
+            "provider_fetched_at": None,
+            "provider_age_seconds": None,
         }
         # Hour-rounded key: repeated default requests within an hour share one cached provider answer.
         key = (hour_of(window.begin.timestamp()), hour_of(window.end.timestamp()))
@@ -360,7 +387,7 @@ class StatsService(ForkLocal):
                 last = self._last_good.get(key)
             if last is not None:
                 out["provider"], out["stale"] = last, True
-            return out
+            return self._with_age(out, key)
         try:
             out["provider"] = self._cached(key)
         except _FetchFailed as exc:
@@ -370,6 +397,15 @@ class StatsService(ForkLocal):
                 out["stale"] = True
             else:
                 self._logger.warning("stats: provider statistics failed: %s", out["provider_error"])
+        return self._with_age(out, key)
+
+    def _with_age(self, out: dict[str, Any], key: tuple[int, int]) -> dict[str, Any]:
+        """When the figures shown came from the provider, and how old they are (cached or stale ones age)."""
+        with self._lock:
+            fetched = self._fetched_at.get(key) if out["provider"] is not None else None
+        if fetched is not None:
+            out["provider_fetched_at"] = _iso(datetime.fromtimestamp(fetched, timezone.utc))
+            out["provider_age_seconds"] = max(0.0, time.time() - fetched)
         return out
 
     def _cached(self, key: tuple[int, int]) -> Any:
@@ -403,8 +439,11 @@ class StatsService(ForkLocal):
                 self._failures.pop(key, None)
                 self._forget_lock(key, key_lock)
                 self._last_good[key] = value
+                self._fetched_at[key] = time.time()
                 if len(self._last_good) > 256:
-                    self._last_good.pop(next(iter(self._last_good)))
+                    oldest = next(iter(self._last_good))
+                    self._last_good.pop(oldest)
+                    self._fetched_at.pop(oldest, None)
             return value
 
     def _forget_lock(self, key: tuple[int, int], lock: threading.Lock) -> None:

@@ -1,0 +1,71 @@
+"""Fixtures of the alarm tests: a simulated week of normal traffic and a pumping burst, played once into a real
+store against a fake clock, the alarm evaluated every simulated minute (as a scrape would)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from flask_otp_conversion.alarm import Alarms, AlarmSettings, Episode, Evaluation
+from flask_otp_conversion.store import MemoryStore
+from tests.alarm.traffic import CODES, Traffic
+from tests.conftest import FakeClock
+
+DAY = 86400.0
+#: A Monday 00:00 UTC: the week starts at midnight, so each day's swing is whole.
+START = 1_780_272_000.0
+PUMPED = next(code for code in CODES if code.calling_code == "234")
+#: The burst: 30 sends a minute to +234 (normally ~0.1), 2 % of them verified, for 30 minutes, on day 8 at 11:00.
+BURST_START = START + 7 * DAY + 11 * 3600
+BURST_MINUTES = 30
+BURST_PER_MINUTE = 30.0
+
+
+@dataclass
+class Played:
+    """What the alarm did while the traffic played: every episode opened (with when), and each evaluation's
+    open codes by simulated minute."""
+
+    opened: list[tuple[float, Episode]] = field(default_factory=list)
+    open_by_minute: dict[float, set[str]] = field(default_factory=dict)
+    sent: int = 0
+    verified: int = 0
+    evaluations: int = 0
+
+
+def _play(store: MemoryStore, clock: FakeClock, alarms: Alarms, played: Played, traffic: Traffic) -> None:
+    def tick(now: float) -> None:
+        clock.now = now
+        if int(now) % (6 * 3600) == 0:  # the reporter prunes hourly; often enough here
+            store.prune(before=now - 8 * DAY, minute_rows_before=now - 2 * DAY)
+        evaluation = alarms.evaluate()
+        played.evaluations += 1
+        played.open_by_minute[now] = set(evaluation.episodes)
+
+    traffic.play(START, 7 * 1440, on_minute=tick)
+    traffic.play(
+        BURST_START - 11 * 3600, 11 * 60, on_minute=tick
+    )  # day 8 up to the burst, then the burst, then an hour after it
+    traffic.play(BURST_START, BURST_MINUTES, on_minute=tick, pump=PUMPED, pump_per_minute=BURST_PER_MINUTE)
+    traffic.play(BURST_START + BURST_MINUTES * 60, 60, on_minute=tick)
+    played.sent, played.verified = traffic.sent, traffic.verified
+
+
+@pytest.fixture(scope="package")
+def played_week() -> Iterator[Played]:
+    """Eight simulated days (about 95 000 sends) with one burst; takes ~10 s, so played once for the package."""
+    store = MemoryStore()
+    clock = FakeClock()
+    clock.now = START
+    played = Played()
+
+    def on_episode(episode: Episode, evaluation: Evaluation) -> None:
+        played.opened.append((evaluation.at, episode))
+
+    alarms = Alarms(store, AlarmSettings(), on_episode=on_episode, clock=clock)
+    _play(store, clock, alarms, played, Traffic(store, random.Random(20260101)))
+    yield played
+    store.close()

@@ -1,0 +1,37 @@
+"""``flask otp-conversion alarms``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import AppFactory
+
+PUMPED = "+2348031234567"
+
+
+def test_an_open_alarm_is_listed_and_exits_2(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with app.app_context():
+        for i in range(40):
+            conversion.record_sent(PUMPED, f"p-{i}", sent_at=time.time() - 300)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "alarms"])
+    assert result.exit_code == 2
+    assert "ALARM +234" in result.output
+
+
+def test_no_alarm_exits_0(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with app.app_context():
+        conversion.record_sent("+8613711112222", "ok-1", sent_at=time.time() - 300)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "alarms"])
+    assert (result.exit_code, "no alarm" in result.output) == (0, True)
+
+
+def test_json_gives_every_code_of_the_window(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with app.app_context():
+        conversion.record_sent("+8613711112222", "ok-1", sent_at=time.time() - 300)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "alarms", "--json"])
+    codes = json.loads(result.output)["codes"]
+    assert [(c["calling_code"], c["sends"]) for c in codes] == [("86", 1)]

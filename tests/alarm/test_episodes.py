@@ -1,0 +1,99 @@
+"""Episodes: opened once, logged once, kept in the store so that every process agrees, cleared with hysteresis."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from flask_otp_conversion.alarm import EPISODES_FLAG, Alarms, AlarmSettings, Episode, Evaluation, parse_episodes
+from flask_otp_conversion.store import MemoryStore, SQLiteStore, Store
+from tests.conftest import FakeClock
+
+PUMPED = "+2348031234567"
+
+
+@pytest.fixture
+def store(tmp_path: object) -> Store:
+    return SQLiteStore(f"{tmp_path}/alarm.db")
+
+
+def pump(store: Store, at: float, sends: int, verified: int, phone: str = PUMPED) -> None:
+    """``sends`` sends to ``phone``'s code at ``at``, ``verified`` of them verified."""
+    for i in range(sends):
+        mid = f"{phone}-{at}-{i}"
+        store.record_sent(phone=phone, message_id=mid, provider="tencent", sent_at=at)
+        if i < verified:
+            store.record_verified(
+                phone=phone, message_id=mid, provider="tencent", verified_at=at + 10, match_window=900
+            )
+
+
+def alarms_on(store: Store, clock: FakeClock, opened: list[Episode], name: str = "a") -> Alarms:
+    def on_episode(episode: Episode, evaluation: Evaluation) -> None:
+        opened.append(episode)
+
+    return Alarms(store, AlarmSettings(), on_episode=on_episode, clock=clock, logger=logging.getLogger(name))
+
+
+def test_an_episode_opens_once_however_often_it_is_evaluated(store: Store, clock: FakeClock) -> None:
+    opened: list[Episode] = []
+    alarms = alarms_on(store, clock, opened)
+    pump(store, clock.now - 300, 40, 0)
+    for _ in range(5):
+        clock.advance(2)
+        alarms.evaluate()
+    assert [e.calling_code for e in opened] == ["234"]
+
+
+def test_an_open_episode_is_logged_once_as_a_warning(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    alarms = alarms_on(store, clock, [])
+    pump(store, clock.now - 300, 40, 0)
+    with caplog.at_level(logging.INFO):
+        alarms.evaluate()
+        clock.advance(5)
+        alarms.evaluate()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "+234" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_the_episode_is_kept_in_the_store(store: Store, clock: FakeClock) -> None:
+    alarms = alarms_on(store, clock, [])
+    pump(store, clock.now - 300, 40, 0)
+    alarms.evaluate()
+    assert parse_episodes(store.get_flag(EPISODES_FLAG)) == {"234": pytest.approx(clock.now, abs=1)}
+
+
+def test_another_process_sees_the_episode_and_does_not_signal_it(store: Store, clock: FakeClock) -> None:
+    first: list[Episode] = []
+    second: list[Episode] = []
+    pump(store, clock.now - 300, 40, 0)
+    alarms_on(store, clock, first, "first").evaluate()
+    seen = alarms_on(store, clock, second, "second").evaluate()
+    assert (set(seen.episodes), len(first), second) == ({"234"}, 1, [])
+
+
+def test_an_episode_clears_once_the_rate_recovers(store: Store, clock: FakeClock) -> None:
+    alarms = alarms_on(store, clock, [])
+    pump(store, clock.now - 300, 40, 0)
+    assert alarms.evaluate().episodes
+    clock.advance(20 * 60)  # the bad minutes leave the window; good traffic fills it
+    pump(store, clock.now - 300, 40, 36)
+    assert alarms.evaluate(fresh=True).episodes == {}
+    assert store.get_flag(EPISODES_FLAG) is None
+
+
+def test_the_newest_minute_is_left_out_of_the_window(store: Store, clock: FakeClock) -> None:
+    """Sends of the last ``settle`` seconds have not had time to be verified: they must not look like pumping."""
+    opened: list[Episode] = []
+    pump(store, clock.now - 5, 40, 0)
+    alarms_on(store, clock, opened).evaluate()
+    assert opened == []
+
+
+def test_a_memory_store_keeps_episodes_too(clock: FakeClock) -> None:
+    store = MemoryStore()
+    pump(store, clock.now - 300, 40, 0)
+    assert set(alarms_on(store, clock, []).evaluate().episodes) == {"234"}

@@ -1,0 +1,82 @@
+"""``conversion.send_allowed(phone)``: advisory answers with a reason, through the extension on a SQLite store."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask import Flask
+
+from flask_otp_conversion import OTPConversion
+from tests.conftest import AppFactory
+
+PUMPED = "+2348031234567"
+NUMBER = "+447700900123"
+
+
+def sent(app: Flask, conversion: OTPConversion, phone: str, count: int, *, verified: int = 0, ago: float = 300) -> None:
+    with app.app_context():
+        for i in range(count):
+            mid = f"{phone}-{i}-{time.monotonic_ns()}"
+            conversion.record_sent(phone, mid, sent_at=time.time() - ago)
+            if i < verified:
+                conversion.record_verified(phone, mid, verified_at=time.time() - ago + 10)
+
+
+def test_a_number_of_a_calling_code_under_alarm_is_refused(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    sent(app, conversion, PUMPED, 40)
+    with app.app_context():
+        decision = conversion.send_allowed("+2348039999999")
+    assert (bool(decision), decision.reason, decision.calling_code) == (False, "calling-code-alarm", "234")
+
+
+def test_a_number_elsewhere_is_allowed_during_an_alarm(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    sent(app, conversion, PUMPED, 40)
+    with app.app_context():
+        assert conversion.send_allowed("+8613711112222")
+
+
+def test_too_many_unverified_sends_to_one_number_are_refused(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_SEND_LIMIT_NUMBER=3)
+    sent(app, conversion, NUMBER, 3, ago=30)
+    with app.app_context():
+        decision = conversion.send_allowed(NUMBER)
+    assert (decision.allowed, decision.reason) == (False, "number-limit")
+    assert NUMBER not in (decision.detail or "")  # the number is masked
+
+
+def test_a_verification_lifts_the_number_limit(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_SEND_LIMIT_NUMBER=3)
+    sent(app, conversion, NUMBER, 3, verified=1, ago=30)
+    with app.app_context():
+        assert conversion.send_allowed(NUMBER)
+
+
+def test_too_many_unverified_sends_to_one_prefix_are_refused(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_SEND_LIMIT_PREFIX=4, OTP_CONVERSION_SEND_LIMIT_PREFIX_DIGITS=4)
+    for last in range(4):
+        sent(app, conversion, f"+44770090010{last}", 1, ago=30)
+    with app.app_context():
+        decision = conversion.send_allowed("+447700900199")
+    assert (decision.allowed, decision.reason) == (False, "prefix-limit")
+
+
+def test_sends_older_than_the_window_do_not_count(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_SEND_LIMIT_NUMBER=3)
+    sent(app, conversion, NUMBER, 3, ago=1000)
+    with app.app_context():
+        assert conversion.send_allowed(NUMBER)
+
+
+def test_a_bad_phone_is_a_value_error(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    with app.app_context(), pytest.raises(ValueError):
+        conversion.send_allowed("12345")
+
+
+def test_a_disabled_app_always_allows(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_ENABLED=False)
+    with app.app_context():
+        assert conversion.send_allowed(NUMBER)

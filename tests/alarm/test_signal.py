@@ -1,0 +1,58 @@
+"""The ``conversion-anomaly`` signal, its log line, and where else an alarm shows: stats and config."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from flask_otp_conversion import ConfigurationError, conversion_anomaly
+from tests.conftest import AppFactory
+
+PUMPED = "+2348031234567"
+TOKEN = "alarm-test-token"
+
+
+def pump(app: Any, conversion: Any, count: int = 40) -> None:
+    with app.app_context():
+        for i in range(count):
+            conversion.record_sent(PUMPED, f"p-{i}", sent_at=time.time() - 300)
+
+
+def test_an_alarm_sends_conversion_anomaly_once_with_its_figures(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    received: list[dict[str, Any]] = []
+
+    def receiver(sender: object, **kwargs: Any) -> None:
+        received.append({"sender": sender, **kwargs})
+
+    conversion_anomaly.connect(receiver)
+    try:
+        pump(app, conversion)
+        with app.app_context():
+            conversion.send_allowed("+2348030000000")
+            time.sleep(1.1)  # past the evaluation cache: evaluated again, still no second signal
+            conversion.send_allowed("+2348030000000")
+    finally:
+        conversion_anomaly.disconnect(receiver)
+    assert len(received) == 1
+    got = received[0]
+    assert (got["sender"], got["calling_code"], got["sends"], got["rate"], got["window"]) == (app, "234", 40, 0.0, 900)
+
+
+def test_an_open_alarm_is_in_the_stats(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_STATS_TOKEN=TOKEN, OTP_CONVERSION_TENCENT_ENDPOINT="http://127.0.0.1:9")
+    pump(app, conversion)
+    body = app.test_client().get("/otp-conversion/stats", headers={"Authorization": f"Bearer {TOKEN}"}).get_json()
+    assert [a["calling_code"] for a in body["alarms"]["open"]] == ["234"]
+
+
+def test_a_clear_ratio_not_above_the_ratio_is_refused_at_init(make_app: AppFactory) -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CONVERSION_ALARM_CLEAR_RATIO"):
+        make_app(OTP_CONVERSION_ALARM_RATIO=0.6, OTP_CONVERSION_ALARM_CLEAR_RATIO=0.6)
+
+
+def test_a_bad_threshold_names_its_key(make_app: AppFactory) -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CONVERSION_ALARM_MIN_SENDS"):
+        make_app(OTP_CONVERSION_ALARM_MIN_SENDS=0)
