@@ -64,19 +64,12 @@ from ..signals import (
     conversion_reported,
 )
 from ..store.base import OutboxItem, Store
-from ..store.rules import MINUTE_ROWS_KEPT
 from . import policy as P
 from .activity import BUSY_POLL
 from .breaker import Breaker, Closed, Opened, Probe, Transition
 from .ratelimit import SharedSchedule
-from .status import STATUS_EVERY, DeliveryRecord, status_flag
+from .upkeep import Upkeep
 
-#: The named lease that lets one process prune per PRUNE_EVERY, however many deliver.
-PRUNE_LEASE = "prune"
-PRUNE_EVERY = 3600.0
-#: How often a deliverer settles unverified sends and expires other accounts' rows, and how many at a time.
-SWEEP_EVERY = 5.0
-SWEEP_BATCH = 1000
 DEGRADED_FLAG = "degraded"
 #: Rate used when neither the provider nor ``OTP_CONVERSION_RATE_LIMITS`` names a cap for the report action.
 FALLBACK_RATE = 50.0
@@ -154,9 +147,6 @@ class Reporter(ForkLocal):
         self._provider_name = self._settings.provider or ""
         self._account: str | None = None  # the provider's, once known: claims take only its rows
         self._negative = False  # negative reports are made (config and provider both say so)
-        self._swept_at = -math.inf
-        self._status_written: tuple[str, str | None] | None = None
-        self._status_at = -math.inf
         self._policy = P.DeliveryPolicy(
             cap=FALLBACK_RATE,
             concurrency=self._settings.report_concurrency,
@@ -183,7 +173,7 @@ class Reporter(ForkLocal):
         self._idle_passes = 0
         self._next_due: float | None = None
         self._auth_logged = False
-        self._pruned_at = -math.inf
+        self._upkeep = Upkeep(self._store, self._settings, self._logger, self._owner)
 
     def _after_fork_in_child(self) -> None:
         # Never touch the parent's locks (a parent thread may have held them at the fork) nor close its
@@ -390,9 +380,7 @@ class Reporter(ForkLocal):
         self._flush_acks(force=False)
         self._hand_back_pending()
         self._refresh_degraded()
-        self._prune_if_due()
-        self._sweep_if_due()
-        self._write_status(force=False)
+        self._upkeep_if_due()
         self._log_summary(force=False)
         now = time.time()
         serving = hold_back and not self._flushing and self._busy is not None and self._busy()
@@ -579,73 +567,25 @@ class Reporter(ForkLocal):
             except Exception as exc:
                 self._logger.warning("closing a provider client failed: %s", describe_error(exc))
 
-    def _prune_if_due(self) -> None:
-        """Drop records past ``OTP_CONVERSION_RETENTION``: one process an hour, whichever takes the lease."""
-        now = time.monotonic()
-        if now - self._pruned_at < PRUNE_EVERY:
-            return
-        self._pruned_at = now
-        if not self._store.acquire_lease(PRUNE_LEASE, owner=self._owner, ttl=PRUNE_EVERY, now=time.time()):
-            return
-        wall = time.time()
-        removed = self._store.prune(
-            before=wall - self._settings.retention * 86400, minute_rows_before=wall - MINUTE_ROWS_KEPT
-        )
-        if removed:
-            self._logger.info("otp-conversion: pruned %d record(s) past the retention", removed)
-
-    def _sweep_if_due(self) -> None:
-        """Every ``SWEEP_EVERY``: settle sends whose match window ended unverified (when negative reports are
-        made), and dead-letter rows of another account once past ``max_report_age``. Both are idempotent, so
-        every delivering process may sweep."""
-        now = time.monotonic()
-        if self._account is None or now - self._swept_at < SWEEP_EVERY:
-            return
-        self._swept_at = now
-        wall, settings = time.time(), self._settings
-        if self._negative:
-            settled = self._store.enqueue_unverified(
-                provider=self._provider_name,
-                account=self._account,
-                sent_after=wall - settings.max_report_age,
-                sent_before=wall - settings.match_window,
-                limit=SWEEP_BATCH,
-                now=wall,
-            )
-            if settled:
-                self._logger.debug("otp-conversion: %d unverified OTP(s) to report as not converted", settled)
-                self._wake.set()
-        moved = self._store.expire_foreign(
-            provider=self._provider_name,
-            account=self._account,
-            created_before=wall - settings.max_report_age,
-            now=wall,
-        )
-        if moved:
-            self._logger.warning(
-                "otp-conversion: %d report(s) of another provider account dead-lettered after %g s unsent"
-                " (the account changed; see `flask otp-conversion dead-letters`)",
-                moved,
-                settings.max_report_age,
-            )
+    def _upkeep_if_due(self) -> None:
+        upkeep = self._upkeep
+        upkeep.prune_if_due()
+        account = self._account
+        if account is not None and upkeep.sweep_if_due(
+            provider=self._provider_name, account=account, negative=self._negative
+        ):
+            self._wake.set()  # negative reports to send
+        self._write_status(force=False)
 
     def _write_status(self, *, force: bool) -> None:
-        """Breaker state and last error in the store, so that every process's stats tell the truth: on a change,
-        and at most once per ``STATUS_EVERY`` otherwise."""
-        status = (self._policy.breaker.state, self._last_error)
-        now = time.monotonic()
-        if not force and (status == self._status_written or now - self._status_at < STATUS_EVERY):
-            return
-        self._status_at = now
-        record = DeliveryRecord(
-            breaker=status[0], last_error=status[1], at=time.time(), retry_at=self._policy.breaker.retry_at
+        breaker = self._policy.breaker
+        self._upkeep.write_status(
+            provider=self._provider_name,
+            breaker=breaker.state,
+            last_error=self._last_error,
+            retry_at=breaker.retry_at,
+            force=force,
         )
-        try:
-            self._store.set_flag(status_flag(self._provider_name), record.dump())
-        except Exception as exc:
-            self._logger.debug("otp-conversion: delivery status not written: %s", describe_error(exc))
-            return
-        self._status_written = status
 
     # Senders ------------------------------------------------------------------------------------------
 

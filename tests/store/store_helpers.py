@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flask_otp_conversion.store import OutboxStats, Store, VerifyOutcome
@@ -47,3 +49,13 @@ def damage_an_index(path: Path) -> None:
     )
     conn.commit()
     conn.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until true or ``timeout`` seconds pass (for background threads)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
