@@ -57,3 +57,24 @@ def test_twilio_sandbox_conversion_is_the_sent_message(make_example_app: Example
         PHONE,
         True,
     )
+
+
+@pytest.mark.timeout(60)
+def test_aws_sandbox_sends_with_feedback_and_reports_received(make_example_app: ExampleAppFactory) -> None:
+    emulator = send_verify_flush(make_example_app(OTP_CONVERSION_PROVIDER="aws"))
+    [sent] = emulator.calls("SendTextMessage")
+    assert (sent.ok, sent.provider, sent.params["MessageFeedbackEnabled"]) == (True, "aws", True)
+    [report] = emulator.calls("PutMessageFeedback")
+    message_id = emulator.messages()[0].message_id
+    assert report.ok and report.params == {"MessageId": message_id, "MessageFeedbackStatus": "RECEIVED"}
+
+
+@pytest.mark.timeout(60)
+def test_aws_sandbox_conversion_is_the_sent_message(make_example_app: ExampleAppFactory) -> None:
+    emulator = send_verify_flush(make_example_app(OTP_CONVERSION_PROVIDER="aws"))
+    [conversion] = emulator.conversions("aws")
+    assert (conversion.message_id, conversion.phone, conversion.delivered) == (
+        emulator.messages()[0].message_id,
+        PHONE,
+        True,
+    )

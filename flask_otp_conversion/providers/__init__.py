@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "flask_otp_conversion.providers"
 
 def _builtin() -> dict[str, type[Provider]]:
     from .alibaba import AlibabaProvider
+    from .aws import AwsProvider
     from .plivo import PlivoProvider
     from .tencent import TencentProvider
     from .twilio import TwilioProvider
@@ -34,6 +35,7 @@ def _builtin() -> dict[str, type[Provider]]:
         "tencent": TencentProvider,
         "alibaba": AlibabaProvider,
         "twilio": TwilioProvider,
+        "aws": AwsProvider,
         "vonage": VonageProvider,
         "plivo": PlivoProvider,
     }

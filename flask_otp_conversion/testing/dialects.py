@@ -144,12 +144,13 @@ def unregister_dialect(name: str) -> None:
 
 def _builtin() -> dict[str, DialectSpec]:
     from ._alibaba import SPEC as ALIBABA
+    from ._aws import SPEC as AWS
     from ._plivo import SPEC as PLIVO
     from ._tencent import SPEC as TENCENT
     from ._twilio import SPEC as TWILIO
     from ._vonage import SPEC as VONAGE
 
-    return {spec.name: spec for spec in (TENCENT, ALIBABA, TWILIO, VONAGE, PLIVO)}
+    return {spec.name: spec for spec in (TENCENT, ALIBABA, TWILIO, AWS, VONAGE, PLIVO)}
 
 
 def _from_entry_points() -> dict[str, DialectSpec]:
