@@ -307,8 +307,16 @@ def _stats_table(figures: dict[str, Any]) -> list[str]:
         f"oldest_pending={'-' if age is None else f'{age:.0f}s'}",
         f"                 breaker={rep['breaker_state']} degraded={'yes' if rep['degraded'] else 'no'} "
         f"last_error={rep['last_error'] or '-'}",
-        "",
     ]
+    if rep.get("held_in_memory") or rep.get("lost"):
+        lines.append(f"                 held_in_memory={rep['held_in_memory']} lost={rep['lost']}")
+    for account in rep.get("accounts", []):
+        if not account["configured"]:  # the ones an operator must know about: never sent, expiring
+            lines.append(
+                f"                 not the configured account: {account['provider']} {account['account'] or '?'}"
+                f" pending={account['pending']} oldest={account['oldest_pending_age_seconds']:.0f}s"
+            )
+    lines.append("")
     provider = figures["provider"]
     zone = f" (hours in {figures['provider_time_zone']})" if figures["provider_time_zone"] else ""
     label = f"provider {figures['provider_name']}{zone}"

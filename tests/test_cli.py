@@ -247,3 +247,39 @@ def test_check_lists_what_the_full_integrity_check_finds_and_exits_one(make_app:
     result = app.test_cli_runner().invoke(args=["otp-conversion", "check"])
     assert result.exit_code == 1
     assert "missing from index messages_phone_sent" in result.output and "backup" in result.output
+
+
+def test_stats_names_rows_of_another_account_and_flush_does_not_fail_on_them(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    store_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    old, _ = make_app("old", OTP_CONVERSION_STORE_URL=store_url)
+    enqueue(old)
+    new, _ = make_app("new", OTP_CONVERSION_STORE_URL=store_url, OTP_CONVERSION_TENCENT_SDK_APP_ID="1400999999")
+    runner = new.test_cli_runner()
+    shown = runner.invoke(args=["otp-conversion", "stats"])
+    assert f"not the configured account: tencent {TENCENT_KEYS['OTP_CONVERSION_TENCENT_SDK_APP_ID']} pending=1" in (
+        shown.output
+    )
+    result = runner.invoke(args=["otp-conversion", "flush", "--timeout", "1"])
+    assert result.exit_code == 0, result.output
+    assert "pending: 0" in result.output
+
+
+def test_rows_of_another_account_expire_into_dead_letters_naming_it(make_app: AppFactory, tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    old, _ = make_app("old", OTP_CONVERSION_STORE_URL=store_url)
+    ext = old.extensions["otp_conversion"]
+    ext.record_sent(PHONE, "m-1", sent_at=time.time() - 120)
+    ext.record_verified(PHONE, verified_at=time.time() - 100)
+    new, _ = make_app(
+        "new",
+        OTP_CONVERSION_STORE_URL=store_url,
+        OTP_CONVERSION_TENCENT_SDK_APP_ID="1400999999",
+        OTP_CONVERSION_MAX_REPORT_AGE=60,
+    )
+    runner = new.test_cli_runner()
+    assert runner.invoke(args=["otp-conversion", "flush", "--timeout", "1"]).exit_code == 0
+    letters = runner.invoke(args=["otp-conversion", "dead-letters"]).output
+    assert "expired: the row belongs to tencent account" in letters
+    assert "not the configured account" not in runner.invoke(args=["otp-conversion", "stats"]).output
