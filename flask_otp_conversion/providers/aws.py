@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ._http import USER_AGENT, HTTPSender, host_header, json_object, safe_text, transport_error
 from .aws_models import (
     AwsErrorBody,
     FeedbackStatus,
@@ -45,6 +44,7 @@ from .base import (
 )
 from .settings import AwsSettings
 from .sigv4 import amz_date, sigv4_sign
+from .toolkit import USER_AGENT, HTTPSender, host_header, json_object, safe_text, transport_error
 
 __all__ = ["FEEDBACK_ACTION", "SEND_ACTION", "SERVICE", "TARGET_PREFIX", "AwsProvider", "classify_error"]
 

@@ -10,7 +10,6 @@ receipt. Creates answer 201; errors are ``{code, message, more_info, status}`` w
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 from collections.abc import Mapping
@@ -22,7 +21,6 @@ from urllib.parse import quote, urlencode
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ._http import USER_AGENT, HTTPSender, host_header, json_object, safe_text, transport_error
 from .base import (
     DEFAULT_TIMEOUT,
     AuthError,
@@ -35,6 +33,7 @@ from .base import (
     ThrottledError,
 )
 from .settings import TwilioSettings
+from .toolkit import USER_AGENT, HTTPSender, basic_authorization, host_header, json_object, safe_text, transport_error
 from .twilio_models import CreateMessageRequest, FeedbackRequest, FeedbackResource, MessageResource, TwilioErrorBody
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "FEEDBACK_ACTION",
     "SEND_ACTION",
     "TwilioProvider",
-    "basic_authorization",
     "classify_error",
 ]
 
@@ -100,11 +98,6 @@ def classify_error(
     if status in (401, 403) or code in _AUTH_CODES:
         return AuthError(text, **kwargs)
     return PermanentError(text, **kwargs)
-
-
-def basic_authorization(user: str, password: str) -> str:
-    """RFC 7617: ``Basic`` and base64 of ``user:password`` in UTF-8, with padding."""
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 class TwilioProvider(Provider):

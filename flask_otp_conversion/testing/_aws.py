@@ -31,9 +31,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..providers.sigv4 import parse_authorization, sigv4_sign
-from ._common import (
+from .dialects import (
     Answer,
     ApiError,
+    DialectSpec,
     EmulatorConversion,
     EmulatorMessage,
     Exchange,
@@ -41,7 +42,6 @@ from ._common import (
     State,
     json_body,
 )
-from .dialects import DialectSpec
 
 __all__ = ["API_VERSION", "SPEC", "AwsDialect"]
 

@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from email.utils import formatdate
 from typing import Any
 
-from ._common import (
+from .dialects import (
     Answer,
     ApiError,
+    DialectSpec,
     EmulatorConversion,
     EmulatorMessage,
     Exchange,
@@ -37,7 +38,6 @@ from ._common import (
     State,
     json_body,
 )
-from .dialects import DialectSpec
 
 __all__ = ["API_VERSION", "SPEC", "TwilioDialect"]
 

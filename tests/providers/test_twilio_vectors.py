@@ -17,7 +17,8 @@ from wire_server import Recorded, Reply, Retarget, recording_server
 from flask_otp_conversion.providers import AuthError, PermanentError, ProviderError, RetryableError, ThrottledError
 from flask_otp_conversion.providers.base import ConversionReport
 from flask_otp_conversion.providers.settings import TwilioSettings
-from flask_otp_conversion.providers.twilio import TwilioProvider, basic_authorization
+from flask_otp_conversion.providers.toolkit import basic_authorization
+from flask_otp_conversion.providers.twilio import TwilioProvider
 
 pytestmark = pytest.mark.timeout(30)
 
