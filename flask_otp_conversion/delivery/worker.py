@@ -684,7 +684,6 @@ class Reporter(ForkLocal):
                         self._acks_since = started
                     self._acks.append(item)
                     due = len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
-            self._transition(decision.transition)
             verdict = decision.verdict
             if isinstance(verdict, P.Ack):
                 if due:
@@ -693,6 +692,7 @@ class Reporter(ForkLocal):
                 self._retry(item, verdict, answer)
             else:
                 self._dead_letter(item, verdict.reason, now)
+            self._transition(decision.transition)  # after the retry: the status written names its error
         finally:
             if not settled and probe is not None:
                 with self._lock:
