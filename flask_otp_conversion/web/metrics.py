@@ -245,13 +245,15 @@ def make_metrics_blueprint(url_prefix: str, service: StatsService, collector: St
             return jsonify(error="unauthorized"), 401, {"WWW-Authenticate": 'Bearer realm="otp-conversion-stats"'}
         if registry is None:
             return jsonify(error=MISSING), 501, {}
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client.exposition import choose_encoder
 
+        # The format the scraper asks for: Prometheus 2 and 3 send Accept (text 0.0.4, or OpenMetrics).
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         try:
-            body = generate_latest(registry)
+            body = encoder(registry)
         except Exception as exc:  # the store unreachable: a clear 503 the scraper records as down
             return jsonify(error=f"metrics could not be read: {describe_error(exc)}"), 503, {}
-        return Response(body, 200, {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+        return Response(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
     bp = Blueprint("otp_conversion_metrics", __name__, url_prefix=url_prefix if url_prefix != "/" else None)
     bp.add_url_rule("/metrics", view_func=metrics_view, methods=["GET"])

@@ -110,7 +110,9 @@ class Traffic:
             sends: list[tuple[float, str, bool]] = []
             for code in CODES:
                 for _ in range(_poisson(self.rng, volume(code, begin))):
-                    sends.append((begin + self.rng.random() * MINUTE, code.prefix, self.rng.random() < conversion(code, begin)))
+                    sends.append(
+                        (begin + self.rng.random() * MINUTE, code.prefix, self.rng.random() < conversion(code, begin))
+                    )
             if pump is not None:
                 for _ in range(_poisson(self.rng, pump_per_minute)):
                     sends.append((begin + self.rng.random() * MINUTE, pump.prefix, self.rng.random() < pump_conversion))
