@@ -101,7 +101,7 @@ class TwilioSettings(_ProviderSettings):
     account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
     auth_token: SecretStr | None = None
     api_key_sid: str | None = Field(default=None, pattern=r"^SK[0-9a-fA-F]{32}$")
-    api_key_secret: SecretStr | None = None
+    api_key_secret: SecretStr | None = Field(default=None, validate_default=True)
     #: ``https://api.twilio.com`` unless ``region``/``edge`` pick another host (``api.<edge>.<region>.twilio.com``,
     #: the SDK's rule) or this is set (which wins).
     endpoint: TwilioEndpoint | None = None
@@ -117,16 +117,22 @@ class TwilioSettings(_ProviderSettings):
     message_rate_limit: float = Field(default=100.0, gt=0)
     feedback_rate_limit: float = Field(default=100.0, gt=0)
 
-    @model_validator(mode="after")
-    def _one_credential(self) -> TwilioSettings:
-        api_key = self.api_key_sid is not None or self.api_key_secret is not None
-        if api_key and (self.api_key_sid is None or self.api_key_secret is None):
+    # Checked on fields, not on the model: a model error would name no key and echo every value, secrets too.
+    @field_validator("api_key_secret")
+    @classmethod
+    def _one_credential(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if (value is None) != (info.data.get("api_key_sid") is None):
             raise ValueError("OTP_CONVERSION_TWILIO_API_KEY_SID and _API_KEY_SECRET go together")
-        if not api_key and self.auth_token is None:
+        if value is None and info.data.get("auth_token") is None:
             raise ValueError("set OTP_CONVERSION_TWILIO_AUTH_TOKEN, or an API key (_API_KEY_SID, _API_KEY_SECRET)")
-        if self.sender is not None and self.messaging_service_sid is not None:
-            raise ValueError("set OTP_CONVERSION_TWILIO_SENDER or _MESSAGING_SERVICE_SID, not both")
-        return self
+        return value
+
+    @field_validator("messaging_service_sid")
+    @classmethod
+    def _one_sender(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("sender") is not None:
+            raise ValueError("set OTP_CONVERSION_TWILIO_SENDER or this, not both")
+        return value
 
     @property
     def base_url(self) -> str:
