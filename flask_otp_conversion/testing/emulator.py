@@ -96,7 +96,8 @@ class Fault:
 
     @classmethod
     def http_500(cls, *, times: int | None = None, after_processing: bool = False) -> Fault:
-        """HTTP 500: Tencent's front end answers a bare HTML page, Alibaba ``InternalError`` JSON."""
+        """HTTP 500: Tencent's front end answers a bare HTML page, Alibaba ``InternalError`` JSON; every other
+        dialect its own server error (Twilio ``20500``, AWS ``InternalServerException``)."""
         return cls("http_500", times=times, after_processing=after_processing)
 
     @classmethod
@@ -122,7 +123,8 @@ class Fault:
     def throttle(cls, retry_after: float | None = None, *, times: int | None = None) -> Fault:
         """The provider's throttling answer: Tencent ``RequestLimitExceeded`` (HTTP 200 body); Alibaba
         ``Throttling.User`` (cams ``System.LimitControl``), HTTP 400, with ``x-acs-retry-after`` in
-        milliseconds when ``retry_after`` (seconds) is given. Tencent sends no retry-after hint."""
+        milliseconds when ``retry_after`` (seconds) is given; Twilio 429 ``20429`` with ``Retry-After``; AWS
+        ``ThrottlingException``, HTTP 400. Tencent and AWS send no retry-after hint."""
         return cls("throttle", times=times, retry_after=retry_after)
 
     @classmethod
@@ -149,7 +151,7 @@ class Fault:
 class EmulatorCall:
     """One request the emulator received, as recorded, whatever became of it."""
 
-    #: ``"tencent"``, ``"alibaba"``, or ``"unknown"`` for a request neither cloud would recognise.
+    #: The dialect's provider name (``"tencent"``, ``"twilio"``...), ``"unknown"`` when no dialect recognised it.
     provider: str
     action: str
     version: str
