@@ -1,13 +1,11 @@
 """The delivery worker: runs ``policy.DeliveryPolicy`` against the store and the provider client.
 
 Shape
-    One *drain loop* claims due rows (``store.claim`` with a row lease) as the policy says and puts them in
-    a ready list; ``OTP_CONVERSION_REPORT_CONCURRENCY`` *sender threads* take rows from it, each takes a
-    rate-limit slot and makes its request on its own provider client, and hands the answer to the policy.
-    A sender blocks in its HTTP request, so reaching the provider's cap at its latency needs that many in
-    flight (1,000/s at 50 ms is 50); an idle sender sleeps on a condition and costs nothing. Acks go in
-    batches, one store write for up to ``ACK_BATCH`` rows. The loop runs on a thread of its own
-    (``ensure_running``) or, in a process that never started it, in the caller of ``flush``/``stop``.
+    This module holds the lifecycle (start, flush, stop, forks) and the one *drain loop*: it claims due rows
+    (``store.claim`` with a row lease) as the policy says and offers them to the sender threads
+    (``senders.py``: one request each, acks in batches, hand-back), up to ``OTP_CONVERSION_REPORT_CONCURRENCY``
+    of them. The loop runs on a thread of its own (``ensure_running``) or, in a process that never started it,
+    in the caller of ``flush``/``stop``. The policy is shared with the senders under this module's lock.
 
 Rate cap
     One schedule of request starts in the store (``ratelimit.SharedSchedule``, ``Store.take_slots``), shared by every
@@ -37,44 +35,33 @@ Processes
 from __future__ import annotations
 
 import contextlib
-import heapq
 import logging
 import math
 import os
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from blinker import NamedSignal
 
 from .._forks import ForkLocal
 from ..config import Settings
-from ..phone import mask_phone
-from ..providers.base import ConversionReport, Provider
-from ..redaction import describe_error, safe_text
-from ..signals import (
-    breaker_closed,
-    breaker_opened,
-    conversion_dead_lettered,
-    conversion_failed,
-    conversion_reported,
-)
+from ..providers.base import Provider
+from ..redaction import describe_error
+from ..signals import breaker_closed, breaker_opened
 from ..store.base import OutboxItem, Store
 from . import policy as P
 from .activity import BUSY_POLL
-from .breaker import Breaker, Closed, Opened, Probe, Transition
+from .breaker import Breaker, Closed, Opened, Transition
 from .ratelimit import SharedSchedule
+from .senders import Job, Senders
 from .upkeep import Upkeep
 
 DEGRADED_FLAG = "degraded"
 #: Rate used when neither the provider nor ``OTP_CONVERSION_RATE_LIMITS`` names a cap for the report action.
 FALLBACK_RATE = 50.0
-ACK_BATCH = 100
-ACK_MAX_DELAY = 0.25
 #: The loop's look at an outbox that had nothing due (a claim is a store write: not too often).
 IDLE_POLL = 0.25
 #: After an unexpected error in the loop (the store is down, say).
@@ -83,16 +70,6 @@ ERROR_PAUSE = 2.0
 FIRST_SENDERS = 2
 #: The loop's next look while it may still need more senders (rows claimed, fewer than the concurrency).
 GROW_POLL = 0.05
-#: A sender waiting for a rate-limit slot looks this often whether the process is stopping.
-TOKEN_WAIT = 0.05
-
-
-@dataclass(slots=True)
-class _Job:
-    item: OutboxItem
-    probe: Probe | None
-    #: Last moment (``time.time()``) the row may start, so that its lease covers the request and the ack.
-    cutoff: float
 
 
 class Reporter(ForkLocal):
@@ -129,20 +106,16 @@ class Reporter(ForkLocal):
         """Everything that belongs to one process: rebuilt from scratch in a forked child."""
         self._pid = os.getpid()
         self._owner = f"{self._pid}-{uuid.uuid4().hex[:12]}"
-        self._lock = threading.Lock()  # the policy, the ready list, the acks, the counters
-        self._rows = threading.Condition(self._lock)  # senders wait here for rows
-        self._progress = threading.Condition(self._lock)  # flush waits here for idle passes
+        self._lock = threading.Lock()  # the policy (shared with the senders) and the loop's counters
+        self._progress = threading.Condition(self._lock)  # flush waits here for idle passes (or the loop's end)
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._setup_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._stopped = False
-        self._closing = False
-        self._senders: list[threading.Thread] = []
         self._busy_claim_at = -math.inf  # while requests run: no claim before this (monotonic)
         self._flushing = 0  # flush() calls waiting on the loop, which then does not hold back
-        self._clients: list[Provider] = []
         self._schedule: SharedSchedule | None = None
         self._provider_name = self._settings.provider or ""
         self._account: str | None = None  # the provider's, once known: claims take only its rows
@@ -159,20 +132,21 @@ class Reporter(ForkLocal):
             ),
             idle_poll=IDLE_POLL,
         )
-        self._ready: deque[_Job] = deque()
-        self._low_water = 0
-        self._backlog = False
-        self._inflight = 0
-        self._taken: dict[int, _Job] = {}  # by id(): rows senders hold and have not settled, for stop()
-        self._acking = 0  # ack writes under way, which stop() waits for
-        self._start_by = math.inf  # while stopping: no request starts after this (time.time())
-        self._acks: list[OutboxItem] = []
-        self._acks_since = 0.0
-        self._handback: list[OutboxItem] = []
-        self._retry_hints: list[float] = []
+        self._senders = Senders(
+            store=self._store,
+            provider_factory=self._provider_factory,
+            concurrency=self._settings.report_concurrency,
+            lease=self._lease,
+            policy=self._policy,
+            policy_lock=self._lock,
+            logger=self._logger,
+            wake=self._wake.set,
+            note_error=self._note_failure,
+            on_transition=self._transition,
+            emit=self._emit,
+        )
         self._idle_passes = 0
         self._next_due: float | None = None
-        self._auth_logged = False
         self._upkeep = Upkeep(self._store, self._settings, self._logger, self._owner)
 
     def _after_fork_in_child(self) -> None:
@@ -237,10 +211,7 @@ class Reporter(ForkLocal):
         with self._start_lock:
             self._stopped = True
             thread, self._thread = self._thread, None
-        with self._lock:  # rows taken before now are cut short here; those taken later in _send_forever
-            self._start_by = time.time() + budget - longest
-            for job in self._taken.values():
-                job.cutoff = min(job.cutoff, self._start_by)
+        self._senders.cut_off(time.time() + budget - longest)
         self._stop_event.set()
         self._wake.set()
         try:
@@ -249,8 +220,8 @@ class Reporter(ForkLocal):
                     thread.join(max(0.0, deadline - time.monotonic()))
                 if (last_start := deadline - longest) > time.monotonic():  # room to deliver more: drain till then
                     self._drain(threading.Event(), last_start)
-            self._wind_down(deadline)
-            self._close()
+            self._senders.wind_down(deadline)
+            self._senders.close()
         except Exception as exc:
             self._logger.error("otp-conversion reporter did not stop cleanly: %s", describe_error(exc))
         self._log_summary(force=True)
@@ -288,7 +259,7 @@ class Reporter(ForkLocal):
     # Setup --------------------------------------------------------------------------------------------
 
     def _ready_to_send(self) -> None:
-        """The rate limiter and the sender threads of this process, built on first use."""
+        """The rate limiter of this process, built on first use, and more sender threads."""
         with self._setup_lock:
             if self._schedule is None:
                 provider = self._provider_factory()
@@ -315,19 +286,8 @@ class Reporter(ForkLocal):
                 with self._lock:
                     self._policy.cap = cap
                     self._policy.report_deadline = deadline
-            self._add_senders(FIRST_SENDERS)
-
-    def _add_senders(self, count: int) -> None:
-        """Start up to ``count`` more sender threads, never more than ``OTP_CONVERSION_REPORT_CONCURRENCY``. Senders
-        start as rows wait for them, not all at once: each runnable thread is one more to wake and take the GIL
-        beside the requests, and a fast provider needs few."""
-        while count > 0 and len(self._senders) < self._settings.report_concurrency:
-            sender = threading.Thread(
-                target=self._send_forever, name=f"otp-conversion-sender-{len(self._senders)}", daemon=True
-            )
-            sender.start()
-            self._senders.append(sender)
-            count -= 1
+                self._senders.use(self._schedule, self._provider_name)
+            self._senders.add(FIRST_SENDERS)
 
     def _apply_configured_degraded(self) -> None:
         if self._config_applied:
@@ -340,7 +300,11 @@ class Reporter(ForkLocal):
     # The drain loop -----------------------------------------------------------------------------------
 
     def _run(self, stop: threading.Event) -> None:
-        self._drain(stop, None)
+        try:
+            self._drain(stop, None)
+        finally:
+            with self._lock:  # a flush waiting on this loop runs the loop itself from now on
+                self._progress.notify_all()
 
     def _drain(self, stop: threading.Event, deadline: float | None) -> None:
         """The one drain loop: passes until ``stop`` or, with a ``deadline`` (flush, stop), until nothing is
@@ -349,7 +313,7 @@ class Reporter(ForkLocal):
             self._apply_configured_degraded()
             self._ready_to_send()
         except Exception as exc:
-            self._note_error(exc)
+            self._note_failure(describe_error(exc))
             self._logger.error("otp-conversion reporter could not start delivering: %s", describe_error(exc))
             self._config_applied = False
             if deadline is not None:
@@ -359,7 +323,7 @@ class Reporter(ForkLocal):
             try:
                 wait, idle = self._pass(hold_back=deadline is None)
             except Exception as exc:
-                self._note_error(exc)
+                self._note_failure(describe_error(exc))
                 self._logger.error("otp-conversion reporter: %s; retrying in %g s", describe_error(exc), ERROR_PAUSE)
                 wait, idle = ERROR_PAUSE, False
             if deadline is not None:
@@ -377,8 +341,8 @@ class Reporter(ForkLocal):
         ``hold_back``: give way to this worker's requests (the background loop; a flush never does)."""
         if not self._config_applied:
             self._apply_configured_degraded()
-        self._flush_acks(force=False)
-        self._hand_back_pending()
+        self._senders.flush_acks(force=False)
+        self._senders.hand_back_pending()
         self._refresh_degraded()
         self._upkeep_if_due()
         self._log_summary(force=False)
@@ -386,9 +350,9 @@ class Reporter(ForkLocal):
         serving = hold_back and not self._flushing and self._busy is not None and self._busy()
         if serving and time.monotonic() < self._busy_claim_at:
             return BUSY_POLL, False  # looked at most once a BUSY_POLL while requests run
+        buffered, busy = self._senders.load()
         with self._lock:
-            plan = self._policy.plan(now, buffered=len(self._ready))
-            busy = bool(self._ready) or self._inflight > 0
+            plan = self._policy.plan(now, buffered=buffered)
         if isinstance(plan, P.Wait):
             idle = not busy and plan.reason != "enough claimed"
             if idle:
@@ -409,25 +373,20 @@ class Reporter(ForkLocal):
         for item in items:
             reason = self._policy_dead_on_claim(item, now)
             if reason is not None:
-                self._dead_letter(item, reason, now)
+                self._senders.dead_letter(item, reason, now)
             else:
-                jobs.append(_Job(item, plan.probe, now + P.SEND_WINDOW))
-        with self._lock:
-            if plan.probe is not None and not jobs:
+                jobs.append(Job(item, plan.probe, now + P.SEND_WINDOW))
+        if plan.probe is not None and not jobs:
+            with self._lock:
                 self._policy.cancel(plan.probe)
-            behind = bool(self._ready)  # rows of an earlier claim still wait for a sender: the senders fall behind
-            self._ready.extend(jobs)
-            self._backlog = len(items) >= plan.limit
-            self._low_water = max(1, plan.limit // 2)
-            if jobs:
-                self._rows.notify(len(jobs))
-            idle = not items and not self._ready and self._inflight == 0
-        growing = bool(jobs) and len(self._senders) < self._settings.report_concurrency
+        # behind: rows of an earlier claim still wait for a sender, so the senders fall behind
+        behind, quiet = self._senders.offer(jobs, backlog=len(items) >= plan.limit, low_water=max(1, plan.limit // 2))
+        idle = not items and quiet
+        growing = bool(jobs) and self._senders.can_grow
         if behind:
             with self._lock:
                 wanted = P.senders_needed(self._policy.cap, self._policy.latency, self._policy.cpu)
-            with self._setup_lock:  # to what the cap (or the GIL) lets the observed latency use, no more
-                self._add_senders(wanted - len(self._senders))
+            self._senders.grow_to(wanted)  # to what the cap (or the GIL) lets the observed latency use, no more
         if idle:
             self._note_idle(now)
         # With a backlog, a sender wakes the loop as soon as the ready list runs low; while the senders may still be
@@ -436,9 +395,10 @@ class Reporter(ForkLocal):
 
     def _note_idle(self, now: float) -> None:
         """A pass found nothing to do: what a waiting flush looks for."""
+        due = self._senders.next_retry(now)
         with self._lock:
             self._idle_passes += 1
-            self._next_due = self._earliest_hint(now)
+            self._next_due = due
             self._progress.notify_all()
 
     def _policy_dead_on_claim(self, item: OutboxItem, now: float) -> str | None:
@@ -492,80 +452,10 @@ class Reporter(ForkLocal):
         """At a flush's or stop's deadline: hand back what was claimed and not started, let requests in
         flight finish within the deadline, and ack what was delivered."""
         if not self.running:
-            with self._lock:
-                left = [job for job in self._ready]
-                self._ready.clear()
-                for job in left:
-                    self._policy.cancel(job.probe)
-            self._hand_back([job.item for job in left], "flush deadline reached")
-        with self._lock:
-            while self._inflight > 0 and (remaining := deadline - time.monotonic()) > 0:
-                self._progress.wait(remaining)
-        self._flush_acks(force=True)
-        self._hand_back_pending()
-
-    def _wind_down(self, deadline: float) -> None:
-        """stop() once the loop has ended: rows not started by ``_start_by`` go back unsent; requests in
-        flight get until ``deadline``, and their outcomes (acks, retries) are written."""
-        with self._lock:
-            waited = self._inflight
-            while self._ready and (left := min(self._start_by - time.time(), deadline - time.monotonic())) > 0:
-                self._progress.wait(left)
-            jobs = list(self._ready)
-            self._ready.clear()
-            for job in jobs:
-                self._policy.cancel(job.probe)
-        self._hand_back([job.item for job in jobs], "reporter stopping")
-        self._wait_settled(deadline)
-        with self._lock:
-            unsent = len(self._handback)
-        self._flush_acks(force=True)
-        self._hand_back_pending()
-        if waited or unsent:
-            self._logger.info(
-                "otp-conversion reporter stopping: %d report(s) in flight at the stop, %d claimed handed back unsent",
-                waited,
-                unsent,
-            )
-
-    def _wait_settled(self, end: float) -> int:
-        """Until ``end`` (monotonic): wait for the senders' rows to settle and their ack writes to end; how
-        many rows are still in a sender's hands."""
-        with self._lock:
-            while (self._inflight > 0 or self._acking > 0) and (remaining := end - time.monotonic()) > 0:
-                self._progress.wait(remaining)
-            return self._inflight
-
-    def _close(self) -> None:
-        """End the sender threads and close their clients."""
-        with self._lock:
-            self._closing = True
-            left = list(self._ready)
-            self._ready.clear()
-            for job in left:
-                self._policy.cancel(job.probe)
-            self._rows.notify_all()
-        self._hand_back([job.item for job in left], "reporter stopping")
-        # senders waiting for a slot hand their rows back within TOKEN_WAIT
-        busy = self._wait_settled(time.monotonic() + 2 * TOKEN_WAIT)
-        self._flush_acks(force=True)
-        self._hand_back_pending()  # rows senders gave up between the wind-down and _closing
-        if busy:  # a request still runs on a client: the process is leaving anyway
-            self._logger.warning(
-                "otp-conversion reporter stopped with %d report request(s) in flight: the provider may have "
-                "received them; their rows go again when their lease expires (%.0f s), so they may be reported "
-                "twice (if the provider is only slow, raise OTP_CONVERSION_SHUTDOWN_TIMEOUT)",
-                busy,
-                self._lease,
-            )
-            return
-        with self._setup_lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            try:
-                client.close()
-            except Exception as exc:
-                self._logger.warning("closing a provider client failed: %s", describe_error(exc))
+            self._senders.hand_back_ready("flush deadline reached")
+        self._senders.wait_idle(deadline)
+        self._senders.flush_acks(force=True)
+        self._senders.hand_back_pending()
 
     def _upkeep_if_due(self) -> None:
         upkeep = self._upkeep
@@ -586,198 +476,6 @@ class Reporter(ForkLocal):
             retry_at=breaker.retry_at,
             force=force,
         )
-
-    # Senders ------------------------------------------------------------------------------------------
-
-    def _send_forever(self) -> None:
-        client: Provider | None = None
-        while True:
-            with self._lock:
-                while not self._ready and not self._closing:
-                    self._rows.wait()
-                if self._closing:
-                    return
-                job = self._ready.popleft()
-                if job.cutoff > self._start_by:
-                    job.cutoff = self._start_by
-                self._taken[id(job)] = job
-                self._inflight += 1
-                upcoming = len(self._ready) + 1
-                if self._backlog and len(self._ready) < self._low_water:
-                    self._backlog = False
-                    self._wake.set()
-            try:
-                if client is None:
-                    client = self._provider_factory()
-                    with self._setup_lock:
-                        self._clients.append(client)
-                self._send(client, job, upcoming)
-            except Exception as exc:  # recording the outcome failed (store trouble): the lease expires
-                self._note_error(exc)
-                self._logger.error(
-                    "could not record the outcome of report %s for %s: %s",
-                    job.item.message_id,
-                    mask_phone(job.item.phone),
-                    describe_error(exc),
-                )
-            finally:
-                with self._lock:
-                    del self._taken[id(job)]
-                    self._inflight -= 1
-                    quiet = self._inflight == 0 and not self._ready
-                    self._progress.notify_all()
-                if quiet:  # the last ack of a burst goes now, whether or not a loop thread is there to do it
-                    try:
-                        self._flush_acks(force=True)
-                    except Exception as exc:
-                        self._note_error(exc)
-                        self._logger.error("could not ack delivered reports: %s", describe_error(exc))
-                    self._wake.set()
-
-    def _send(self, client: Provider, job: _Job, upcoming: int) -> None:
-        """One row: wait out a short pause, wait for a slot, make the call, act on the answer. A probe the job
-        carries is always settled: by the answer, or cancelled in ``finally``."""
-        item, probe = job.item, job.probe
-        settled = due = False
-        try:
-            while True:
-                now = time.time()
-                with self._lock:
-                    wait = self._policy.send_blocked_for(now, probe)
-                if wait is None or now + wait > job.cutoff or self._closing:
-                    self._hand_back([item], "not sent in time")
-                    return
-                if wait <= 0:
-                    break
-                time.sleep(wait)
-            schedule = self._schedule
-            assert schedule is not None
-            report = ConversionReport(
-                message_id=item.message_id,
-                phone=item.phone,
-                verified_at=item.verified_at,
-                converted=item.converted,
-                sent_at=item.sent_at,
-            )
-            while True:
-                slot = schedule.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming)
-                if slot is not None and schedule.wait(slot):
-                    break  # a slot this thread was too late for is forfeited: that only lowers the rate
-                if self._closing or time.time() >= job.cutoff:
-                    self._hand_back([item], "no rate-limit slot before the send window closed")
-                    return
-            started, cpu_before = time.monotonic(), time.thread_time()
-            try:
-                client.report_conversion(report)
-                answer = P.OK
-            except Exception as exc:
-                answer = P.classify(exc)
-            took, cpu = time.monotonic() - started, time.thread_time() - cpu_before
-            now = time.time()
-            with self._lock:
-                decision = self._policy.decide(
-                    answer, P.Row(item.created_at, item.attempts), now, probe=probe, took=took, cpu=cpu
-                )
-                settled = True
-                if isinstance(decision.verdict, P.Ack):
-                    if not self._acks:
-                        self._acks_since = started
-                    self._acks.append(item)
-                    due = len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
-            verdict = decision.verdict
-            if isinstance(verdict, P.Ack):
-                if due:
-                    self._flush_acks(force=True)
-            elif isinstance(verdict, P.Retry):
-                self._retry(item, verdict, answer)
-            else:
-                self._dead_letter(item, verdict.reason, now)
-            self._transition(decision.transition)  # after the retry: the status written names its error
-        finally:
-            if not settled and probe is not None:
-                with self._lock:
-                    self._policy.cancel(probe)
-                self._wake.set()
-
-    def _retry(self, item: OutboxItem, verdict: P.Retry, answer: P.Answer) -> None:
-        self._last_error = verdict.error
-        if answer.outcome is P.Outcome.AUTH and not self._auth_logged:
-            self._auth_logged = True
-            self._logger.error(
-                "%s rejected our credentials or permissions (%s): conversion reports are stopped until a probe "
-                "succeeds; check the OTP_CONVERSION_%s_* settings",
-                self._provider_name,
-                verdict.error,
-                self._provider_name.upper(),
-            )
-        self._store.retry(item, next_attempt_at=verdict.at, error=verdict.error, now=time.time())
-        with self._lock:
-            if len(self._retry_hints) < 100_000:
-                heapq.heappush(self._retry_hints, verdict.at)
-        self._logger.debug(
-            "report %s for %s failed (%s); next attempt in %.1f s",
-            item.message_id,
-            mask_phone(item.phone),
-            verdict.error,
-            max(0.0, verdict.at - time.time()),
-        )
-        self._emit(conversion_failed, report=item, error=verdict.error, next_attempt_at=verdict.at)
-
-    def _dead_letter(self, item: OutboxItem, reason: str, now: float) -> None:
-        reason = safe_text(reason)
-        self._store.dead_letter(item, reason=reason, now=now)
-        self._logger.warning("report %s for %s dead-lettered: %s", item.message_id, mask_phone(item.phone), reason)
-        self._emit(conversion_dead_lettered, report=item, reason=reason)
-
-    # Store writes in batches --------------------------------------------------------------------------
-
-    def _flush_acks(self, *, force: bool) -> None:
-        """One store write for many delivered rows (at most ``ACK_MAX_DELAY`` late unless ``force``)."""
-        with self._lock:
-            if not self._acks or (
-                not force and len(self._acks) < ACK_BATCH and time.monotonic() - self._acks_since < ACK_MAX_DELAY
-            ):
-                return
-            items, self._acks = self._acks, []
-            self._acking += 1
-        try:
-            acked = self._store.ack(items, now=time.time())
-        except BaseException:
-            with self._lock:  # again on the next flush; the leases still cover them for a while
-                self._acks[:0] = items
-            raise
-        finally:
-            with self._lock:
-                self._acking -= 1
-                self._progress.notify_all()
-        if acked < len(items):
-            self._logger.warning(
-                "%d delivered report(s) had lost their lease before the ack (they may be reported twice)",
-                len(items) - acked,
-            )
-        for item in items:
-            self._emit(conversion_reported, report=item)
-
-    def _hand_back(self, items: Sequence[OutboxItem], reason: str) -> None:
-        """Claimed rows that did not go out: back to the outbox, due now, in the loop's next batch."""
-        if items:
-            with self._lock:
-                self._handback.extend(items)
-            self._logger.debug("handing back %d unsent report(s): %s", len(items), reason)
-            if self._closing:  # no loop pass will come for them
-                self._hand_back_pending()
-            else:
-                self._wake.set()
-
-    def _hand_back_pending(self) -> None:
-        with self._lock:
-            items, self._handback = self._handback, []
-        if not items:
-            return
-        try:
-            self._store.release(items)
-        except Exception as exc:  # their leases expire anyway
-            self._logger.warning("could not hand back %d report(s): %s", len(items), describe_error(exc))
 
     # Shared state -------------------------------------------------------------------------------------
 
@@ -807,20 +505,8 @@ class Reporter(ForkLocal):
             row.pending for row in self._store.backlog() if row.provider == self._provider_name and row.account in mine
         )
 
-    def _earliest_hint(self, now: float) -> float | None:
-        """The earliest retry this process scheduled that is still ahead, or now if one fell due (a hint for
-        flush: a full-jitter backoff can be shorter than a pass). Caller holds the lock."""
-        hints = self._retry_hints
-        fell_due = False
-        while hints and hints[0] <= now:
-            heapq.heappop(hints)
-            fell_due = True
-        if fell_due:
-            return now
-        return hints[0] if hints else None
-
-    def _note_error(self, exc: BaseException) -> None:
-        self._last_error = describe_error(exc)
+    def _note_failure(self, error: str) -> None:
+        self._last_error = error
 
     def _log_summary(self, *, force: bool) -> None:
         now = time.time()
@@ -852,7 +538,6 @@ class Reporter(ForkLocal):
             self._emit(breaker_opened, reason=transition.reason, retry_at=transition.retry_at)
             self._write_status(force=True)
         elif isinstance(transition, Closed):
-            self._auth_logged = False
             self._logger.warning("circuit breaker closed: conversion reports flow again")
             self._emit(breaker_closed)
             self._write_status(force=True)
