@@ -24,7 +24,7 @@ import _harness as h
 
 RESULTS = h.BENCH / "RESULTS.md"
 #: Every script run.py runs, in this order.
-PLAN = ["overhead", "inline", "outage", "report_cpu", "cap", "steady", "stats_load"]
+PLAN = ["overhead", "inline", "outage", "report_cpu", "cap", "steady", "stats_load", "stores"]
 
 
 def run_script(name: str, args: list[str], workdir: Path) -> tuple[dict[str, Any] | None, str, float, str]:
@@ -85,7 +85,8 @@ def render(results: dict[str, Any], machine: dict[str, str], total: float, start
     lines += ["", *_overhead_section(results.get("overhead")), *_inline_section(results.get("inline")),
               *_outage_section(results.get("outage")), *_report_cpu_section(results.get("report_cpu")),
               *_cap_section(results.get("cap")), *_steady_section(results.get("steady")),
-              *_stats_section(results.get("stats_load")), "## Commands", ""]
+              *_stats_section(results.get("stats_load")), *_stores_section(results.get("stores")),
+              "## Commands", ""]
     for entry in results.values():
         lines.append(f"- `{entry['command']}`: {entry['seconds']:.0f} s" + ("" if entry["figures"] else " (failed)"))
     lines.append("")
@@ -139,7 +140,70 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
         rows.append(["5. stats: provider fetches under load", f"one per TTL window per worker (<= {st['fetch_bound']})",
                      f"{st['cached']['fetches']} fetches, {st['cached']['wrk']['rps']:,.0f} req/s",
                      _verdict(st["fetches_within_bound"])])
+    rows += _stores_targets(results)
     return rows
+
+
+def _stores_targets(results: dict[str, Any]) -> list[list[str]]:
+    f = (results.get("stores") or {}).get("figures") or {}
+    rows = []
+    ratios = (f.get("verify") or {}).get("ratios") or {}
+    if "ours-postgresql" in ratios and "ours" in ratios:
+        pg, lite = ratios["ours-postgresql"]["median"], ratios["ours"]["median"]
+        rows.append(["6. PostgreSQL store: verify throughput / plain, against SQLite's in the same run",
+                     "the same ratio as SQLite", f"{pg:.3f} vs {lite:.3f}", _verdict(pg >= lite - 0.03)])
+    drain = f.get("drain")
+    if drain:
+        rows.append(["6. PostgreSQL store: most reports in any 1 s, 1-4 delivering processes at the cap",
+                     f"<= {drain['setup']['cap_per_s']:,.0f}", f"{drain['max_in_1s_at_cap']:,}",
+                     _verdict(not drain["over_cap"])])
+    return rows
+
+
+def _stores_section(entry: dict[str, Any] | None) -> list[str]:
+    lines = ["## 6. Stores: PostgreSQL against SQLite and the plain app; drain by 1, 2 and 4 processes", ""]
+    if not entry or not entry["figures"]:
+        return [*lines, "Not run (failed); see the run's output.", ""]
+    f = entry["figures"]
+    verify = f.get("verify")
+    if verify:
+        s = verify["setup"]
+        lines += [
+            f"PostgreSQL {f['postgresql']} on the same machine (initdb in a temporary folder, fsync on). The verify "
+            f"route as in section 1 ({s['rounds']} rounds of {s['seconds']:g} s, `wrk -c{s['connections']}`, order "
+            "rotated): `ours` on SQLite, `ours-postgresql` the same app with the store on PostgreSQL; the spool keeps "
+            "either store out of the request.",
+            "",
+            "| variant | req/s | p50 ms | p99 ms | non-2xx | workers CPU ms/req |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, v in verify["variants"].items():
+            lines.append(f"| {name} | {v['rps']['median']:,.0f} | {v['p50_ms']['median']:.1f} | "
+                         f"{v['p99_ms']['median']:.1f} | {v['non2xx']} | {v['worker_cpu_ms_per_request']['median']:.2f} |")
+        lines.append("")
+        for name, r in verify["ratios"].items():
+            c = verify["cpu_ratios"][name]
+            lines.append(f"- {name} / plain: **{r['median']:.3f}** by req/s (rounds {r['min']:.3f} to "
+                         f"{r['max']:.3f}), **{c['median']:.3f}** by requests per worker CPU second")
+        lines.append("")
+    drain = f.get("drain")
+    if drain:
+        s = drain["setup"]
+        lines += [
+            f"An outbox of {s['rows']:,} rows in one PostgreSQL schema drained by 1, 2 and 4 processes at once (each "
+            f"`flush()`, an instance folder of its own), nginx answering a fixed success {s['latency_s'] * 1000:g} ms "
+            f"late (alone: {drain['nginx_alone_req_per_s']:,} req/s); cap lifted, then at {s['cap_per_s']:,.0f}/s. "
+            f"{s['rounds']} rounds, median. All of it (drainers, PostgreSQL, nginx) shares the 2 cores.",
+            "",
+            "| drain | reports/s | vs 1 process, cap lifted | most in any 1 s | CPU ms/report: drainers | PostgreSQL |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, v in drain["variants"].items():
+            lines.append(f"| {name} | {v['reports_per_s']['median']:,.1f} | {drain['vs_one_process_cap_lifted'][name]} "
+                         f"| {v['max_in_1s']:,} | {v['cpu_ms_per_report']['median']:.3f} "
+                         f"| {v['postgres_cpu_ms_per_report']['median']:.3f} |")
+        lines.append("")
+    return lines
 
 
 VARIANT_NOTES = {
@@ -466,6 +530,7 @@ def main() -> int:
         "cap": ["--rows", str(args.cap_rows), *base],
         "steady": ["--seconds", f"{args.steady_seconds:g}", *base],
         "stats_load": ["--seconds", f"{args.stats_seconds:g}"],
+        "stores": ["--seconds", f"{args.seconds:g}", "--rounds", "2"],
     }  # fmt: skip
     assert list(plan) == PLAN
     chosen = args.only.split(",") if args.only else PLAN

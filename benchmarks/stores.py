@@ -1,0 +1,234 @@
+"""Stores compared: the verify route on PostgreSQL against SQLite and the plain app, and the drain rate of 1, 2 and 4
+delivering processes sharing one PostgreSQL outbox.
+
+verify
+    ``overhead.run`` (gunicorn, wrk, the emulator; see ``overhead.py``) with three variants, order rotated each
+    round: ``plain`` (the baseline), ``ours`` (default config, SQLite) and ``ours-postgresql`` (the same app with
+    ``OTP_CONVERSION_STORE_URL`` on a PostgreSQL server this script starts: ``initdb`` in a temporary folder,
+    fsync on, ``tests/servers/postgresql.py``). The spool keeps the store out of the request in both, so the two
+    ratios to plain should match.
+drain
+    An outbox of ``--rows`` due rows in a fresh PostgreSQL schema (inserted by SQL), drained by 1, 2 and 4 processes
+    at once (each a Flask app with an instance folder of its own calling ``conversion.flush()``, started before the
+    clock), against nginx answering a fixed success 50 ms late (``fixed_server.py``): with the rate cap lifted,
+    and at Tencent's documented 1,000/s. Figures: reports/s from nginx's arrival times, the most arrivals in any
+    1 s, and CPU per report of the drainers (every thread) and of PostgreSQL's processes.
+
+    python benchmarks/stores.py [--seconds 8] [--rounds 2] [--rows 4000] [--only verify,drain] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import _harness as h
+import _outbox
+import overhead
+from fixed_server import FixedServer
+
+sys.path.insert(0, str(h.ROOT))
+from tests.servers.postgresql import PostgreSQLServer, running_server
+
+#: Tencent's documented ReportConversion limit, the extension's default for it.
+CAP = 1000.0
+PROCESSES = (1, 2, 4)
+LATENCY = 0.05
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most arrivals in any half-open interval [t, t + window)."""
+    ordered = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def postgres_cpu(server: PostgreSQLServer) -> float:
+    """CPU seconds of the server: the postmaster with the backends it has reaped (a drainer's connections end
+    with it), and those still running."""
+    assert server.process is not None
+    pid = server.process.pid
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK") + h.cpu_seconds(h.children(pid))
+
+
+def verify_part(server: PostgreSQLServer, *, seconds: float, rounds: int) -> dict[str, Any]:
+    overhead.VARIANTS["ours-postgresql"] = ("ours", {"OTP_CONVERSION_STORE_URL": server.fresh_url()})
+    figures = overhead.run(
+        seconds=seconds,
+        rounds=rounds,
+        connections=16,
+        max_rps=3500,
+        variants=["plain", "ours", "ours-postgresql"],
+    )
+    return figures
+
+
+def fill(server: PostgreSQLServer, rows: int) -> str:
+    """A fresh schema whose outbox holds ``rows`` due rows (as verifications would have left them); its URL."""
+    from flask_otp_conversion.store import open_store
+
+    url = server.fresh_url()
+    open_store(url).close()  # creates the tables
+    schema = url.rsplit("schema=", 1)[1]
+    now = time.time()
+    server.psql(
+        f"INSERT INTO {schema}.otp_outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
+        " next_attempt_at) SELECT '5000:' || lpad(n::text, 32, '0'), '+86137' || lpad(n::text, 8, '0'), 'tencent',"
+        f" {now - 60}, {now - 30}, {now - 30}, 'pending', {now - 30} FROM generate_series(1, {rows}) AS n"
+    )
+    return url
+
+
+def drain_together(url: str, nginx_url: str, workdir: Path, processes: int, cap: float | None) -> dict[str, Any]:
+    """``processes`` flushing one outbox at once; their CPU and wall time (start-up excluded)."""
+    procs = []
+    for n in range(processes):
+        instance = workdir / f"drain-{uuid.uuid4().hex[:8]}-{n}"
+        instance.mkdir(parents=True)
+        config = _outbox.app_config(nginx_url, instance, cap=_outbox.NO_CAP if cap is None else cap)
+        config["OTP_CONVERSION_STORE_URL"] = url
+        job = json.dumps({"config": config, "instance": str(instance), "timeout": 300.0})
+        procs.append(
+            subprocess.Popen(
+                [h.PYTHON, str(h.BENCH / "_outbox.py"), "drain", job],
+                cwd=h.ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a drain process did not start:\n{proc.communicate()[1][-3000:]}")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=400)
+            if proc.returncode != 0:
+                raise RuntimeError(f"a drain process exited {proc.returncode}:\n{err[-3000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return {"cpu_s": sum(r["cpu_s"] for r in results), "left": max(r["left"] for r in results)}
+
+
+def drain_part(server: PostgreSQLServer, *, rows: int, rounds: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="otp-bench-") as tmp,
+        FixedServer(latency=LATENCY, log_arrivals=True) as nginx,
+    ):
+        alone = h.fixed_server_alone(nginx.url, connections=200)
+        print(f"nginx alone at {LATENCY * 1000:g} ms (wrk -c200): {alone:,.0f} req/s", flush=True)
+        for r in range(rounds):
+            for cap in (None, CAP):
+                for processes in PROCESSES:
+                    name = f"{processes} process{'es' if processes > 1 else ''}, " + (
+                        "cap lifted" if cap is None else f"cap {CAP:,.0f}/s"
+                    )
+                    url = fill(server, rows)
+                    before, pg0 = len(nginx.arrivals()), postgres_cpu(server)
+                    result = drain_together(url, nginx.url, Path(tmp), processes, cap)
+                    pg_cpu = postgres_cpu(server) - pg0
+                    times = nginx.arrivals()[before:]
+                    span = max(times) - min(times) if len(times) > 1 else 0.0
+                    one = {
+                        "arrived": len(times),
+                        "left": result["left"],
+                        "reports_per_s": round((len(times) - 1) / span, 1) if span else 0.0,
+                        "max_in_1s": max_in_window(times),
+                        "cpu_ms_per_report": round(result["cpu_s"] * 1000 / max(len(times), 1), 3),
+                        "postgres_cpu_ms_per_report": round(pg_cpu * 1000 / max(len(times), 1), 3),
+                    }
+                    runs.setdefault(name, []).append(one)
+                    print(
+                        f"round {r + 1} {name}: {one['reports_per_s']:7,.1f} reports/s, most in any 1 s "
+                        f"{one['max_in_1s']:,}; {one['arrived']:,} arrived, {one['left']} left, "
+                        f"{one['cpu_ms_per_report']} ms CPU/report (+ PostgreSQL {one['postgres_cpu_ms_per_report']})",
+                        flush=True,
+                    )
+    variants = {
+        name: {
+            "reports_per_s": h.spread([m["reports_per_s"] for m in measured]),
+            "max_in_1s": max(m["max_in_1s"] for m in measured),
+            "arrived": [m["arrived"] for m in measured],
+            "left": [m["left"] for m in measured],
+            "cpu_ms_per_report": h.spread([m["cpu_ms_per_report"] for m in measured]),
+            "postgres_cpu_ms_per_report": h.spread([m["postgres_cpu_ms_per_report"] for m in measured]),
+            "runs": measured,
+        }
+        for name, measured in runs.items()
+    }
+    one = variants["1 process, cap lifted"]["reports_per_s"]["median"]
+    scaling = {name: round(v["reports_per_s"]["median"] / one, 2) if one else None for name, v in variants.items()}
+    capped = [v["max_in_1s"] for name, v in variants.items() if "cap lifted" not in name]
+    return {
+        "setup": {"rows": rows, "rounds": rounds, "latency_s": LATENCY, "cap_per_s": CAP, "processes": PROCESSES},
+        "nginx_alone_req_per_s": round(alone),
+        "variants": variants,
+        "vs_one_process_cap_lifted": scaling,
+        "max_in_1s_at_cap": max(capped) if capped else None,
+        "over_cap": any(n > CAP for n in capped),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per verify run (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each part (default 2)")
+    parser.add_argument("--rows", type=int, default=4000, help="outbox rows per drain (default 4000)")
+    parser.add_argument("--only", default="verify,drain", help="parts to run (default verify,drain)")
+    parser.add_argument("--json", help="write the figures as JSON to this path")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    figures: dict[str, Any] = {}
+    started = time.perf_counter()
+    with running_server() as server:
+        figures["postgresql"] = server.psql("SHOW server_version")
+        if "verify" in parts:
+            verify = verify_part(server, seconds=args.seconds, rounds=args.rounds)
+            figures["verify"] = verify
+            for name, v in verify["variants"].items():
+                print(
+                    f"{name:15s} req/s {v['rps']['median']:7.0f}  p99 {v['p99_ms']['median']:.1f} ms"
+                    f"  CPU/request {v['worker_cpu_ms_per_request']['median']:.2f} ms",
+                    flush=True,
+                )
+            for name, ratio in verify["ratios"].items():
+                print(
+                    f"throughput ratio {name}/plain: {ratio['median']:.3f} ({ratio['min']:.3f} to {ratio['max']:.3f})"
+                )
+        if "drain" in parts:
+            figures["drain"] = drain_part(server, rows=args.rows, rounds=args.rounds)
+            for name, ratio in figures["drain"]["vs_one_process_cap_lifted"].items():
+                print(f"drain {name}: {ratio}x one process with the cap lifted")
+    figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+    h.write_json(args.json, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
