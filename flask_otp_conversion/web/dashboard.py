@@ -230,8 +230,8 @@ def make_dashboard_blueprint(url_prefix: str, dashboard: Dashboard) -> Blueprint
 
     def index() -> Response:
         dashboard.service.warn_if_unprotected()
-        if not dashboard.signed_in():
-            return login_page(status=401)
+        if not dashboard.signed_in():  # the form, as a page (a browser logs a 401 page as a failed load)
+            return login_page()
         try:
             data = dashboard.snapshot()
         except Exception as exc:  # the store unreachable: say so, never a 500

@@ -45,7 +45,9 @@
         svg.append(el("svg:rect", { class: "verified", x: x, y: y(p.verified), width: Math.max(step - 1, 1),
                                     height: top + height - y(p.verified) }));
         const rate = Math.min(1, p.verified / p.requested);
-        line.push((line.length ? "L" : "M") + (x + step / 2).toFixed(1) + " " + (top + height - rate * height).toFixed(1));
+        const cx = (x + step / 2).toFixed(1), cy = (top + height - rate * height).toFixed(1);
+        line.push((line.length ? "L" : "M") + cx + " " + cy);
+        svg.append(el("svg:circle", { class: "rate-dot", cx: cx, cy: cy, r: 2 }));
       }
     });
     if (line.length) svg.append(el("svg:path", { class: "rate", d: line.join(" ") }));
