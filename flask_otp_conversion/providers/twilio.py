@@ -56,7 +56,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 # ---- error classification (reference 1.6) --------------------------------------------------------------
 
-_THROTTLE_CODES = frozenset({20429, 14107})  # 14107: the per-account send rate was exceeded
+_THROTTLE_CODES = frozenset({20429})
 _RETRYABLE_CODES = frozenset({20500, 20503})
 #: 20003 authenticate, 20005 account not active, 20006 access denied, 20008 test credentials where they do not
 #: work, 20403 forbidden: nothing another request or a wait changes; stop and alert.
@@ -82,7 +82,7 @@ def classify_error(
 ) -> ProviderError:
     """The ``ProviderError`` for a Twilio answer that is not a success.
 
-    - HTTP 429 or code ``20429``/``14107``: ``ThrottledError`` (with the ``Retry-After`` if one came);
+    - HTTP 429 or code ``20429``: ``ThrottledError`` (with the ``Retry-After`` if one came);
     - a 5xx, or ``20500``/``20503``: ``RetryableError``;
     - HTTP 401/403 with Twilio's error body, or ``20003``/``20005``/``20006``/``20008``/``20403``: ``AuthError``;
     - any other Twilio error code (404 ``20404``: unknown SID or feedback not enabled; 400 ``21211`` bad ``To``,
