@@ -30,8 +30,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ._forks import ForkLocal
 from .config import Settings
 from .phone import calling_code, mask_phone, normalize_phone
+from .redaction import describe_error
 from .signals import conversion_anomaly
 from .store import Store
 from .store.base import HOUR, MINUTE, CountRow
@@ -212,8 +214,9 @@ class Evaluation:
 OnEpisode = Callable[[Episode, "Evaluation"], None]
 
 
-class Alarms:
-    """Evaluates the alarm from the store when asked, cached for ``CACHE_SECONDS``; opens and closes episodes."""
+class Alarms(ForkLocal):
+    """Evaluates the alarm from the store when asked, cached for ``CACHE_SECONDS``; opens and closes episodes.
+    A forked child starts with its own lock and cache (and is another owner of the episodes' lease)."""
 
     def __init__(
         self,
@@ -227,8 +230,13 @@ class Alarms:
         self.settings = settings
         self._store = store
         self._on_episode = on_episode
-        self._logger = logger or logging.getLogger("flask_otp_conversion")
+        self.logger = logger or logging.getLogger("flask_otp_conversion")
         self._clock = clock
+        self._after_fork_in_child()
+        self._watch_forks()
+
+    def _after_fork_in_child(self) -> None:
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._last: Evaluation | None = None
         self._baseline: tuple[float, int, list[CountRow]] | None = None  # (read at, period end, rows)
@@ -240,6 +248,7 @@ class Alarms:
 
     def evaluate(self, *, fresh: bool = False) -> Evaluation:
         """The alarm now: every code's verdict and the open episodes (reused for ``CACHE_SECONDS``)."""
+        self._check_fork()
         now = self._clock()
         with self._lock:
             last = self._last
@@ -288,7 +297,7 @@ class Alarms:
             self._store.set_flag(EPISODES_FLAG, _format_episodes(episodes))
         result = {code: Episode(code, since, by_code.get(code)) for code, since in episodes.items()}
         for code, since, seen in closed:
-            self._logger.info(
+            self.logger.info(
                 "otp-conversion alarm cleared for +%s after %.0f s (window rate %s, %d sends)",
                 code,
                 now - since,
@@ -297,7 +306,7 @@ class Alarms:
             )
         for code in opened:
             a = by_code[code]
-            self._logger.warning(
+            self.logger.warning(
                 "otp-conversion alarm: conversion to +%s fell to %s over %d sends in the last %.0f min "
                 "(baseline %s, %s): possible SMS pumping",
                 code,
@@ -311,7 +320,7 @@ class Alarms:
                 try:
                     self._on_episode(result[code], evaluation)
                 except Exception:  # an app's receiver failing must not stop the alarm
-                    self._logger.exception("otp-conversion: a conversion-anomaly receiver raised")
+                    self.logger.exception("otp-conversion: a conversion-anomaly receiver raised")
         return result
 
 
@@ -336,17 +345,23 @@ class SendDecision:
         return self.allowed
 
 
-class RecentSends:
+class RecentSends(ForkLocal):
     """Unverified sends per number and per number prefix over the last ``window`` seconds, in this process.
 
     Bounded: at most ``max_numbers`` numbers are remembered (the oldest forgotten first). A verification of a
-    number forgets its sends. Per process: with several workers, each counts the sends it recorded.
+    number forgets its sends. Per process: with several workers, each counts the sends it recorded (a forked
+    child starts empty).
     """
 
     def __init__(self, window: float, prefix_digits: int, *, max_numbers: int = 100_000) -> None:
         self._window = window
         self._digits = prefix_digits
         self._max = max_numbers
+        self._after_fork_in_child()
+        self._watch_forks()
+
+    def _after_fork_in_child(self) -> None:
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._by_number: OrderedDict[str, deque[float]] = OrderedDict()
         self._by_prefix: dict[str, set[str]] = {}
@@ -407,7 +422,11 @@ def decide(alarms: Alarms, recent: RecentSends, phone: object, now: float) -> Se
     prefix has as many unverified sends in the window as its limit. Raises ``ValueError`` for a bad phone."""
     e164 = normalize_phone(phone)
     code = calling_code(e164)
-    episode = alarms.evaluate().episodes.get(code)
+    try:
+        episode = alarms.evaluate().episodes.get(code)
+    except Exception as exc:  # advisory: a store that cannot answer must not stop the app's sends
+        alarms.logger.warning("send_allowed: the alarm could not be read (%s); not checked", describe_error(exc))
+        episode = None
     if episode is not None:
         seen = episode.assessment
         detail = f"+{code} is under an SMS-pumping alarm since {time.strftime('%H:%M:%SZ', time.gmtime(episode.since))}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 from flask import Flask
 
 from flask_otp_conversion import OTPConversion
+from flask_otp_conversion.alarm import Alarms, AlarmSettings, RecentSends, decide
+from flask_otp_conversion.store import open_store
 from tests.conftest import AppFactory
 
 PUMPED = "+2348031234567"
@@ -80,3 +83,13 @@ def test_a_disabled_app_always_allows(make_app: AppFactory) -> None:
     app, conversion = make_app(OTP_CONVERSION_ENABLED=False)
     with app.app_context():
         assert conversion.send_allowed(NUMBER)
+
+
+def test_a_store_that_cannot_answer_allows_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """Advisory: a PostgreSQL store on a closed port (a real driver, refused) never stops the app's sends."""
+    store = open_store("postgresql://otp@127.0.0.1:9/otp?connect_timeout=1")
+    alarms = Alarms(store, AlarmSettings())
+    with caplog.at_level(logging.WARNING):
+        decision = decide(alarms, RecentSends(900, 4), NUMBER, time.time())
+    assert (decision.allowed, "the alarm could not be read" in caplog.text) == (True, True)
+    store.close()
