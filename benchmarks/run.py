@@ -157,11 +157,20 @@ def _stores_targets(results: dict[str, Any]) -> list[list[str]]:
         rows.append(["6. PostgreSQL store: most reports in any 1 s, 1-4 delivering processes at the cap",
                      f"<= {drain['setup']['cap_per_s']:,.0f}", f"{drain['max_in_1s_at_cap']:,}",
                      _verdict(not drain["over_cap"])])
+    if "ours-redis" in ratios and "ours" in ratios:
+        rd, lite = ratios["ours-redis"]["median"], ratios["ours"]["median"]
+        rows.append(["6. Redis store: verify throughput / plain, against SQLite's in the same run",
+                     "the same ratio as SQLite", f"{rd:.3f} vs {lite:.3f}", _verdict(rd >= lite - 0.03)])
+    redis_drain = f.get("redis_drain")
+    if redis_drain:
+        rows.append(["6. Redis store: most reports in any 1 s, 1-4 delivering processes at the cap",
+                     f"<= {redis_drain['setup']['cap_per_s']:,.0f}", f"{redis_drain['max_in_1s_at_cap']:,}",
+                     _verdict(not redis_drain["over_cap"])])
     return rows
 
 
 def _stores_section(entry: dict[str, Any] | None) -> list[str]:
-    lines = ["## 6. Stores: PostgreSQL against SQLite and the plain app; drain by 1, 2 and 4 processes", ""]
+    lines = ["## 6. Stores: PostgreSQL and Redis against SQLite and the plain app; drain by 1, 2 and 4 processes", ""]
     if not entry or not entry["figures"]:
         return [*lines, "Not run (failed); see the run's output.", ""]
     f = entry["figures"]
@@ -171,8 +180,8 @@ def _stores_section(entry: dict[str, Any] | None) -> list[str]:
         lines += [
             f"PostgreSQL {f['postgresql']} on the same machine (initdb in a temporary folder, fsync on). The verify "
             f"route as in section 1 ({s['rounds']} rounds of {s['seconds']:g} s, `wrk -c{s['connections']}`, order "
-            "rotated): `ours` on SQLite, `ours-postgresql` the same app with the store on PostgreSQL; the spool keeps "
-            "either store out of the request.",
+            "rotated): `ours` on SQLite, `ours-postgresql` the same app with the store on PostgreSQL, `ours-redis` "
+            f"on Redis {f.get('redis', '')} (AOF, appendfsync always); the spool keeps every store out of the request.",
             "",
             "| variant | req/s | p50 ms | p99 ms | non-2xx | workers CPU ms/req |",
             "|---|---|---|---|---|---|",
@@ -195,13 +204,18 @@ def _stores_section(entry: dict[str, Any] | None) -> list[str]:
             f"late (alone: {drain['nginx_alone_req_per_s']:,} req/s); cap lifted, then at {s['cap_per_s']:,.0f}/s. "
             f"{s['rounds']} rounds, median. All of it (drainers, PostgreSQL, nginx) shares the 2 cores.",
             "",
-            "| drain | reports/s | vs 1 process, cap lifted | most in any 1 s | CPU ms/report: drainers | PostgreSQL |",
+            "| drain | reports/s | vs 1 process, cap lifted | most in any 1 s | CPU ms/report: drainers | server |",
             "|---|---|---|---|---|---|",
         ]
         for name, v in drain["variants"].items():
             lines.append(f"| {name} | {v['reports_per_s']['median']:,.1f} | {drain['vs_one_process_cap_lifted'][name]} "
                          f"| {v['max_in_1s']:,} | {v['cpu_ms_per_report']['median']:.3f} "
                          f"| {v['postgres_cpu_ms_per_report']['median']:.3f} |")
+        redis_drain = f.get("redis_drain") or {"variants": {}}
+        for name, v in redis_drain["variants"].items():  # Redis: redis-server's CPU in the last column
+            lines.append(f"| Redis {f['redis']}: {name} | {v['reports_per_s']['median']:,.1f} "
+                         f"| {redis_drain['vs_one_process_cap_lifted'][name]} | {v['max_in_1s']:,} "
+                         f"| {v['cpu_ms_per_report']['median']:.3f} | {v['redis_cpu_ms_per_report']['median']:.3f} |")
         lines.append("")
     return lines
 

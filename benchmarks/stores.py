@@ -1,5 +1,6 @@
 """Stores compared: the verify route on PostgreSQL against SQLite and the plain app, and the drain rate of 1, 2 and 4
-delivering processes sharing one PostgreSQL outbox.
+delivering processes sharing one PostgreSQL outbox; the same for Redis (``redis_store.py``: variant ``ours-redis``,
+drains in ``redis_drain``), in the same run.
 
 verify
     ``overhead.run`` (gunicorn, wrk, the emulator; see ``overhead.py``) with three variants, order rotated each
@@ -33,10 +34,13 @@ from typing import Any
 import _harness as h
 import _outbox
 import overhead
+import redis_store
 from fixed_server import FixedServer
 
 sys.path.insert(0, str(h.ROOT))
 from tests.servers.postgresql import PostgreSQLServer, running_server
+from tests.servers.redis import fresh_prefix
+from tests.servers.redis import running as running_redis
 
 #: Tencent's documented ReportConversion limit, the extension's default for it.
 CAP = 1000.0
@@ -65,14 +69,15 @@ def postgres_cpu(server: PostgreSQLServer) -> float:
     return ticks / os.sysconf("SC_CLK_TCK") + h.cpu_seconds(h.children(pid))
 
 
-def verify_part(server: PostgreSQLServer, *, seconds: float, rounds: int) -> dict[str, Any]:
+def verify_part(server: PostgreSQLServer, *, seconds: float, rounds: int, redis_url: str) -> dict[str, Any]:
     overhead.VARIANTS["ours-postgresql"] = ("ours", {"OTP_CONVERSION_STORE_URL": server.fresh_url()})
+    overhead.VARIANTS["ours-redis"] = ("ours", {"OTP_CONVERSION_STORE_URL": redis_url})
     figures = overhead.run(
         seconds=seconds,
         rounds=rounds,
         connections=16,
         max_rps=3500,
-        variants=["plain", "ours", "ours-postgresql"],
+        variants=["plain", "ours", "ours-postgresql", "ours-redis"],
     )
     return figures
 
@@ -206,10 +211,11 @@ def main() -> int:
     parts = set(args.only.split(","))
     figures: dict[str, Any] = {}
     started = time.perf_counter()
-    with running_server() as server:
+    with running_server() as server, running_redis() as redis:
         figures["postgresql"] = server.psql("SHOW server_version")
+        figures["redis"] = redis.client().info("server")["redis_version"]
         if "verify" in parts:
-            verify = verify_part(server, seconds=args.seconds, rounds=args.rounds)
+            verify = verify_part(server, seconds=args.seconds, rounds=args.rounds, redis_url=redis.url(fresh_prefix()))
             figures["verify"] = verify
             for name, v in verify["variants"].items():
                 print(
@@ -225,6 +231,7 @@ def main() -> int:
             figures["drain"] = drain_part(server, rows=args.rows, rounds=args.rounds)
             for name, ratio in figures["drain"]["vs_one_process_cap_lifted"].items():
                 print(f"drain {name}: {ratio}x one process with the cap lifted")
+            figures["redis_drain"] = redis_store.drain_part(redis, rows=args.rows, rounds=args.rounds)
     figures["wall_seconds"] = round(time.perf_counter() - started, 1)
     h.write_json(args.json, figures)
     return 0
