@@ -55,6 +55,7 @@ __all__ = [
     "register_dialect",
     "registered_dialects",
     "to_e164",
+    "unregister_dialect",
 ]
 
 ENTRY_POINT_GROUP = "flask_otp_conversion.emulator_dialects"
