@@ -230,6 +230,8 @@ class PostgreSQLStore(Engine, ForkLocal):
         except PostgreSQLUnavailableError as exc:
             if any(sign in str(exc) for sign in _MISCONFIGURED):
                 raise
+        # Nothing held open from here: a master that forks its workers next (gunicorn --preload) leaves them none.
+        self.close()
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore(schema={self._options.schema!r})"

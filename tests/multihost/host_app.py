@@ -2,8 +2,8 @@
 
 Configured from ``FLASK_OTP_CONVERSION_*`` variables (``from_prefixed_env``) and ``OTP_TEST_INSTANCE`` (the
 instance folder: the spool and the deliverer lock live there, so hosts share nothing on disk). Every answer
-carries the pid. ``/send`` answers 503 when the store refuses the send (a database outage): the caller may try
-again, as an app would.
+carries the pid. ``/send`` answers 503 should the store refuse the send: the caller may try again, as an app
+would. ``/status`` says whether this process delivers, is degraded, and how many records it holds in memory.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def create_app() -> Flask:
 
     @app.get("/status")
     def status() -> ResponseReturnValue:
-        reporter = app.extensions["otp_conversion"].reporter
-        return jsonify(pid=os.getpid(), delivering=reporter.running, degraded=reporter.degraded)
+        state = app.extensions["otp_conversion"]
+        reporter, holding = state.reporter, state.holding
+        held = 0 if holding is None else holding.counts().held
+        return jsonify(pid=os.getpid(), delivering=reporter.running, degraded=reporter.degraded, held=held)
 
     return app
