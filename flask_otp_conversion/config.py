@@ -119,11 +119,13 @@ def _format_errors(exc: ValidationError, key_of: Mapping[str, str], secret_keys:
     lines = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
-        key = key_of.get(field, PREFIX + field.upper())
+        # An error of the whole model (a cross-field check) has no field, and its input is every key, secrets
+        # included: name the provider's keys and never echo the input.
+        key = key_of.get(field, PREFIX + field.upper()) if field else f"{PREFIX}*"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        elif key not in secret_keys and "input" in err and err["type"] != "missing":
+        elif field and key not in secret_keys and "input" in err and err["type"] != "missing":
             msg += f" (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
     return "invalid flask-otp-conversion configuration:\n  " + "\n  ".join(lines)

@@ -160,3 +160,23 @@ def test_init_app_refuses_a_stats_token_with_non_ascii_characters(tmp_path: Path
     with pytest.raises(ConfigurationError, match="OTP_CONVERSION_STATS_TOKEN") as caught:
         OTPConversion(app)
     assert "s3cret" not in str(caught.value)
+
+
+def test_an_error_of_a_whole_provider_settings_model_never_echoes_its_input() -> None:
+    from pydantic import BaseModel, ValidationError, model_validator
+
+    from flask_otp_conversion.config import _format_errors
+
+    class Settings3p(BaseModel):
+        key: str
+        secret: str
+
+        @model_validator(mode="after")
+        def _pair(self) -> Settings3p:
+            raise ValueError("key and secret do not belong together")
+
+    with pytest.raises(ValidationError) as caught:
+        Settings3p(key="id", secret="hunter2-secret")
+    text = _format_errors(caught.value, {}, set())
+    assert "hunter2-secret" not in text
+    assert "OTP_CONVERSION_*: Value error, key and secret do not belong together" in text

@@ -151,7 +151,7 @@ class AwsProvider(Provider):
             {SEND_ACTION: settings.send_rate_limit, FEEDBACK_ACTION: settings.feedback_rate_limit}
         )
         # The base class declares the deadline per class; here it is per app, so the instance carries it.
-        vars(self)["report_deadline"] = settings.report_deadline
+        self.report_deadline = settings.report_deadline
 
     def __repr__(self) -> str:
         return f"<AwsProvider region={self._settings.region!r} endpoint={self._settings.base_url!r}>"

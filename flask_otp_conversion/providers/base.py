@@ -104,8 +104,8 @@ class Provider(ABC):
     statistics_time_zone: ClassVar[str | None] = None
     #: How long after the send a report is still useful, in seconds (None: no limit). A report that cannot reach
     #: the provider within it is dead-lettered as expired, never sent late (AWS marks a message FAILED by itself
-    #: an hour after the send).
-    report_deadline: ClassVar[float | None] = None
+    #: an hour after the send). A class default a client may set from its settings (an instance attribute).
+    report_deadline: float | None = None
     #: True where the provider takes the negative outcome (``ConversionReport.converted`` False); the reporter
     #: sends one only then, and only when the app opts in with ``OTP_CONVERSION_REPORT_UNVERIFIED``.
     reports_unverified: ClassVar[bool] = False
