@@ -106,7 +106,9 @@ def test_rows_claimed_by_a_killed_host_are_delivered_by_another_after_their_leas
     for phone, serial in zip(phones, serials, strict=True):
         a.send(phone, serial)
         a.verify(phone)
-    while not emulator.calls(action="ReportConversion"):
+    deadline = time.monotonic() + 20
+    # Every row claimed and its request hanging (so none still waits in A's spool, which dies with the host).
+    while len(emulator.calls(action="ReportConversion")) < len(serials) and time.monotonic() < deadline:
         time.sleep(0.05)
     a.kill()
     emulator.clear_faults()
