@@ -246,9 +246,8 @@ class PostgreSQLStore(Engine, ForkLocal):
         self._state = _ProcessState(self._options.pool_size)
 
     def reopen(self) -> None:
-        self._check_fork()
-        _ABANDONED.extend(self._state.connections)
-        self._state = _ProcessState(self._options.pool_size)
+        if not self._check_fork():  # in the process that opened them, they are ours to close
+            self.close()
 
     def close(self) -> None:
         if self._check_fork():
