@@ -135,6 +135,7 @@ class PlivoProvider(Provider):
         self._clock = clock
         self._user_agent = user_agent
         self._http = HTTPSender(timeout=timeout, transport=transport)
+        self.report_deadline = settings.report_deadline  # undocumented by the provider: None unless configured
         self._authorization = basic_authorization(settings.auth_id, settings.auth_token.get_secret_value())
         self._rate_limits: Mapping[str, float] = MappingProxyType(
             {SEND_ACTION: settings.message_rate_limit, CONVERSION_ACTION: settings.conversion_rate_limit}

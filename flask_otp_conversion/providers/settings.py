@@ -218,6 +218,8 @@ class VonageSettings(_ProviderSettings):
     #: Requests/s: the SMS API's documented 30/s per key; the Conversion API publishes none (unconfirmed).
     sms_rate_limit: float = Field(default=30.0, gt=0)
     conversion_rate_limit: float = Field(default=30.0, gt=0)
+    #: Seconds after the send a report is still worth sending (None: no limit). Vonage documents none.
+    report_deadline: float | None = Field(default=None, gt=0)
 
     @field_validator("signature_method", "auth", mode="before")
     @classmethod
@@ -259,6 +261,8 @@ class PlivoSettings(_ProviderSettings):
     #: Requests/s: Plivo allows 300 API requests per 5 s per account (shared by every API).
     message_rate_limit: float = Field(default=60.0, gt=0)
     conversion_rate_limit: float = Field(default=60.0, gt=0)
+    #: Seconds after the send a report is still worth sending (None: no limit). Plivo documents none.
+    report_deadline: float | None = Field(default=None, gt=0)
 
     @field_validator("powerpack_uuid")
     @classmethod

@@ -174,6 +174,7 @@ class VonageProvider(Provider):
         self._clock = clock
         self._user_agent = user_agent
         self._http = HTTPSender(timeout=timeout, transport=transport)
+        self.report_deadline = settings.report_deadline  # undocumented by the provider: None unless configured
         self._rate_limits: Mapping[str, float] = MappingProxyType(
             {SEND_ACTION: settings.sms_rate_limit, CONVERSION_ACTION: settings.conversion_rate_limit}
         )

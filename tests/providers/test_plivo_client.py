@@ -221,3 +221,8 @@ def test_a_number_plivo_can_never_take_is_refused_before_sending(provider_emulat
         provider.send_otp("+12", "482913")
     assert caught.value.code == "InvalidParameter"
     assert provider_emulator_server.emulator.calls() == []
+
+
+def test_report_deadline_is_none_unless_configured(provider_emulator_server: EmulatorServer) -> None:
+    with plivo(provider_emulator_server, report_deadline=3600) as provider:
+        assert provider.report_deadline == 3600.0
