@@ -280,8 +280,13 @@ class Alarms(ForkLocal):
         now = evaluation.at
         by_code = {a.calling_code: a for a in evaluation.codes}
         stored = parse_episodes(self._store.get_flag(EPISODES_FLAG))
-        if not self._store.acquire_lease(EPISODES_LEASE, owner=self._owner, ttl=LEASE_TTL, now=now):
-            return {code: Episode(code, since, by_code.get(code)) for code, since in stored.items()}
+        as_stored = {code: Episode(code, since, by_code.get(code)) for code, since in stored.items()}
+        try:
+            if not self._store.acquire_lease(EPISODES_LEASE, owner=self._owner, ttl=LEASE_TTL, now=now):
+                return as_stored
+        except Exception as exc:  # a store that reads but refuses writes (locked, full): show, change nothing
+            self.logger.debug("alarm episodes not updated: %s", describe_error(exc))
+            return as_stored
         opened, closed = [], []
         episodes = dict(stored)
         for code, since in stored.items():
@@ -294,7 +299,11 @@ class Alarms(ForkLocal):
                 episodes[a.calling_code] = now
                 opened.append(a.calling_code)
         if opened or closed:
-            self._store.set_flag(EPISODES_FLAG, _format_episodes(episodes))
+            try:
+                self._store.set_flag(EPISODES_FLAG, _format_episodes(episodes))
+            except Exception as exc:  # as above: the next evaluation that can write makes the transitions
+                self.logger.debug("alarm episodes not updated: %s", describe_error(exc))
+                return as_stored
         result = {code: Episode(code, since, by_code.get(code)) for code, since in episodes.items()}
         for code, since, seen in closed:
             self.logger.info(

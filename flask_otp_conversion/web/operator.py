@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from flask import Flask
 
 from ..alarm import figures
+from ..redaction import describe_error
 from .dashboard import Dashboard, make_dashboard_blueprint
 from .metrics import StoreCollector, make_metrics_blueprint
 
@@ -21,7 +22,14 @@ def register_operator_views(app: Flask, state: ConversionState) -> None:
     """``GET {prefix}/metrics``, the dashboard at ``{prefix}/``, and ``alarms`` in the stats figures."""
     service, store, alarms, reporter, settings = state.stats, state.store, state.alarms, state.reporter, state.settings
     assert service is not None and store is not None and alarms is not None and reporter is not None
-    service.alarm_figures = lambda: figures(alarms.evaluate())
+
+    def alarm_figures() -> dict[str, object]:
+        try:
+            return figures(alarms.evaluate())
+        except Exception as exc:  # the stats still answer what they can
+            return {"error": describe_error(exc)}
+
+    service.alarm_figures = alarm_figures
     collector = StoreCollector(
         store=store,
         provider=service.provider_name,

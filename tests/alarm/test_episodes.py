@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +99,20 @@ def test_a_memory_store_keeps_episodes_too(clock: FakeClock) -> None:
     store = MemoryStore()
     pump(store, clock.now - 300, 40, 0)
     assert set(alarms_on(store, clock, []).evaluate().episodes) == {"234"}
+
+
+def test_a_store_that_refuses_writes_shows_the_alarm_and_opens_it_later(tmp_path: Path, clock: FakeClock) -> None:
+    """Another connection holds the write lock: the verdicts are still read; the episode opens once it is gone."""
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(str(path), busy_timeout=0.05)
+    opened: list[Episode] = []
+    alarms = alarms_on(store, clock, opened)
+    pump(store, clock.now - 300, 40, 0)
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    seen = alarms.evaluate()
+    lock.execute("COMMIT")
+    lock.close()
+    assert ([a.triggered for a in seen.codes], seen.episodes, opened) == ([True], {}, [])
+    assert set(alarms.evaluate(fresh=True).episodes) == {"234"}
+    store.close()
