@@ -293,6 +293,9 @@ def _stats_table(figures: dict[str, Any]) -> list[str]:
             f"retried          {delivery['retried']}",
             f"dead-lettered    {delivery['dead_lettered']}",
         ]
+    for episode in (figures.get("alarms") or {}).get("open", []):
+        code, since = episode["calling_code"], episode["since"]
+        lines.append(f"ALARM            +{code} since {since} (flask otp-conversion alarms)")
     for title, key in (("provider", "by_provider"), ("calling code", "by_calling_code")):
         lines.append("")
         lines.append(f"{title:<16} {'requested':>9} {'verified':>9} {'rate':>7}")

@@ -35,3 +35,12 @@ def test_json_gives_every_code_of_the_window(make_app: AppFactory) -> None:
     result = app.test_cli_runner().invoke(args=["otp-conversion", "alarms", "--json"])
     codes = json.loads(result.output)["codes"]
     assert [(c["calling_code"], c["sends"]) for c in codes] == [("86", 1)]
+
+
+def test_the_stats_command_names_an_open_alarm(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_TENCENT_ENDPOINT="http://127.0.0.1:9")
+    with app.app_context():
+        for i in range(40):
+            conversion.record_sent(PUMPED, f"p-{i}", sent_at=time.time() - 300)
+    output = app.test_cli_runner().invoke(args=["otp-conversion", "stats"]).output
+    assert any(line.startswith("ALARM") and "+234" in line for line in output.splitlines())
