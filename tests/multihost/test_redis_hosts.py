@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flask_otp_conversion.testing import EmulatorServer, Fault
+from flask_otp_conversion.store import open_store
+from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
 from tests.multihost.harness import (
     max_in_window,
     messages,
@@ -31,6 +32,14 @@ FAST = {"HTTP_CONNECT_TIMEOUT": 1.0, "HTTP_READ_TIMEOUT": 1.0}
 def redis_url(redis_server: RedisServer) -> str:
     """A fresh store (a prefix of its own) on the session's server."""
     return redis_server.url(fresh_prefix())
+
+
+def settle(emulator: ProviderEmulator, quiet: float = 0.5) -> None:
+    """Until no new call has reached the emulator for ``quiet`` seconds."""
+    seen = -1
+    while (count := len(emulator.calls())) != seen:
+        seen = count
+        time.sleep(quiet)
 
 
 def assert_reported_once(server: EmulatorServer, serials: list[str]) -> None:
@@ -110,9 +119,12 @@ def test_rows_claimed_by_a_killed_host_are_delivered_by_another_after_their_leas
     for phone, serial in zip(phones, serials, strict=True):
         a.send(phone, serial)
         a.verify(phone)
-    while not emulator.calls(action="ReportConversion"):
-        time.sleep(0.05)
+    store = open_store(redis_url)
+    while not emulator.calls(action="ReportConversion") or store.outbox_stats(now=time.time()).pending < len(serials):
+        time.sleep(0.05)  # every verification applied (none left in A's spool, which no other host reads)
+    store.close()
     a.kill()
+    settle(emulator)  # a request A wrote just before dying must meet the hang too, or it would count as sent
     emulator.clear_faults()
     emulator.release_hangs()
     with running_hosts(tmp_path / "then", provider_emulator_server, redis_url, 1, **FAST):

@@ -28,9 +28,10 @@ PASSWORD = "rd-s3cret/:@?x"
 
 
 def _binary() -> str:
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-    )
+    """``redis-server``, or the server ``OTP_TEST_REDIS_SERVER`` names (a ``valkey-server``, say)."""
+    found = os.environ.get("OTP_TEST_REDIS_SERVER") or shutil.which("redis-server")
+    if found is None and os.path.exists("/usr/bin/redis-server"):
+        found = "/usr/bin/redis-server"
     if found is None:
         raise RuntimeError("redis-server is not installed: run `make servers` (apt-get install redis-server)")
     return found
