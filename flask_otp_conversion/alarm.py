@@ -22,6 +22,7 @@ per-number part of ``send_allowed``: unverified sends to one number or number pr
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -61,6 +62,8 @@ EPISODES_FLAG = "alarm:episodes"
 EPISODES_LEASE = "alarm:episodes"
 #: Seconds the lease holds: another process takes over this long after the holder stops evaluating.
 LEASE_TTL = 30.0
+#: Seconds a process that found the lease held by another waits before it asks again (each ask is a write).
+LEASE_RETRY = 10.0
 #: Seconds one evaluation is reused (a scrape, the dashboard and ``send_allowed`` share it).
 CACHE_SECONDS = 1.0
 #: Seconds the baseline (a week of hour rows, which barely moves) is reused.
@@ -240,6 +243,7 @@ class Alarms(ForkLocal):
         self._lock = threading.Lock()
         self._last: Evaluation | None = None
         self._baseline: tuple[float, int, list[CountRow]] | None = None  # (read at, period end, rows)
+        self._ask_lease_at = -math.inf
 
     @property
     def _owner(self) -> str:
@@ -281,8 +285,11 @@ class Alarms(ForkLocal):
         by_code = {a.calling_code: a for a in evaluation.codes}
         stored = parse_episodes(self._store.get_flag(EPISODES_FLAG))
         as_stored = {code: Episode(code, since, by_code.get(code)) for code, since in stored.items()}
+        if now < self._ask_lease_at:
+            return as_stored
         try:
             if not self._store.acquire_lease(EPISODES_LEASE, owner=self._owner, ttl=LEASE_TTL, now=now):
+                self._ask_lease_at = now + LEASE_RETRY
                 return as_stored
         except Exception as exc:  # a store that reads but refuses writes (locked, full): show, change nothing
             self.logger.debug("alarm episodes not updated: %s", describe_error(exc))

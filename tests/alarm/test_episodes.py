@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from flask_otp_conversion.alarm import EPISODES_FLAG, Alarms, AlarmSettings, Episode, Evaluation, parse_episodes
+from flask_otp_conversion.alarm import (
+    EPISODES_FLAG,
+    LEASE_RETRY,
+    LEASE_TTL,
+    Alarms,
+    AlarmSettings,
+    Episode,
+    Evaluation,
+    parse_episodes,
+)
 from flask_otp_conversion.store import MemoryStore, SQLiteStore, Store
 from tests.conftest import FakeClock
 
@@ -116,3 +125,15 @@ def test_a_store_that_refuses_writes_shows_the_alarm_and_opens_it_later(tmp_path
     assert ([a.triggered for a in seen.codes], seen.episodes, opened) == ([True], {}, [])
     assert set(alarms.evaluate(fresh=True).episodes) == {"234"}
     store.close()
+
+
+def test_another_process_takes_the_transitions_over_once_the_first_stops(store: Store, clock: FakeClock) -> None:
+    first: list[Episode] = []
+    second: list[Episode] = []
+    alarms_on(store, clock, first, "first").evaluate()  # holds the lease, then evaluates no more
+    other = alarms_on(store, clock, second, "second")
+    other.evaluate()
+    clock.advance(LEASE_TTL + LEASE_RETRY)
+    pump(store, clock.now - 300, 40, 0)
+    other.evaluate()
+    assert (first, [e.calling_code for e in second]) == ([], ["234"])
