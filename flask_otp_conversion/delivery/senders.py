@@ -362,9 +362,6 @@ class Senders:
                         self._acks_since = started
                     self._acks.append(item)
                     due = len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
-            if isinstance(decision.transition, Closed):
-                self._auth_logged = False
-            self._on_transition(decision.transition)
             if isinstance(verdict, P.Ack):
                 if due:
                     self.flush_acks(force=True)
@@ -372,6 +369,9 @@ class Senders:
                 self._retry(item, verdict, answer)
             else:
                 self.dead_letter(item, verdict.reason, now)
+            if isinstance(decision.transition, Closed):
+                self._auth_logged = False
+            self._on_transition(decision.transition)  # after the retry: the status written names its error
         finally:
             if not settled and probe is not None:
                 with self._policy_lock:
