@@ -14,148 +14,35 @@ Claims and leases
     token: a worker that stalled past its lease finds the row re-claimed under a new token and
     changes nothing. A token that expired but was not re-claimed still counts, since the report did go out.
 
-Processes and threads
-    Each store call borrows one of at most ``POOL_SIZE`` connections of its process and hands it back when it
-    returns; a call made while its thread already holds one (nested) uses that one. Not one per thread: a
-    delivering process runs many reporter workers, and every connection keeps its own memory even idle, while
-    SQLite lets one writer in at a time however many connections wait. Store calls wait on nothing but SQLite
-    while they hold a connection, so a thread waiting for one never waits on a thread waiting for it.
-    The pool belongs to the process that opened it (``_forks.ForkLocal``). A connection opened before
-    ``os.fork`` is never used, closed or finalised in the child (its SQLite locks and WAL index belong to the
-    parent): the child sets the parent's pool aside and opens its own on first use. ``reopen()`` does the
-    same at once.
+Connections
+    Each store call borrows a connection of its process's bounded, fork-safe pool (``sqlite_connections.py``,
+    where the file's integrity check lives too); the schema and its migrations are ``sqlite_schema.py``.
 
 Matching
     A batch of verifications is a handful of statements in one ``BEGIN IMMEDIATE`` transaction however long
     it is: the candidate sends in one query per kind (by id; by phone and window), the rule in Python
     (``rules.match``), then one ``executemany`` per kind of write, counters aggregated to one upsert per row.
-
-Schema
-    Versioned with ``PRAGMA user_version``; created or migrated inside one ``BEGIN IMMEDIATE``
-    transaction, so processes opening a fresh file at the same moment create it exactly once. A file
-    written by a newer version of this package is refused rather than misread.
-
-Integrity
-    A file that fails SQLite's ``PRAGMA quick_check`` is refused at start (``DamagedStoreError``) rather than
-    failing one send in ten later. quick_check reads every page and row but does not compare indexes with
-    their tables, which ``integrity_check`` does at many times the cost; ``check_integrity()`` (the
-    ``flask otp-conversion check`` command) runs the full one on demand.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-from .._forks import ForkLocal
 from .base import Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
 from .checks import check_positive
 from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
 from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
+from .sqlite_connections import SYNCHRONOUS_MODES, ConnectionPool, DamagedStoreError
+from .sqlite_schema import SCHEMA_VERSION, ensure_schema
 
-SCHEMA_VERSION = 4
-SYNCHRONOUS_MODES = ("normal", "full")
 #: Rows deleted per transaction when pruning, so a large prune never holds the write lock for long.
 PRUNE_BATCH = 2000
-#: Each connection's page cache, in KiB (SQLite's default is 2,000). In WAL mode a connection's cache is dropped
-#: whenever another one commits, so a bigger one buys little here; the file's pages stay in the OS page cache.
-CACHE_KIB = 256
-#: Connections a process keeps at most; a store call waits for a free one (see "Processes and threads").
-POOL_SIZE = 4
-#: Problems SQLite's integrity check lists at most.
-MAX_PROBLEMS = 20
-
-
-class DamagedStoreError(sqlite3.DatabaseError):
-    """The store file fails SQLite's integrity check. The message names the file and what to do."""
-
-
-_SCHEMA_V1 = (
-    """CREATE TABLE IF NOT EXISTS messages (
-        id INTEGER PRIMARY KEY,
-        provider TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        phone TEXT NOT NULL,
-        sent_at REAL NOT NULL,
-        verified_at REAL,
-        UNIQUE (provider, message_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS messages_phone_sent ON messages (phone, sent_at)",
-    "CREATE INDEX IF NOT EXISTS messages_sent ON messages (sent_at)",
-    """CREATE TABLE IF NOT EXISTS outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        message_id TEXT NOT NULL,
-        phone TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        sent_at REAL NOT NULL,
-        verified_at REAL NOT NULL,
-        created_at REAL NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'reported', 'dead')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at REAL NOT NULL,
-        lease_token TEXT,
-        lease_until REAL,
-        last_error TEXT,
-        reason TEXT,
-        done_at REAL
-    )""",
-    "CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (state, provider, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS outbox_done ON outbox (state, done_at)",
-    """CREATE TABLE IF NOT EXISTS counters (
-        hour INTEGER NOT NULL,
-        provider TEXT NOT NULL,
-        calling_code TEXT NOT NULL,
-        requested INTEGER NOT NULL DEFAULT 0,
-        verified INTEGER NOT NULL DEFAULT 0,
-        unmatched INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (hour, provider, calling_code)
-    )""",
-    "CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
-)
-#: Version 2: the shared rate-limit buckets, and claimed rows found by their lease token.
-_SCHEMA_V2 = (
-    "CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS outbox_lease ON outbox (lease_token) WHERE lease_token IS NOT NULL",
-)
-#: Version 3: how far each verification spool (``store/spool.py``) has been applied.
-_SCHEMA_V3 = ("CREATE TABLE IF NOT EXISTS spools (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",)
-#: Version 4: rows know their account and outcome, sends whether a negative report was made; counters come in
-#: hour and minute spans (a new table: SQLite cannot change a primary key); delivery figures.
-_SCHEMA_V4 = (
-    "ALTER TABLE messages ADD COLUMN account TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE messages ADD COLUMN settled INTEGER NOT NULL DEFAULT 0",
-    "CREATE INDEX IF NOT EXISTS messages_unsettled ON messages (provider, sent_at)"
-    " WHERE verified_at IS NULL AND settled = 0",
-    "ALTER TABLE outbox ADD COLUMN account TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE outbox ADD COLUMN converted INTEGER NOT NULL DEFAULT 1",
-    """CREATE TABLE IF NOT EXISTS tallies (
-        start INTEGER NOT NULL,
-        span INTEGER NOT NULL,
-        provider TEXT NOT NULL,
-        calling_code TEXT NOT NULL,
-        requested INTEGER NOT NULL DEFAULT 0,
-        verified INTEGER NOT NULL DEFAULT 0,
-        unmatched INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (span, start, provider, calling_code)
-    )""",
-    "INSERT INTO tallies SELECT hour, 3600, provider, calling_code, requested, verified, unmatched FROM counters",
-    "DROP TABLE counters",
-    """CREATE TABLE IF NOT EXISTS figures (
-        hour INTEGER NOT NULL,
-        provider TEXT NOT NULL,
-        name TEXT NOT NULL,
-        value INTEGER NOT NULL,
-        PRIMARY KEY (hour, provider, name)
-    )""",
-)
 _BUMP = """INSERT INTO tallies (start, span, provider, calling_code, requested, verified, unmatched)
     VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (span, start, provider, calling_code) DO UPDATE SET
@@ -175,25 +62,8 @@ _HELD = (
     " AND (id, lease_token) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
 )
 
-#: Connections inherited from a parent process. Kept referenced for the life of the child so that they are
-#: never finalised here: closing one would run SQLite's close path (locks, WAL checkpoint) on the parent's
-#: file handles.
-_ABANDONED: list[sqlite3.Connection] = []
 
-
-class _ProcessState:
-    """Connections opened by one process. Replaced wholesale after a fork or ``close()``, never repaired."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.slots = threading.BoundedSemaphore(POOL_SIZE)
-        self.local = threading.local()  # ``conn``: the connection this thread holds
-        self.connections: list[sqlite3.Connection] = []  # every one open, lent or idle
-        self.idle: list[sqlite3.Connection] = []
-        self.closed = False
-
-
-class SQLiteStore(Engine, ForkLocal):
+class SQLiteStore(Engine):
     """A :class:`Store` in one SQLite file (created, with its parent folders, if missing)."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal", busy_timeout: float = 5.0) -> None:
@@ -202,206 +72,49 @@ class SQLiteStore(Engine, ForkLocal):
             raise ValueError("SQLiteStore needs a file path (use MemoryStore for an in-memory store)")
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
-        self._synchronous = synchronous
-        self._busy_timeout = check_positive(busy_timeout, "busy_timeout")
-        parent = os.path.dirname(os.path.abspath(self._path))
-        os.makedirs(parent, exist_ok=True)
-        self._pid = os.getpid()
-        self._state = _ProcessState()
-        self._watch_forks()
-        # Create or check the schema and the pages now, so a bad file fails at start-up and not on the first
-        # request; the connection is closed again so that nothing is held open across a later fork.
-        try:
-            conn = self._connect()
-        except sqlite3.DatabaseError as exc:
-            if "malformed" not in str(exc):
-                raise  # not a database at all, or a newer schema: said as it is
-            raise DamagedStoreError(self._damaged([str(exc)])) from None
-        try:
-            problems = _problems(conn, "quick_check")
-        finally:
-            conn.close()
-        if problems:
-            raise DamagedStoreError(self._damaged(problems))
+        busy_timeout = check_positive(busy_timeout, "busy_timeout")
+        path = self._path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._pool = ConnectionPool(
+            path, synchronous=synchronous, busy_timeout=busy_timeout, prepare=lambda conn: ensure_schema(conn, path)
+        )
+        # The schema and the pages checked now, so that a bad file fails at start-up and not on the first request.
+        self._pool.check_file()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
 
     def check_integrity(self, *, full: bool = True) -> list[str]:
-        """What SQLite's own check finds wrong with the file ([] when sound, at most ``MAX_PROBLEMS``). ``full``:
-        ``PRAGMA integrity_check``, indexes compared with their tables too (seconds on a 100 MB file);
-        otherwise ``quick_check``, the one run at start."""
-        with self._connection() as conn:
-            return _problems(conn, "integrity_check" if full else "quick_check")
-
-    def _damaged(self, problems: Sequence[str]) -> str:
-        shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
-        return (
-            f"{self._path} fails SQLite's integrity check ({shown}). It holds the outbox's pending conversion "
-            "reports: stop the app and restore the file from a backup, or move it aside (with its -wal and -shm "
-            "files) to start with an empty store, keeping it: `sqlite3 FILE .recover` may save its rows"
-        )
+        """What SQLite's own check finds wrong with the file ([] when sound, at most
+        ``sqlite_connections.MAX_PROBLEMS``). ``full``: ``PRAGMA integrity_check``, indexes compared with their
+        tables too (seconds on a 100 MB file); otherwise ``quick_check``, the one run at start."""
+        return self._pool.check_integrity(full=full)
 
     @property
     def path(self) -> str:
         return self._path
 
-    # Connections --------------------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
-            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            self._use_wal(conn)
-            self._ensure_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch the file to WAL (persistent, so usually already done). Retried: the switch needs a lock
-        that some SQLite versions report as busy without calling the busy handler."""
-        deadline = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL").fetchone()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
-
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version == SCHEMA_VERSION:
-            return
-        self._check_version(version)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])  # another process may have won
-            self._check_version(version)
-            if version < 1:
-                for statement in _SCHEMA_V1:
-                    conn.execute(statement)
-            if version < 2:
-                for statement in _SCHEMA_V2:
-                    conn.execute(statement)
-            if version < 3:
-                for statement in _SCHEMA_V3:
-                    conn.execute(statement)
-            if version < 4:
-                for statement in _SCHEMA_V4:
-                    conn.execute(statement)
-            # Later versions migrate here, step by step, in this same transaction.
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self._path}: store schema version {version} is newer than this version of "
-                f"flask-otp-conversion supports ({SCHEMA_VERSION}); upgrade the package"
-            )
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection of this process for the length of one store call (the one this thread already holds,
-        in a nested call)."""
-        self._check_fork()
-        state = self._state
-        held: sqlite3.Connection | None = getattr(state.local, "conn", None)
-        if held is not None:
-            yield held
-            return
-        with state.slots:
-            with state.lock:
-                conn = state.idle.pop() if state.idle else None
-            if conn is None:
-                conn = self._connect()
-                with state.lock:
-                    state.connections.append(conn)
-            state.local.conn = conn
-            try:
-                yield conn
-            finally:
-                state.local.conn = None
-                with contextlib.suppress(sqlite3.Error):  # (closed by close() meanwhile)
-                    if conn.in_transaction:  # an interrupted call's: the next borrower must not see its snapshot
-                        conn.execute("ROLLBACK")
-                with state.lock:
-                    keep = not state.closed
-                    if keep:
-                        state.idle.append(conn)
-                if not keep:  # close() ran meanwhile; it closed the others
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.close()
-
-    def _after_fork_in_child(self) -> None:
-        """Set the parent's connections aside untouched (its pool lock may be held, too)."""
-        _ABANDONED.extend(self._state.connections)
-        self._state = _ProcessState()
-        self._pid = os.getpid()
+    # Connections ------------------------------------------------------------------------------------------
 
     def reopen(self) -> None:
         """Drop connections inherited across ``os.fork`` (in the parent: close this process's own)."""
-        if not self._check_fork():
-            self.close()
+        self._pool.reopen()
 
     def close(self) -> None:
         """Close this process's connections; the store stays usable and reconnects on the next call."""
-        if self._check_fork():
-            return
-        old = self._state
-        self._state = _ProcessState()
-        with old.lock:
-            old.closed = True
-            connections, old.connections, old.idle = old.connections, [], []
-        for conn in connections:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        self._pool.close()
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
-        with self._connection() as conn:
-            # A lent connection comes back without a transaction, so one is open here only when this call is
-            # nested in another of this thread's: never commit its remains.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A connection for one store call (``ConnectionPool.connection``)."""
+        return self._pool.connection()
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction, so several queries see one snapshot."""
-        with self._connection() as conn:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction (``ConnectionPool.write``)."""
+        return self._pool.write()
+
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One read snapshot (``ConnectionPool.read``)."""
+        return self._pool.read()
 
     # Records ------------------------------------------------------------------------------------------
 
@@ -578,8 +291,7 @@ class SQLiteStore(Engine, ForkLocal):
                 (first_kept_hour(before),),
             ),
             (
-                "DELETE FROM tallies WHERE rowid IN"
-                " (SELECT rowid FROM tallies WHERE span = 60 AND start < ? LIMIT ?)",
+                "DELETE FROM tallies WHERE rowid IN (SELECT rowid FROM tallies WHERE span = 60 AND start < ? LIMIT ?)",
                 (minutes_before,),
             ),
             (
@@ -639,17 +351,6 @@ class SQLiteStore(Engine, ForkLocal):
                 (name, following, now),
             )
         return first, count
-
-
-def _problems(conn: sqlite3.Connection, pragma: str) -> list[str]:
-    """The rows of ``PRAGMA quick_check`` or ``integrity_check``, [] for a sound file."""
-    try:
-        rows = conn.execute(f"PRAGMA {pragma}({MAX_PROBLEMS})").fetchall()
-    except sqlite3.DatabaseError as exc:  # damaged where the check itself must read
-        return [str(exc)]
-    # Each row may hold several lines, headed "*** in database main ***": one problem a line, headers dropped.
-    found = [line for row in rows for line in str(row[0]).splitlines() if line and not line.startswith("***")]
-    return [] if found == ["ok"] else found
 
 
 class _Records:
@@ -788,4 +489,4 @@ def _dead(ids: list[int] | None) -> tuple[str, tuple[str, ...]]:
     return "id IN (SELECT value FROM json_each(?)) AND +state = 'dead'", (json.dumps(ids),)
 
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "SYNCHRONOUS_MODES", "DamagedStoreError", "SQLiteStore"]

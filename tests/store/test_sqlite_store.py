@@ -13,15 +13,9 @@ import pytest
 from store_helpers import CN, HOUR0, SG, US, damage_an_index, send, verify
 
 from flask_otp_conversion.store import SQLiteStore, open_store
-from flask_otp_conversion.store.sqlite import (
-    _SCHEMA_V1,
-    _SCHEMA_V2,
-    _SCHEMA_V3,
-    CACHE_KIB,
-    POOL_SIZE,
-    SCHEMA_VERSION,
-    DamagedStoreError,
-)
+from flask_otp_conversion.store.sqlite import SCHEMA_VERSION, DamagedStoreError
+from flask_otp_conversion.store.sqlite_connections import CACHE_KIB, POOL_SIZE
+from flask_otp_conversion.store.sqlite_schema import MIGRATIONS
 
 
 def pragma(path: Path, name: str) -> Any:
@@ -73,7 +67,7 @@ def file_at_version(path: Path, version: int) -> None:
     """A store file as ``version`` wrote it (its own schema statements), holding one send (m1), its pending
     outbox row and its counter hour."""
     conn = sqlite3.connect(path)
-    for statement in (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)[:version]:
+    for statement in MIGRATIONS[:version]:
         for sql in statement:
             conn.execute(sql)
     conn.execute(
@@ -232,7 +226,7 @@ def test_many_threads_share_at_most_pool_size_connections(tmp_path: Path) -> Non
     for thread in threads:
         thread.join()
     assert errors == []
-    assert 1 <= len(store._state.connections) <= POOL_SIZE
+    assert 1 <= len(store._pool.connections) <= POOL_SIZE
     assert sum(row.requested for row in store.counts(since=0, until=1e11)) == 4 * POOL_SIZE * 20
     store.close()
 
@@ -258,7 +252,7 @@ def test_a_thread_waits_for_a_connection_when_all_are_lent(tmp_path: Path) -> No
     assert done.wait(10)
     for thread in [*holders, late]:
         thread.join()
-    assert len(store._state.connections) == POOL_SIZE
+    assert len(store._pool.connections) == POOL_SIZE
     assert not send(store, CN, "late", HOUR0)  # it was recorded, once
     store.close()
 
