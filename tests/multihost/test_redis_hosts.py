@@ -72,8 +72,9 @@ def test_degrade_on_through_one_host_stops_delivery_on_another(
         a,
         b,
     ):
-        for phone, serial in zip(phones, serials, strict=True):
+        for phone, serial in zip(phones, serials, strict=True):  # sends first: nothing to deliver yet
             b.send(phone, serial)
+        for phone in phones:  # then the verifications, quick to post: most rows are still due at degrade
             b.verify(phone)
         while len(reports(emulator)) < 5:
             time.sleep(0.05)
