@@ -51,7 +51,7 @@ from redis.retry import Retry
 
 from .._forks import ForkLocal
 from .base import HOUR, MINUTE, Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
-from .engine import Engine, FigureKey, RecordsTransaction, T
+from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
 from .redis_scripts import SCRIPTS
 from .redis_url import DEFAULT_PREFIX, RedisOptions, parse_url
 from .rules import CounterKey, Report, Sent, Tally, Wanted, first_kept_hour
@@ -265,8 +265,6 @@ class RedisStore(Engine, ForkLocal):
         return bool(self._run("dead_letter", _row_id(item.id), item.lease_token, reason, _t(now)))
 
     def _expire_foreign(self, provider: str, account: str, created_before: float, now: float) -> list[str]:
-        from .engine import foreign_reason
-
         client, _ = self._connection()
         with self._errors():
             names = client.hgetall(self._prefix + "queue-names")
