@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -365,11 +366,25 @@ class _Errors:
         text = str(exc)
         if self._options.password:
             text = text.replace(self._options.password, "***")
-        unavailable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
-            exc, redis.AuthenticationError
+        unavailable = (
+            isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+            and not isinstance(exc, redis.AuthenticationError)
+            and not _refused_certificate(exc)  # a TLS set-up to fix, not an outage to wait out
         )
         kind = RedisUnavailableError if unavailable else RedisStoreError
         raise kind(f"Redis at {self._options.where}: {type(exc).__name__}: {text[:300]}") from None
+
+
+def _refused_certificate(exc: BaseException) -> bool:
+    """Whether the error comes from a server certificate that failed verification."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain redis-py builds is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def persistence_warning(client: redis.Redis) -> str | None:

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -47,7 +48,7 @@ def _free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process of our own."""
 
-    def __init__(self, *, appendfsync: str = "always", appendonly: str = "yes") -> None:
+    def __init__(self, *, appendfsync: str = "always", appendonly: str = "yes", tls: bool = False) -> None:
         self.binary = _binary()
         self.root = Path(tempfile.mkdtemp(prefix="otp-redis-"))
         self.port = _free_port()
@@ -55,21 +56,45 @@ class RedisServer:
         self.appendonly = appendonly
         self.log = self.root / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
+        #: With ``tls``: TLS only, on ``port``, with a certificate for 127.0.0.1 signed by the CA in ``ca``.
+        self.ca: Path | None = self._make_certificates() if tls else None
+
+    def _make_certificates(self) -> Path:
+        """A throw-away CA and a server certificate for 127.0.0.1, made with the ``openssl`` command."""
+        run = [["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+                "-subj", "/CN=otp-test-ca"],
+               ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+                "-subj", "/CN=127.0.0.1"],
+               ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "server.pem", "-days", "2", "-extfile", "san.cnf"]]  # fmt: skip
+        (self.root / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        for args in run:
+            subprocess.run(["openssl", *args], cwd=self.root, check=True, capture_output=True)
+        return self.root / "ca.pem"
 
     def url(self, prefix: str | None = None, **options: str) -> str:
         query = dict(options)
+        if self.ca is not None:
+            query.setdefault("ssl_ca_certs", str(self.ca))
         if prefix is not None:
             query["prefix"] = prefix
         tail = "&".join(f"{key}={quote(value, safe='')}" for key, value in query.items())
-        return f"redis://:{quote(PASSWORD, safe='')}@127.0.0.1:{self.port}/0" + (f"?{tail}" if tail else "")
+        scheme = "redis" if self.ca is None else "rediss"
+        return f"{scheme}://:{quote(PASSWORD, safe='')}@127.0.0.1:{self.port}/0" + (f"?{tail}" if tail else "")
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD, decode_responses=True)
+        tls = {} if self.ca is None else {"ssl": True, "ssl_ca_certs": str(self.ca)}
+        return redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD, decode_responses=True, **tls)
 
     def start(self) -> None:
+        listen = ["--port", str(self.port)]
+        if self.ca is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.root / "server.pem"),
+                      "--tls-key-file", str(self.root / "server.key"), "--tls-ca-cert-file", str(self.ca),
+                      "--tls-auth-clients", "no"]  # fmt: skip
         args = [
             self.binary,
-            "--port", str(self.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--dir", str(self.root),
             "--appendonly", self.appendonly,
@@ -126,7 +151,7 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running(**kwargs: str) -> Iterator[RedisServer]:
+def running(**kwargs: Any) -> Iterator[RedisServer]:
     server = RedisServer(**kwargs)
     try:
         server.start()
