@@ -149,6 +149,11 @@ def test_a_redis_crash_and_restart_from_its_aof_in_the_middle_of_traffic_loses_n
             (a if n % 2 else b).send(phone, serial)
             (b if n % 2 else a).verify(phone)
         wait_reported(emulator, serials, timeout=60)
+        store = open_store(url)
+        counted = store.counts(since=0, until=time.time() + 3600)
+        store.close()
+        unmatched = sum(row.unmatched for row in counted)
+        assert unmatched == 0, f"{unmatched} verification(s) were applied before the send they verify was recorded"
         assert_reported_once(provider_emulator_server, serials)
         logs = [stop_host(host) for host in (a, b)]
     assert any("ConnectionError" in log for log in logs), "the outage was never noticed"
