@@ -1,6 +1,6 @@
 """The sender threads: one request each, then the answer recorded as the policy decides.
 
-The drain loop (``worker.py``) claims rows and ``offer``\\ s them here as a ready list. Each sender thread takes
+The drain loop (``worker.py``) claims rows and hands them here as a ready list (``offer``). Each sender takes
 one, waits for its slot on the shared schedule (``ratelimit.SharedSchedule``) right before the request, makes the
 request on a provider client of its own and writes what the policy makes of the answer: acks in batches (one
 store write for up to ``ACK_BATCH`` rows, at most ``ACK_MAX_DELAY`` late), a retry at a time, a dead letter. A
@@ -10,8 +10,8 @@ sender blocks in its HTTP request, so reaching the provider's cap at its latency
 
 A row that cannot start in time (its send window passed, the breaker opened, the process is stopping) is handed
 back, due now: by the loop's next pass (``hand_back_pending``), or at once while closing. At exit ``cut_off``
-moves every row's last start forward, ``wind_down`` lets the requests in flight end and records them, and
-``close`` ends the threads and their clients.
+brings every row's last start in to the stop's deadline, ``wind_down`` lets the requests in flight end and records
+them, and ``close`` ends the threads and their clients.
 
 The policy is the drain loop's too (it plans claims on the same breaker): every use of it here is under the
 ``policy_lock`` the loop passes in; this module's own lock guards only its own state and is never held while
