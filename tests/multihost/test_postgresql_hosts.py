@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_otp_conversion.store import open_store
 from flask_otp_conversion.testing import EmulatorServer, Fault
 from tests.multihost.harness import (
     max_in_window,
@@ -106,10 +107,14 @@ def test_rows_claimed_by_a_killed_host_are_delivered_by_another_after_their_leas
     for phone, serial in zip(phones, serials, strict=True):
         a.send(phone, serial)
         a.verify(phone)
+    store = open_store(postgresql_url)
     deadline = time.monotonic() + 20
-    # Every row claimed and its request hanging (so none still waits in A's spool, which dies with the host).
-    while len(emulator.calls(action="ReportConversion")) < len(serials) and time.monotonic() < deadline:
+    # Every verification applied (none left in A's spool, which dies with the host) and requests hanging.
+    while time.monotonic() < deadline and not (
+        store.outbox_stats(now=time.time()).pending == len(serials) and emulator.calls(action="ReportConversion")
+    ):
         time.sleep(0.05)
+    store.close()
     a.kill()
     emulator.clear_faults()
     emulator.release_hangs()
