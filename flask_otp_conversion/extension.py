@@ -97,8 +97,13 @@ class ConversionState:
                 autostart=settings.reporter_autostart and self.delivery_lock is None,
             )
         assert settings.provider is not None
+        spool = self.spool
         self.holding = Holding(
-            self.store, provider=settings.provider, match_window=settings.match_window, logger=logger
+            self.store,
+            provider=settings.provider,
+            match_window=settings.match_window,
+            logger=logger,
+            spool=None if spool is None else (lambda item: spool.append(item, checked=True)),
         )
         self.reporter = Reporter(
             store=self.store,
@@ -284,17 +289,18 @@ class ConversionState:
             self._log_dropped("otp-verified", phone, exc)
 
     def _spool_or_store(self, item: Verification) -> None:
-        """The spool; the store if it refuses; memory if both do (or records are held already: in order)."""
+        """The spool; the store if it refuses; memory if both do. A send held in memory meanwhile is not
+        overtaken: the spool's applier waits for it after an outage (``spool.RECOVERY``)."""
         holding = self.holding
-        if holding is not None and holding.active:
-            holding.hold(item, RuntimeError("records are held"))
-            return
         if self.spool is not None:
             try:
                 self.spool.append(item, checked=True)
                 return
             except OSError as exc:
                 self.logger.error("otp-conversion spool refused a verification (%s); writing it to the store", exc)
+        if holding is not None and holding.active:  # the store refuses: behind what is held, in order
+            holding.hold(item, RuntimeError("records are held"))
+            return
         try:
             self.record_verified(item.phone, item.message_id, item.verified_at)
         except ValueError:

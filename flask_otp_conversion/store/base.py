@@ -204,6 +204,12 @@ class Records(ABC):
         and never skips one. One bad item refuses the whole batch (``ValueError``), position unmoved."""
 
     @abstractmethod
+    def matches(self, items: Sequence[Verification], *, provider: str, match_window: float) -> list[bool]:
+        """Whether each verification would match a send now (``rules.match``, in order), changing nothing: the
+        spool's applier asks after a store outage, when a send may still be on its way (held in another
+        process's memory), so as not to apply its verification as unmatched too soon."""
+
+    @abstractmethod
     def enqueue_unverified(
         self, *, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int, now: float
     ) -> int:

@@ -259,6 +259,19 @@ class Engine(Store):
 
         return self._in_records(body)
 
+    def matches(self, items: Sequence[Verification], *, provider: str, match_window: float) -> list[bool]:
+        checked, name = check_verifications(items), check_provider(provider)
+        window = check_positive(match_window, "match_window")
+        if not checked:
+            return []
+        need = wanted(checked, provider=name, window=window)
+
+        def body(tx: RecordsTransaction) -> list[bool]:  # reads only: the transaction commits nothing
+            effects = match(checked, tx.find_sends(need), provider=name, window=window)
+            return [outcome.message_id is not None for outcome in effects.outcomes]
+
+        return self._in_records(body)
+
     def enqueue_unverified(
         self, *, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int, now: float
     ) -> int:

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._forks import ForkLocal
@@ -54,8 +55,10 @@ class Holding(ForkLocal):
         logger: logging.Logger,
         capacity: int = CAPACITY,
         retry_every: float = RETRY_EVERY,
+        spool: Callable[[Verification], None] | None = None,
     ) -> None:
         self._store = store
+        self._spool = spool
         self._provider = provider
         self._match_window = match_window
         self._logger = logger
@@ -156,6 +159,10 @@ class Holding(ForkLocal):
                 sent_at=item.sent_at,
                 account=item.account,
             )
+        elif self._spool is not None:
+            # The spool's applier waits, after an outage, for a send still held elsewhere; a verification
+            # written to the store directly could be counted unmatched before its send arrives.
+            self._spool(item)
         else:
             self._store.record_verified(
                 phone=item.phone,

@@ -29,8 +29,10 @@ Quarantine
     (``STORE_TROUBLE``) stops a pass: nothing is quarantined for it, and the pass is retried.
 
 Order
-    Only verifications are spooled. Sends are written to the store at once, so a verification is always
-    applied after the send it matches (it is matched at its own ``verified_at``, however late it is applied).
+    Only verifications are spooled. Sends are written to the store at once, so a verification is applied after
+    the send it matches (it is matched at its own ``verified_at``, however late it is applied). Only while the
+    store refuses writes may a send be held in some process's memory instead (``holding.py``): for ``RECOVERY``
+    seconds after the store refused the applier, a verification that matches nothing waits for it.
 """
 
 from __future__ import annotations
@@ -82,8 +84,21 @@ class _Moved(Exception):
     """Another process applied these lines first."""
 
 
+class _Waiting(Exception):
+    """A verification waits for its send (see ``RECOVERY``): the pass stops before it and comes back."""
+
+    def __init__(self, applied: int) -> None:
+        super().__init__(applied)
+        self.applied = applied  # applied in the pass before it stopped
+
+
 #: What stops a pass at once rather than mark a line bad.
-_RAISE: tuple[type[BaseException], ...] = (_Moved, *STORE_TROUBLE)
+_RAISE: tuple[type[BaseException], ...] = (_Moved, _Waiting, *STORE_TROUBLE)
+#: For this many seconds after the store refused the applier, a verification that matches no send waits up to
+#: ``SEND_GRACE`` seconds for it before it is applied as unmatched: the send may be held in another process's
+#: memory (``holding.py``) while the store was down, and is written a moment after it answers again.
+RECOVERY = 120.0
+SEND_GRACE = 10.0
 
 
 @dataclass
@@ -190,6 +205,7 @@ class Spool(ForkLocal):
         on_outcome: OutcomeHook | None = None,
         autostart: bool = True,
         rotate_bytes: int = ROTATE_BYTES,
+        send_grace: float = SEND_GRACE,
     ) -> None:
         self._store = store
         self._dir = directory
@@ -199,6 +215,7 @@ class Spool(ForkLocal):
         self._on_outcome = on_outcome
         self._autostart = autostart
         self._rotate_bytes = rotate_bytes
+        self._send_grace = send_grace
         os.makedirs(directory, exist_ok=True)
         self._init_process_state()
         self._watch_forks()
@@ -215,6 +232,8 @@ class Spool(ForkLocal):
         #: Whether this process appended lines it has not applied yet (the applier skips its file otherwise).
         self._unapplied = False
         self._boxes: dict[str, Box] = {}  # quarantine files' offsets, by segment
+        self._recovering_until = -math.inf  # monotonic: the store refused this applier until recently
+        self._waiting_since: dict[tuple[str, int], float] = {}  # (segment, offset) of a line waiting for its send
         self._logged: set[str] = set()  # segments whose trouble was logged at ERROR
 
     def __repr__(self) -> str:
@@ -291,19 +310,26 @@ class Spool(ForkLocal):
         applying a line is exactly-once whoever does it). Returns how many verifications were applied."""
         self._check_fork()
         with self._apply_lock:
-            applied = 0
-            segment = self._segment
-            if segment is not None and (everyone or self._unapplied):
-                count, position = self._apply_file(segment.name, self._path(segment.name))
-                applied += count
-                with self._lock:
-                    if segment.size == position:
-                        self._unapplied = False
-                self._rotate_if_due(segment, position)
-            if everyone or time.monotonic() - self._swept_at >= SWEEP_EVERY:
-                self._swept_at = time.monotonic()
-                applied += self._sweep(live=everyone)
-            return applied
+            try:
+                return self._apply_pending(everyone)
+            except STORE_TROUBLE:
+                self._recovering_until = time.monotonic() + RECOVERY
+                raise
+
+    def _apply_pending(self, everyone: bool) -> int:
+        applied = 0
+        segment = self._segment
+        if segment is not None and (everyone or self._unapplied):
+            count, position = self._apply_file(segment.name, self._path(segment.name))
+            applied += count
+            with self._lock:
+                if segment.size == position:
+                    self._unapplied = False
+            self._rotate_if_due(segment, position)
+        if everyone or time.monotonic() - self._swept_at >= SWEEP_EVERY:
+            self._swept_at = time.monotonic()
+            applied += self._sweep(live=everyone)
+        return applied
 
     def _path(self, name: str) -> str:
         return os.path.join(self._dir, name + SUFFIX)
@@ -335,6 +361,9 @@ class Spool(ForkLocal):
                     position = run.offset + run.length
         except _Moved:  # another process is applying this file: it carries on from here
             position = self._store.spool_position(name)
+        except _Waiting as waiting:  # a line waits for its send: the next pass carries on from it
+            applied += waiting.applied
+            position = self._store.spool_position(name)
         return applied, position
 
     def _apply_lines(self, name: str, block: bytes, position: int) -> int:
@@ -348,6 +377,12 @@ class Spool(ForkLocal):
             items = decode_block(b"".join(chunk)) if max(map(len, chunk)) <= MAX_LINE else None
             if items is not None:
                 try:
+                    ready = self._ready(name, items, chunk, position)
+                    if ready < len(items):  # the rest waits for a send that may still be on its way
+                        cut = position + sum(map(len, chunk[:ready]))
+                        if ready:
+                            applied += self._apply_batch(name, items[:ready], position, cut)
+                        raise _Waiting(applied)
                     applied += self._apply_batch(name, items, position, end)
                     position = end
                     continue
@@ -407,6 +442,24 @@ class Spool(ForkLocal):
                 box.save(bad)
                 self._apply_batch(name, [], start, offset)
         return applied
+
+    def _ready(self, name: str, items: Sequence[Verification], lines: Sequence[bytes], position: int) -> int:
+        """How many of ``items`` to apply now: all, unless the store refused this applier within ``RECOVERY``
+        and one matches no send yet; then those before the first such line, which waits (from when it was first
+        seen) up to ``SEND_GRACE``."""
+        now = time.monotonic()
+        if now >= self._recovering_until:
+            self._waiting_since.clear()
+            return len(items)
+        found = self._store.matches(items, provider=self._provider, match_window=self._match_window)
+        offset = position
+        for index, (matched, line) in enumerate(zip(found, lines, strict=True)):
+            if not matched:
+                since = self._waiting_since.setdefault((name, offset), now)
+                if now - since < self._send_grace:
+                    return index
+            offset += len(line)
+        return len(items)
 
     def _apply_batch(self, name: str, batch: Sequence[Verification], start: int, end: int) -> int:
         outcomes = self._store.apply_verifications(
@@ -516,7 +569,9 @@ class Spool(ForkLocal):
                 os.rename(path, self._path(fresh))  # the lock is the inode's: still ours
                 self._log_once(name, "otp-conversion spool: %r renamed to %s to be applied", path, fresh + SUFFIX)
                 name, path = fresh, self._path(fresh)
-            applied, _ = self._apply_file(name, path, final=True)
+            applied, position = self._apply_file(name, path, final=True)
+            if position < os.fstat(fd).st_size:  # a line waits for its send: the next sweep finishes the file
+                return applied
             os.unlink(path)
             self._store.forget_spool(name)
             self._boxes.pop(name, None)

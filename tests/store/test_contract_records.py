@@ -356,3 +356,12 @@ def test_a_time_no_store_can_keep_is_refused_with_a_value_error(store: Store, at
         verify(store, CN, at)
     with pytest.raises(ValueError, match="out of range"):
         send(store, CN, "m-1", at)
+
+
+def test_matches_says_which_verifications_would_match_and_changes_nothing(store: Store) -> None:
+    send(store, CN, "m1", HOUR0)
+    items = [Verification(CN, None, HOUR0 + 10), Verification(SG, None, HOUR0 + 10), Verification(CN, "nope", HOUR0)]
+    assert store.matches(items, provider="tencent", match_window=WINDOW) == [True, False, False]
+    assert store.outbox_stats(now=HOUR0 + 20).pending == 0
+    assert store.counts(since=0, until=1e11)[0].unmatched == 0
+    assert verify(store, CN, HOUR0 + 10).enqueued  # still unverified

@@ -146,6 +146,64 @@ def test_a_verification_spooled_while_the_store_refuses_is_applied_once_it_answe
     store.close()
 
 
+def refused_once(store: SQLiteStore, spool: Spool) -> None:
+    """Have the store refuse the applier (a write lock held elsewhere), as in an outage, then answer again."""
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            spool.apply_pending()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_after_an_outage_a_verification_waits_for_a_send_still_on_its_way(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db", busy_timeout=0.05)
+    spool = make_spool(store, tmp_path, send_grace=30.0)
+    spool.append(Verification(phone(0), None, NOW))
+    refused_once(store, spool)
+    assert spool.apply_pending() == 0  # no send yet: it waits rather than count as unmatched
+    sent(store, 1)  # the send, held in some process's memory through the outage, arrives
+    assert spool.apply_pending() == 1
+    assert pending(store) == 1
+    spool.close()
+    store.close()
+
+
+def test_after_an_outage_lines_before_the_waiting_one_are_applied(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db", busy_timeout=0.05)
+    sent(store, 1)
+    spool = make_spool(store, tmp_path, send_grace=30.0)
+    spool.append(Verification(phone(0), None, NOW))
+    spool.append(Verification(phone(1), None, NOW))  # its send has not arrived
+    refused_once(store, spool)
+    assert spool.apply_pending() == 1
+    assert pending(store) == 1
+    spool.close()
+    store.close()
+
+
+def test_a_verification_whose_send_never_comes_is_applied_unmatched_after_the_grace(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db", busy_timeout=0.05)
+    spool = make_spool(store, tmp_path, send_grace=0.2)
+    spool.append(Verification(phone(0), None, NOW))
+    refused_once(store, spool)
+    assert spool.apply_pending() == 0
+    time.sleep(0.3)
+    assert spool.apply_pending() == 1
+    assert [row.unmatched for row in store.counts(since=0, until=1e11)] == [1]
+    spool.close()
+    store.close()
+
+
+def test_without_an_outage_an_unmatched_verification_is_applied_at_once(store: SQLiteStore, tmp_path: Path) -> None:
+    spool = make_spool(store, tmp_path, send_grace=30.0)
+    spool.append(Verification(phone(0), None, NOW))
+    assert spool.apply_pending() == 1
+    spool.close()
+
+
 def test_a_verification_applied_late_is_matched_at_its_own_time(store: SQLiteStore, tmp_path: Path) -> None:
     send(store, CN, "early", NOW - 100)
     spool = make_spool(store, tmp_path)
