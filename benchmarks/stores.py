@@ -1,19 +1,21 @@
-"""Stores compared: the verify route on PostgreSQL against SQLite and the plain app, and the drain rate of 1, 2 and 4
-delivering processes sharing one PostgreSQL outbox; the same for Redis (``redis_store.py``: variant ``ours-redis``,
-drains in ``redis_drain``), in the same run.
+"""Stores compared: the verify route on PostgreSQL and on Redis against SQLite and the plain app, and the drain rate
+of 1, 2 and 4 delivering processes sharing one PostgreSQL outbox, then one Redis outbox, in the same run.
 
 verify
-    ``overhead.run`` (gunicorn, wrk, the emulator; see ``overhead.py``) with three variants, order rotated each
-    round: ``plain`` (the baseline), ``ours`` (default config, SQLite) and ``ours-postgresql`` (the same app with
+    ``overhead.run`` (gunicorn, wrk, the emulator; see ``overhead.py``) with four variants, order rotated each
+    round: ``plain`` (the baseline), ``ours`` (default config, SQLite), ``ours-postgresql`` (the same app with
     ``OTP_CONVERSION_STORE_URL`` on a PostgreSQL server this script starts: ``initdb`` in a temporary folder,
-    fsync on, ``tests/servers/postgresql.py``). The spool keeps the store out of the request in both, so the two
-    ratios to plain should match.
+    fsync on, ``tests/servers/postgresql.py``) and ``ours-redis`` (on a Redis server it starts:
+    ``tests/servers/redis.py``, AOF with ``appendfsync always``). The spool keeps the store out of the request in
+    all of them, so the ratios to plain should match.
 drain
-    An outbox of ``--rows`` due rows in a fresh PostgreSQL schema (inserted by SQL), drained by 1, 2 and 4 processes
-    at once (each a Flask app with an instance folder of its own calling ``conversion.flush()``, started before the
-    clock), against nginx answering a fixed success 50 ms late (``fixed_server.py``): with the rate cap lifted,
-    and at Tencent's documented 1,000/s. Figures: reports/s from nginx's arrival times, the most arrivals in any
-    1 s, and CPU per report of the drainers (every thread) and of PostgreSQL's processes.
+    An outbox of ``--rows`` due rows in a fresh PostgreSQL schema (inserted by SQL), or under a fresh Redis key
+    prefix (recorded through the store's own API: a send and a verification a row), drained by 1, 2 and 4
+    processes at once (each a Flask app with an instance folder of its own calling ``conversion.flush()``, started
+    before the clock), against nginx answering a fixed success 50 ms late (``fixed_server.py``): with the rate cap
+    lifted, and at Tencent's documented 1,000/s. Figures: reports/s from nginx's arrival times, the most arrivals
+    in any 1 s, and CPU per report of the drainers (every thread) and of the store server (PostgreSQL's
+    processes, or ``redis-server``).
 
     python benchmarks/stores.py [--seconds 8] [--rounds 2] [--rows 4000] [--only verify,drain] [--json PATH]
 """
@@ -28,35 +30,29 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import _harness as h
 import _outbox
 import overhead
-import redis_store
+from cap import max_in_window
 from fixed_server import FixedServer
 
 sys.path.insert(0, str(h.ROOT))
+from flask_otp_conversion.store import open_store
+from flask_otp_conversion.store.base import Verification
 from tests.servers.postgresql import PostgreSQLServer, running_server
-from tests.servers.redis import fresh_prefix
+from tests.servers.redis import RedisServer, fresh_prefix
 from tests.servers.redis import running as running_redis
 
 #: Tencent's documented ReportConversion limit, the extension's default for it.
 CAP = 1000.0
 PROCESSES = (1, 2, 4)
 LATENCY = 0.05
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """The most arrivals in any half-open interval [t, t + window)."""
-    ordered = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
+#: Verifications per Redis store transaction when filling (the spool applies batches of 500 too).
+FILL_BATCH = 500
 
 
 def postgres_cpu(server: PostgreSQLServer) -> float:
@@ -67,6 +63,13 @@ def postgres_cpu(server: PostgreSQLServer) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK") + h.cpu_seconds(h.children(pid))
+
+
+def redis_cpu(server: RedisServer) -> float:
+    """CPU seconds of ``redis-server`` (its main thread does all the work; the I/O threads are off)."""
+    assert server.process is not None
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def verify_part(server: PostgreSQLServer, *, seconds: float, rounds: int, redis_url: str) -> dict[str, Any]:
@@ -82,10 +85,8 @@ def verify_part(server: PostgreSQLServer, *, seconds: float, rounds: int, redis_
     return figures
 
 
-def fill(server: PostgreSQLServer, rows: int) -> str:
+def fill_postgresql(server: PostgreSQLServer, rows: int) -> str:
     """A fresh schema whose outbox holds ``rows`` due rows (as verifications would have left them); its URL."""
-    from flask_otp_conversion.store import open_store
-
     url = server.fresh_url()
     open_store(url).close()  # creates the tables
     schema = url.rsplit("schema=", 1)[1]
@@ -95,6 +96,21 @@ def fill(server: PostgreSQLServer, rows: int) -> str:
         " next_attempt_at) SELECT '5000:' || lpad(n::text, 32, '0'), '+86137' || lpad(n::text, 8, '0'), 'tencent',"
         f" {now - 60}, {now - 30}, {now - 30}, 'pending', {now - 30} FROM generate_series(1, {rows}) AS n"
     )
+    return url
+
+
+def fill_redis(server: RedisServer, rows: int) -> str:
+    """A fresh prefix whose outbox holds ``rows`` due rows, as verifications leave them; its URL."""
+    url = server.url(fresh_prefix())
+    store = open_store(url)
+    now = time.time()
+    phones = [f"+86137{n:08d}" for n in range(rows)]
+    for n, phone in enumerate(phones):
+        store.record_sent(phone=phone, message_id=f"5000:{n:032d}", provider="tencent", sent_at=now - 60)
+    for n, first in enumerate(range(0, rows, FILL_BATCH)):
+        batch = [Verification(phone, None, now - 30) for phone in phones[first : first + FILL_BATCH]]
+        store.apply_verifications(batch, provider="tencent", match_window=900.0, checkpoint=("fill", n, n + 1))
+    store.close()
     return url
 
 
@@ -140,7 +156,11 @@ def drain_together(url: str, nginx_url: str, workdir: Path, processes: int, cap:
     return {"cpu_s": sum(r["cpu_s"] for r in results), "left": max(r["left"] for r in results)}
 
 
-def drain_part(server: PostgreSQLServer, *, rows: int, rounds: int) -> dict[str, Any]:
+def drain_part(
+    fill: Callable[[int], str], server_cpu: Callable[[], float], *, server: str, key: str, rows: int, rounds: int
+) -> dict[str, Any]:
+    """One store's drains: ``fill(rows)`` gives a fresh outbox's URL, ``server_cpu()`` the store server's CPU
+    seconds so far, reported per report under ``key``; ``server`` names it in the output."""
     runs: dict[str, list[dict[str, Any]]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="otp-bench-") as tmp,
@@ -154,10 +174,10 @@ def drain_part(server: PostgreSQLServer, *, rows: int, rounds: int) -> dict[str,
                     name = f"{processes} process{'es' if processes > 1 else ''}, " + (
                         "cap lifted" if cap is None else f"cap {CAP:,.0f}/s"
                     )
-                    url = fill(server, rows)
-                    before, pg0 = len(nginx.arrivals()), postgres_cpu(server)
+                    url = fill(rows)
+                    before, cpu0 = len(nginx.arrivals()), server_cpu()
                     result = drain_together(url, nginx.url, Path(tmp), processes, cap)
-                    pg_cpu = postgres_cpu(server) - pg0
+                    cpu = server_cpu() - cpu0
                     times = nginx.arrivals()[before:]
                     span = max(times) - min(times) if len(times) > 1 else 0.0
                     one = {
@@ -166,13 +186,13 @@ def drain_part(server: PostgreSQLServer, *, rows: int, rounds: int) -> dict[str,
                         "reports_per_s": round((len(times) - 1) / span, 1) if span else 0.0,
                         "max_in_1s": max_in_window(times),
                         "cpu_ms_per_report": round(result["cpu_s"] * 1000 / max(len(times), 1), 3),
-                        "postgres_cpu_ms_per_report": round(pg_cpu * 1000 / max(len(times), 1), 3),
+                        key: round(cpu * 1000 / max(len(times), 1), 3),
                     }
                     runs.setdefault(name, []).append(one)
                     print(
                         f"round {r + 1} {name}: {one['reports_per_s']:7,.1f} reports/s, most in any 1 s "
                         f"{one['max_in_1s']:,}; {one['arrived']:,} arrived, {one['left']} left, "
-                        f"{one['cpu_ms_per_report']} ms CPU/report (+ PostgreSQL {one['postgres_cpu_ms_per_report']})",
+                        f"{one['cpu_ms_per_report']} ms CPU/report (+ {server} {one[key]})",
                         flush=True,
                     )
     variants = {
@@ -182,7 +202,7 @@ def drain_part(server: PostgreSQLServer, *, rows: int, rounds: int) -> dict[str,
             "arrived": [m["arrived"] for m in measured],
             "left": [m["left"] for m in measured],
             "cpu_ms_per_report": h.spread([m["cpu_ms_per_report"] for m in measured]),
-            "postgres_cpu_ms_per_report": h.spread([m["postgres_cpu_ms_per_report"] for m in measured]),
+            key: h.spread([m[key] for m in measured]),
             "runs": measured,
         }
         for name, measured in runs.items()
@@ -228,10 +248,25 @@ def main() -> int:
                     f"throughput ratio {name}/plain: {ratio['median']:.3f} ({ratio['min']:.3f} to {ratio['max']:.3f})"
                 )
         if "drain" in parts:
-            figures["drain"] = drain_part(server, rows=args.rows, rounds=args.rounds)
-            for name, ratio in figures["drain"]["vs_one_process_cap_lifted"].items():
-                print(f"drain {name}: {ratio}x one process with the cap lifted")
-            figures["redis_drain"] = redis_store.drain_part(redis, rows=args.rows, rounds=args.rounds)
+            figures["drain"] = drain_part(
+                lambda rows: fill_postgresql(server, rows),
+                lambda: postgres_cpu(server),
+                server="PostgreSQL",
+                key="postgres_cpu_ms_per_report",
+                rows=args.rows,
+                rounds=args.rounds,
+            )
+            figures["redis_drain"] = drain_part(
+                lambda rows: fill_redis(redis, rows),
+                lambda: redis_cpu(redis),
+                server="Redis",
+                key="redis_cpu_ms_per_report",
+                rows=args.rows,
+                rounds=args.rounds,
+            )
+            for store, drain in (("PostgreSQL", figures["drain"]), ("Redis", figures["redis_drain"])):
+                for name, ratio in drain["vs_one_process_cap_lifted"].items():
+                    print(f"drain {store} {name}: {ratio}x one process with the cap lifted")
     figures["wall_seconds"] = round(time.perf_counter() - started, 1)
     h.write_json(args.json, figures)
     return 0
