@@ -200,6 +200,7 @@ class AlibabaProvider(Provider):
     """
 
     name = "alibaba"
+    has_statistics = True  # the cams sender numbers (with a cust_space_id): ChatappSyncPhoneNumber
     reports_unverified = True  # SmsConversion takes Delivered=false
     settings_model = AlibabaSettings
 

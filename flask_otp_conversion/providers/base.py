@@ -102,6 +102,9 @@ class Provider(ABC):
     #: The zone of the provider's own hour figures when it is not UTC (e.g. ``"UTC+08:00"``), said in the stats
     #: JSON so nobody has to guess.
     statistics_time_zone: ClassVar[str | None] = None
+    #: Whether ``statistics`` can return the provider's own figures: the stats endpoint says so
+    #: (``provider_statistics``) and asks only a provider that has some (Tencent, Alibaba; most have none).
+    has_statistics: ClassVar[bool] = False
     #: How long after the send a report is still useful, in seconds (None: no limit). A report that cannot reach
     #: the provider within it is dead-lettered as expired, never sent late (AWS marks a message FAILED by itself
     #: an hour after the send). A class default a client may set from its settings (an instance attribute).

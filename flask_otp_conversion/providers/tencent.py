@@ -184,6 +184,7 @@ class TencentProvider(Provider):
     """
 
     name = "tencent"
+    has_statistics = True  # SendStatusStatistics, CallbackStatusStatistics
     settings_model = TencentSettings
     statistics_max_span = MAX_STATISTICS_SPAN
     statistics_time_zone = UTC8.tzname(None)

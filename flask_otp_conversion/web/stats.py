@@ -373,12 +373,15 @@ class StatsService(ForkLocal):
         out: dict[str, Any] = {
             "provider": None,
             "provider_name": self._provider_class.name,
+            "provider_statistics": self._provider_class.has_statistics,
             "provider_time_zone": self._provider_class.statistics_time_zone,
             "stale": False,
             "provider_error": None,
             "provider_fetched_at": None,
             "provider_age_seconds": None,
         }
+        if not self._provider_class.has_statistics:  # nothing to ask for: no call, no error
+            return out
         # Hour-rounded key: repeated default requests within an hour share one cached provider answer.
         key = (hour_of(window.begin.timestamp()), hour_of(window.end.timestamp()))
         if self._delivery().degraded:  # the operator stopped every provider call, these too

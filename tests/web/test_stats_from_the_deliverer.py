@@ -60,3 +60,25 @@ def test_before_any_process_delivered_the_breaker_shows_closed_with_no_status_ag
     _, worker = two_apps(make_app, tmp_path, provider_emulator_server)
     shown = reporter_of(worker)
     assert (shown["breaker_state"], shown["last_error"], shown["status_age_seconds"]) == ("closed", None, None)
+
+
+def test_the_stats_say_whether_the_provider_has_figures_of_its_own_and_ask_only_then(
+    make_app: AppFactory, tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    from flask_otp_conversion.providers import provider_class
+
+    assert [
+        name
+        for name in ("tencent", "alibaba", "twilio", "aws", "vonage", "plivo")
+        if provider_class(name).has_statistics
+    ] == ["tencent", "alibaba"]
+    emulator = provider_emulator_server.emulator
+    app, _ = make_app(
+        **emulator.app_config("twilio", provider_emulator_server.url),
+        OTP_CONVERSION_PROVIDER="twilio",
+        OTP_CONVERSION_STORE_URL=f"sqlite:///{tmp_path / 'twilio.db'}",
+        OTP_CONVERSION_STATS_TOKEN=TOKEN,
+    )
+    answer = app.test_client().get("/otp-conversion/stats", headers=AUTH).get_json()
+    assert (answer["provider_statistics"], answer["provider"], answer["provider_error"]) == (False, None, None)
+    assert emulator.calls() == []  # nothing asked of a provider that has no figures to give
