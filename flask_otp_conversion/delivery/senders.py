@@ -42,6 +42,8 @@ ACK_BATCH = 100
 ACK_MAX_DELAY = 0.25
 #: A sender waiting for a rate-limit slot looks this often whether the process is stopping.
 TOKEN_WAIT = 0.05
+#: A wait for a rate-cap slot longer than this (seconds) is counted as one (a shorter one is the schedule's grain).
+RATE_WAIT_NOTED = 0.002
 
 
 @dataclass(slots=True)
@@ -108,6 +110,7 @@ class Senders:
         self._handback: list[OutboxItem] = []
         self._retry_hints: list[float] = []
         self._auth_logged = False
+        self._rate_waits = (0, 0.0)  # requests that waited for a rate-cap slot, and their wait in all (s)
 
     # What the drain loop uses ---------------------------------------------------------------------------
 
@@ -335,6 +338,7 @@ class Senders:
                 converted=item.converted,
                 sent_at=item.sent_at,
             )
+            asked = time.monotonic()
             while True:
                 slot = schedule.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming)
                 if slot is not None and schedule.wait(slot):
@@ -343,6 +347,9 @@ class Senders:
                     self._hand_back([item], "no rate-limit slot before the send window closed")
                     return
             started, cpu_before = time.monotonic(), time.thread_time()
+            if started - asked > RATE_WAIT_NOTED:
+                with self._lock:
+                    self._rate_waits = (self._rate_waits[0] + 1, self._rate_waits[1] + started - asked)
             try:
                 client.report_conversion(report)
                 answer = P.OK
@@ -448,6 +455,12 @@ class Senders:
                 self.hand_back_pending()
             else:
                 self._wake()
+
+    def take_rate_waits(self) -> tuple[int, float]:
+        """The rate-cap waits since the last call: (requests that waited, seconds waited in all)."""
+        with self._lock:
+            waits, self._rate_waits = self._rate_waits, (0, 0.0)
+        return waits
 
     def hand_back_pending(self) -> None:
         """Write the hand-backs gathered since the last call (the loop's pass, or at once while closing)."""

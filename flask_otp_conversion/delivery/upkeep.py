@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Protocol
 
 from ..config import Settings
 from ..redaction import describe_error
@@ -22,6 +23,10 @@ SWEEP_EVERY = 5.0
 SWEEP_BATCH = 1000
 
 
+class RateWaits(Protocol):
+    def take_rate_waits(self) -> tuple[int, float]: ...
+
+
 class Upkeep:
     """One per delivering process (built afresh after a fork, like the rest of its state)."""
 
@@ -34,6 +39,7 @@ class Upkeep:
         self._swept_at = -math.inf
         self._status_written: tuple[str, str | None] | None = None
         self._status_at = -math.inf
+        self._waits_at = time.monotonic()
 
     def prune_if_due(self) -> None:
         """Drop records past ``OTP_CONVERSION_RETENTION`` (minute counters past ``MINUTE_ROWS_KEPT``)."""
@@ -82,6 +88,21 @@ class Upkeep:
                 settings.max_report_age,
             )
         return settled
+
+    def count_rate_waits(self, provider: str, source: RateWaits, *, force: bool = False) -> None:
+        """Every ``STATUS_EVERY`` (or now, with ``force``: a flush or a stop ends): the rate-cap waits the senders
+        saw, into the store's delivery figures."""
+        now = time.monotonic()
+        if not force and now - self._waits_at < STATUS_EVERY:
+            return
+        self._waits_at = now
+        waits, seconds = source.take_rate_waits()
+        if not waits:
+            return
+        try:
+            self._store.count_rate_waits(provider=provider, waits=waits, wait_seconds=seconds, now=time.time())
+        except Exception as exc:  # a figure, not a report: dropped with a line rather than retried
+            self._logger.debug("otp-conversion: rate-limit waits not counted: %s", describe_error(exc))
 
     def write_status(
         self, *, provider: str, breaker: str, last_error: str | None, retry_at: float | None, force: bool

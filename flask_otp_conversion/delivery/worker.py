@@ -195,6 +195,7 @@ class Reporter(ForkLocal):
             self._wait_drained(deadline)
         else:
             self._drain(self._stop_event, deadline)
+        self._upkeep.count_rate_waits(self._provider_name, self._senders, force=True)
         return self._pending()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -466,6 +467,7 @@ class Reporter(ForkLocal):
         ):
             self._wake.set()  # negative reports to send
         self._write_status(force=False)
+        upkeep.count_rate_waits(self._provider_name, self._senders)
 
     def _write_status(self, *, force: bool) -> None:
         breaker = self._policy.breaker

@@ -113,6 +113,9 @@ class DeliveryCounts:
     retried: int
     dead_lettered: int
     latency: tuple[int, ...]
+    #: Requests that waited for a slot of the shared rate cap, and how long they waited in all (seconds).
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
 
 
 #: Upper bounds (seconds) of the delivery latency histogram's buckets; one more bucket holds the rest.
@@ -276,6 +279,11 @@ class Outbox(ABC):
     @abstractmethod
     def dead_letter(self, item: OutboxItem, *, reason: str, now: float) -> bool:
         """Move the row to dead letters with ``reason`` (counts the attempt)."""
+
+    @abstractmethod
+    def count_rate_waits(self, *, provider: str, waits: int, wait_seconds: float, now: float) -> None:
+        """Add requests that waited for a rate-cap slot, and their wait, to the delivery figures of the hour of
+        ``now`` (a deliverer sums them and writes every few seconds)."""
 
     @abstractmethod
     def expire_foreign(self, *, provider: str, account: str, created_before: float, now: float) -> int:

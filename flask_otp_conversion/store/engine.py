@@ -315,6 +315,8 @@ class Engine(Store):
                 retried=named.get("retried", 0),
                 dead_lettered=named.get("dead", 0),
                 latency=tuple(named.get(name, 0) for name in _LATENCY),
+                rate_limit_waits=named.get("rate_waits", 0),
+                rate_limit_wait_seconds=named.get("rate_wait_ms", 0) / 1000.0,
             )
             for (hour, provider), named in sorted(values.items())
         ]
@@ -365,6 +367,12 @@ class Engine(Store):
         if changed:
             self._add_figures({(hour_of(at), item.provider, "dead"): 1})
         return changed
+
+    def count_rate_waits(self, *, provider: str, waits: int, wait_seconds: float, now: float) -> None:
+        name, count = check_provider(provider), check_count(waits, "waits")
+        seconds, hour = check_time(wait_seconds, "wait_seconds"), hour_of(check_time(now, "now"))
+        if count:  # figures are whole numbers: the wait is kept in milliseconds
+            self._add_figures({(hour, name, "rate_waits"): count, (hour, name, "rate_wait_ms"): round(seconds * 1000)})
 
     def expire_foreign(self, *, provider: str, account: str, created_before: float, now: float) -> int:
         at = check_time(now, "now")

@@ -132,7 +132,18 @@ class StoreCollector:
             "Time from verification to the provider's acknowledgement of its report",
             labels=["provider"],
         )
+        waits = CounterMetricFamily(
+            "otp_conversion_rate_limit_waits",
+            "Report requests that waited for a slot of the shared rate cap",
+            labels=["provider"],
+        )
+        waited = CounterMetricFamily(
+            "otp_conversion_rate_limit_wait_seconds",
+            "Time report requests spent waiting for a slot of the shared rate cap",
+            labels=["provider"],
+        )
         by_provider: dict[str, list[Any]] = {}
+        wait_sums: dict[str, list[float]] = {}
         for row in self._store.delivery_counts(since=since, until=now + HOUR):
             acc = by_provider.setdefault(row.provider, [0, 0, 0, [0] * (len(LATENCY_BUCKETS) + 1)])
             acc[0] += row.delivered
@@ -140,6 +151,9 @@ class StoreCollector:
             acc[2] += row.dead_lettered
             for i, n in enumerate(row.latency[: len(LATENCY_BUCKETS) + 1]):
                 acc[3][i] += n
+            sums = wait_sums.setdefault(row.provider, [0, 0.0])
+            sums[0] += row.rate_limit_waits
+            sums[1] += row.rate_limit_wait_seconds
         by_provider.setdefault(self._provider, [0, 0, 0, [0] * (len(LATENCY_BUCKETS) + 1)])
         for provider, (delivered, retried, dead, buckets) in sorted(by_provider.items()):
             for outcome, value in (("delivered", delivered), ("retried", retried), ("dead_lettered", dead)):
@@ -151,8 +165,14 @@ class StoreCollector:
             latency.add_metric([provider], cumulative, sum_value=None)
             # No sum is kept (only the buckets), but the count is known: quantiles need only the buckets.
             latency.samples.append(Sample(latency.name + "_count", {"provider": provider}, float(running)))
+        for provider in sorted(by_provider):
+            count, seconds = wait_sums.get(provider, [0, 0.0])
+            waits.add_metric([provider], count, created=since)
+            waited.add_metric([provider], seconds, created=since)
         yield reports
         yield latency
+        yield waits
+        yield waited
 
     def _outbox(self) -> Iterable[Metric]:
         from prometheus_client.core import GaugeMetricFamily

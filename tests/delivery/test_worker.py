@@ -445,3 +445,13 @@ def test_a_forked_child_reports_with_its_own_threads_store_connection_and_client
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(env.delivered()) == 10
     assert all(n == 1 for n in env.delivered().values())
+
+
+@pytest.mark.timeout(60)
+def test_requests_that_wait_for_the_rate_cap_are_counted_in_the_store(env: Env) -> None:
+    reporter, store = env.reporter(rate_limits={"ReportConversion": 20.0})
+    env.seed(store, 30)
+    assert reporter.flush(20) == 0
+    rows = store.delivery_counts(since=time.time() - 7200, until=time.time() + 3600)
+    assert sum(row.rate_limit_waits for row in rows) >= 10  # 30 at 20/s: most wait for their slot
+    assert sum(row.rate_limit_wait_seconds for row in rows) > 0.2

@@ -70,3 +70,11 @@ def test_minute_counters_count_sends_and_verifications_in_the_minute_of_the_send
 def test_counts_refuse_a_span_other_than_an_hour_or_a_minute(store: Store) -> None:
     with pytest.raises(ValueError, match="span"):
         store.counts(since=0, until=1, span=600)
+
+
+def test_rate_limit_waits_add_up_in_the_hour_they_are_counted(store: Store) -> None:
+    store.count_rate_waits(provider="tencent", waits=3, wait_seconds=0.25, now=HOUR0 + 10)
+    store.count_rate_waits(provider="tencent", waits=2, wait_seconds=0.5, now=HOUR0 + 20)
+    store.count_rate_waits(provider="tencent", waits=0, wait_seconds=0.0, now=HOUR0 + 30)
+    (row,) = store.delivery_counts(since=HOUR0, until=HOUR0 + 3600)
+    assert (row.rate_limit_waits, row.rate_limit_wait_seconds, row.delivered) == (5, 0.75, 0)

@@ -132,6 +132,15 @@ def test_delivered_reports_and_their_latency_are_counted(
     assert samples[("otp_conversion_report_latency_seconds_bucket", (("le", "+Inf"), *tencent))] == 1
 
 
+def test_rate_limit_waits_are_counters_of_requests_and_seconds(make_app: AppFactory) -> None:
+    app, _ = metrics_app(make_app)
+    store = app.extensions["otp_conversion"].store
+    store.count_rate_waits(provider="tencent", waits=4, wait_seconds=1.5, now=time.time())
+    samples = scrape(app)
+    assert samples[("otp_conversion_rate_limit_waits_total", (("provider", "tencent"),))] == 4
+    assert samples[("otp_conversion_rate_limit_wait_seconds_total", (("provider", "tencent"),))] == 1.5
+
+
 def test_the_breaker_state_is_one_of_three(make_app: AppFactory) -> None:
     app, _ = metrics_app(make_app)
     samples = scrape(app)
