@@ -108,3 +108,14 @@ def test_the_stats_show_what_is_held_then_that_it_was_written(app: Flask, refusi
     refusing.end()
     wait_for_written(conversion_state(app))
     assert reporter_stats(app)["held_in_memory"] == 0
+
+
+def test_the_metrics_show_what_is_held(app: Flask, refusing: Refusing) -> None:
+    code = sent_code(app, PHONES[0])
+    assert verify(app.test_client(), code, PHONES[0]).status_code == 200
+    state = conversion_state(app)
+    token = state_of(app).shown_stats_token
+    text = app.test_client().get(state.settings.url_prefix + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert text.status_code == 200
+    assert "otp_conversion_records_held 2.0" in text.get_data(as_text=True)
+    assert "otp_conversion_records_lost 0.0" in text.get_data(as_text=True)

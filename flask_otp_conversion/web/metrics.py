@@ -184,6 +184,16 @@ class StoreCollector:
             ("otp_conversion_dead_letters", "Conversion reports that will not be retried (until replayed)", "dead"),
             ("otp_conversion_spooled", "Verifications in this host's spool, not yet in the store", "spooled"),
             ("otp_conversion_quarantined", "Spool lines set aside as unreadable", "quarantined"),
+            (
+                "otp_conversion_records_held",
+                "Records this process holds in memory while the spool and the store refuse writes",
+                "held_in_memory",
+            ),
+            (
+                "otp_conversion_records_lost",
+                "Records this process could not hold (past the bound) since it started",
+                "lost",
+            ),
         )
         for name, doc, key in gauges:
             gauge = GaugeMetricFamily(name, doc)
