@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from flask_otp_conversion.testing import EmulatorCall, EmulatorServer, ProviderE
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 ACTION = "ReportConversion"
+#: Short provider timeouts, so that a row's lease (send window + connect + read + ack margin) is a few seconds.
+FAST = {"HTTP_CONNECT_TIMEOUT": 1.0, "HTTP_READ_TIMEOUT": 1.0}
 
 
 def free_port() -> int:
@@ -173,6 +176,20 @@ def wait_reported(emulator: ProviderEmulator, serials: Sequence[str], timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not set(reported_serials(emulator)) >= set(serials):
         time.sleep(0.1)
+
+
+def assert_reported_once(emulator: ProviderEmulator, serials: Sequence[str]) -> None:
+    """Every serial reported, none twice."""
+    time.sleep(1.5)  # room for a duplicate to show up
+    assert Counter(reported_serials(emulator)) == Counter(serials)
+
+
+def settle(emulator: ProviderEmulator, quiet: float = 0.5) -> None:
+    """Until no new call has reached the emulator for ``quiet`` seconds."""
+    seen = -1
+    while (count := len(emulator.calls())) != seen:
+        seen = count
+        time.sleep(quiet)
 
 
 def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
