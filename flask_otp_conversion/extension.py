@@ -26,7 +26,8 @@ from .phone import mask_phone, normalize_phone
 from .providers import Provider, provider_class
 from .signals import otp_sent, otp_verified
 from .store import MemoryStore, SQLiteStore, Store, open_store
-from .store.base import MAX_MESSAGE_ID_LENGTH, Verification, VerifyOutcome
+from .store.base import Verification, VerifyOutcome
+from .store.checks import check_message_id
 from .store.holding import HeldSend, Holding
 from .store.quarantine import quarantined
 from .store.spool import Spool, folder_for, unapplied
@@ -38,14 +39,9 @@ EXTENSION_KEY = "otp_conversion"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _message_id(value: object, *, required: bool) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("message_id must be a non-empty string")
-    if len(value) > MAX_MESSAGE_ID_LENGTH:
-        raise ValueError(f"message_id is too long ({len(value)} characters, at most {MAX_MESSAGE_ID_LENGTH})")
-    return value.strip()
+def _message_id(value: object) -> str:
+    """The store's check, after trimming the whitespace a form field or a copied id may carry."""
+    return check_message_id(value.strip() if isinstance(value, str) else value)
 
 
 def _timestamp(value: object, name: str) -> float:
@@ -194,8 +190,7 @@ class ConversionState:
         if self.store is None:
             return False
         e164 = normalize_phone(phone)
-        mid = _message_id(message_id, required=True)
-        assert mid is not None
+        mid = _message_id(message_id)
         name = self._provider_name(provider)
         # A send through another provider than the configured one is of an account this app does not know.
         account = self.account() if name == self.settings.provider else ""
@@ -234,7 +229,7 @@ class ConversionState:
         """Normalised and checked: what this returns passes the store's ``check_verification``."""
         return Verification(
             normalize_phone(phone),
-            None if message_id is None else _message_id(message_id, required=False),
+            None if message_id is None else _message_id(message_id),
             _timestamp(verified_at, "verified_at"),
         )
 
