@@ -6,37 +6,25 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
+from provider_factories import plivo
 from wire_server import Reply, Retarget, recording_server
 
 from flask_otp_conversion.config import ConfigurationError, load_settings
-from flask_otp_conversion.providers import AuthError, PermanentError, RetryableError, ThrottledError
+from flask_otp_conversion.providers import AuthError, PermanentError, ThrottledError
 from flask_otp_conversion.providers.base import ConversionReport
 from flask_otp_conversion.providers.plivo import PlivoProvider
 from flask_otp_conversion.providers.settings import PlivoSettings
-from flask_otp_conversion.testing import EmulatorServer, Fault
+from flask_otp_conversion.testing import EmulatorServer
 
 pytestmark = pytest.mark.timeout(30)
 
 PHONE = "+14155552222"
 TIMEOUT = httpx.Timeout(2.0)
 WRONG = "NotTheAccountsAuthToken"
-
-
-def plivo(server: EmulatorServer, *, timeout: httpx.Timeout = TIMEOUT, **overrides: Any) -> PlivoProvider:
-    credentials = server.emulator.credentials("plivo")
-    values: dict[str, Any] = {
-        "auth_id": credentials["auth_id"],
-        "auth_token": credentials["auth_token"],
-        "endpoint": server.url,
-        "sender": "+14155551111",
-        **overrides,
-    }
-    return PlivoProvider.from_settings(PlivoSettings(**values), timeout=timeout)
 
 
 def report(message_id: str, *, converted: bool = True) -> ConversionReport:
@@ -94,49 +82,12 @@ def test_unknown_message_is_a_permanent_error(provider_emulator_server: Emulator
     assert caught.value.status == 404
 
 
-def test_throttled_report_carries_the_retry_after(provider_emulator_server: EmulatorServer) -> None:
-    emu = provider_emulator_server.emulator
-    emu.inject("Conversion", Fault.throttle(retry_after=4.0, times=1))
-    with plivo(provider_emulator_server) as provider, pytest.raises(ThrottledError) as caught:
-        provider.report_conversion(report(emu.issue_message_id("plivo", PHONE)))
-    assert (caught.value.status, caught.value.retry_after) == (429, 4.0)
-
-
 def test_rate_limited_send_is_throttled(provider_emulator_server: EmulatorServer) -> None:
     provider_emulator_server.emulator.set_rate_limit("Message", 1)
     with plivo(provider_emulator_server) as provider:
         provider.send_otp(PHONE, "482913")
         with pytest.raises(ThrottledError):
             provider.send_otp(PHONE, "482913")
-
-
-@pytest.mark.parametrize(
-    ("fault", "code"),
-    [
-        (Fault.http_500(times=1), "500"),
-        (Fault.malformed_json(times=1), "MalformedResponse"),
-        (Fault.drop_connection(times=1), "ClientNetworkError"),
-        (Fault.hang(5.0, times=1), "Timeout"),
-    ],
-)
-def test_server_errors_and_broken_answers_are_retryable(
-    provider_emulator_server: EmulatorServer, fault: Fault, code: str
-) -> None:
-    emu = provider_emulator_server.emulator
-    message_id = emu.issue_message_id("plivo", PHONE)
-    emu.inject("Conversion", fault)
-    short = httpx.Timeout(0.5)
-    with plivo(provider_emulator_server, timeout=short) as provider, pytest.raises(RetryableError) as caught:
-        provider.report_conversion(report(message_id))
-    assert type(caught.value) is RetryableError and caught.value.code == code
-    emu.release_hangs()
-
-
-def test_malformed_send_answer_is_retryable(provider_emulator_server: EmulatorServer) -> None:
-    provider_emulator_server.emulator.inject("Message", Fault.malformed_json(times=1))
-    with plivo(provider_emulator_server) as provider, pytest.raises(RetryableError) as caught:
-        provider.send_otp(PHONE, "482913")
-    assert caught.value.code == "MalformedResponse"
 
 
 def test_message_uuid_cannot_leave_its_path_segment() -> None:
@@ -148,16 +99,6 @@ def test_message_uuid_cannot_leave_its_path_segment() -> None:
 
 
 # ---- declarations and settings ---------------------------------------------------------------------------
-
-
-def test_declares_its_account_report_action_and_negative_outcome(provider_emulator_server: EmulatorServer) -> None:
-    with plivo(provider_emulator_server) as provider:
-        assert provider.account == provider_emulator_server.emulator.credentials("plivo")["auth_id"]
-        assert provider.report_action == "Conversion"
-        assert provider.reports_unverified is True
-        assert provider.report_deadline is None
-        now = datetime.now(timezone.utc)
-        assert provider.statistics(now - timedelta(hours=1), now) is None  # type: ignore[func-returns-value]
 
 
 def test_rate_limits_are_the_documented_300_per_5_seconds_and_configurable(
@@ -214,15 +155,3 @@ def test_send_body_is_json_with_trackable_a_boolean(provider_emulator_server: Em
     (call,) = provider_emulator_server.emulator.calls("Message")
     assert json.loads(call.body)["trackable"] is True
     assert call.headers["content-type"] == "application/json"
-
-
-def test_a_number_plivo_can_never_take_is_refused_before_sending(provider_emulator_server: EmulatorServer) -> None:
-    with plivo(provider_emulator_server) as provider, pytest.raises(PermanentError) as caught:
-        provider.send_otp("+12", "482913")
-    assert caught.value.code == "InvalidParameter"
-    assert provider_emulator_server.emulator.calls() == []
-
-
-def test_report_deadline_is_none_unless_configured(provider_emulator_server: EmulatorServer) -> None:
-    with plivo(provider_emulator_server, report_deadline=3600) as provider:
-        assert provider.report_deadline == 3600.0

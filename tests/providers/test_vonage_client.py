@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
 import pytest
+from provider_factories import vonage
 
 from flask_otp_conversion.config import ConfigurationError, load_settings
-from flask_otp_conversion.providers import AuthError, PermanentError, RetryableError, ThrottledError
+from flask_otp_conversion.providers import AuthError, PermanentError, ThrottledError
 from flask_otp_conversion.providers.base import ConversionReport
 from flask_otp_conversion.providers.settings import VonageSettings
 from flask_otp_conversion.providers.vonage import VonageProvider
@@ -24,20 +23,6 @@ pytestmark = pytest.mark.timeout(30)
 PHONE = "+447700900000"
 WRONG = "WrongSecret00000"
 WRONG_SIG = "NotTheAccountsSignatureSecret000"
-TIMEOUT = httpx.Timeout(2.0)
-
-
-def vonage(server: EmulatorServer, *, timeout: httpx.Timeout = TIMEOUT, **overrides: Any) -> VonageProvider:
-    credentials = server.emulator.credentials("vonage")
-    values: dict[str, Any] = {
-        "api_key": credentials["api_key"],
-        "api_secret": credentials["api_secret"],
-        "sms_endpoint": server.url,
-        "conversion_endpoint": server.url,
-        "sender": "AcmeInc",
-        **overrides,
-    }
-    return VonageProvider.from_settings(VonageSettings(**values), timeout=timeout)
 
 
 def signed(server: EmulatorServer, method: str = "sha256", **overrides: Any) -> VonageProvider:
@@ -158,54 +143,7 @@ def test_throttled_send_says_how_long_to_wait(provider_emulator_server: Emulator
     assert caught.value.retry_after == 2.0
 
 
-def test_throttled_report_carries_the_retry_after(provider_emulator_server: EmulatorServer) -> None:
-    emu = provider_emulator_server.emulator
-    emu.inject("SmsConversion", Fault.throttle(retry_after=3.0, times=1))
-    with vonage(provider_emulator_server) as provider, pytest.raises(ThrottledError) as caught:
-        provider.report_conversion(report(emu.issue_message_id("vonage", PHONE)))
-    assert (caught.value.status, caught.value.retry_after) == (429, 3.0)
-
-
-@pytest.mark.parametrize(
-    ("fault", "code"),
-    [
-        (Fault.http_500(times=1), "internal-error"),
-        (Fault.malformed_json(times=1), "MalformedResponse"),
-        (Fault.drop_connection(times=1), "ClientNetworkError"),
-        (Fault.hang(5.0, times=1), "Timeout"),
-    ],
-)
-def test_server_errors_and_broken_answers_are_retryable(
-    provider_emulator_server: EmulatorServer, fault: Fault, code: str
-) -> None:
-    emu = provider_emulator_server.emulator
-    message_id = emu.issue_message_id("vonage", PHONE)
-    emu.inject("SmsConversion", fault)
-    short = httpx.Timeout(0.5)
-    with vonage(provider_emulator_server, timeout=short) as provider, pytest.raises(RetryableError) as caught:
-        provider.report_conversion(report(message_id))
-    assert type(caught.value) is RetryableError and caught.value.code == code
-    emu.release_hangs()
-
-
-def test_malformed_send_answer_is_retryable(provider_emulator_server: EmulatorServer) -> None:
-    provider_emulator_server.emulator.inject("SendSms", Fault.malformed_json(times=1))
-    with vonage(provider_emulator_server) as provider, pytest.raises(RetryableError) as caught:
-        provider.send_otp(PHONE, "482913")
-    assert caught.value.code == "MalformedResponse"
-
-
 # ---- declarations and settings ---------------------------------------------------------------------------
-
-
-def test_declares_its_account_report_action_and_negative_outcome(provider_emulator_server: EmulatorServer) -> None:
-    with vonage(provider_emulator_server) as provider:
-        assert provider.account == provider_emulator_server.emulator.credentials("vonage")["api_key"]
-        assert provider.report_action == "SmsConversion"
-        assert provider.reports_unverified is True
-        assert provider.report_deadline is None
-        now = datetime.now(timezone.utc)
-        assert provider.statistics(now - timedelta(hours=1), now) is None  # type: ignore[func-returns-value]
 
 
 def test_rate_limits_are_the_documented_30_per_second_and_configurable(
@@ -250,15 +188,3 @@ def test_settings_error_never_shows_the_secret() -> None:
 def test_text_template_without_the_code_placeholder_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="OTP_CONVERSION_VONAGE_TEXT_TEMPLATE"):
         load_settings(config(API_KEY="a1b2c3d4", API_SECRET="x", TEXT_TEMPLATE="Your code"), instance_path="/i")
-
-
-def test_a_number_vonage_can_never_take_is_refused_before_sending(provider_emulator_server: EmulatorServer) -> None:
-    with vonage(provider_emulator_server) as provider, pytest.raises(PermanentError) as caught:
-        provider.send_otp("+12", "482913")
-    assert caught.value.code == "InvalidParameter"
-    assert provider_emulator_server.emulator.calls() == []
-
-
-def test_report_deadline_is_none_unless_configured(provider_emulator_server: EmulatorServer) -> None:
-    with vonage(provider_emulator_server, report_deadline=3600) as provider:
-        assert provider.report_deadline == 3600.0
