@@ -207,7 +207,7 @@ class Reporter(ForkLocal):
         self._check_fork()
         budget = self._settings.shutdown_timeout if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + budget
-        # Each request's total deadline (providers._http.request_deadline), which the row lease allows for.
+        # Each request's total deadline (providers.transport.request_deadline), which the row lease allows for.
         longest = self._settings.http_connect_timeout + self._settings.http_read_timeout
         with self._start_lock:
             self._stopped = True

@@ -16,8 +16,9 @@ from provider_factories import tencent
 from wire_server import Reply, recording_server
 
 from flask_otp_conversion.providers import RetryableError
-from flask_otp_conversion.providers._http import AnswerTooLarge, HTTPSender, request_deadline
+from flask_otp_conversion.providers._http import HTTPSender
 from flask_otp_conversion.providers.base import ConversionReport
+from flask_otp_conversion.providers.transport import AnswerTooLarge, request_deadline
 
 OK = Reply(body=b'{"Response": {"ReportConversionStatus": {"Code": "ok"}, "RequestId": "r"}}')
 REPORT = ConversionReport("5000:1", "+8613711112222", verified_at=time.time())

@@ -25,7 +25,8 @@ import httpx
 import pytest
 from wire_server import Reply, recording_server
 
-from flask_otp_conversion.providers._http import MAX_ANSWER_BYTES, AnswerTooLarge, HTTPSender, StdlibTransport
+from flask_otp_conversion.providers._http import HTTPSender
+from flask_otp_conversion.providers.transport import MAX_ANSWER_BYTES, AnswerTooLarge, StdlibTransport
 
 TIMEOUT = httpx.Timeout(2.0)
 OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
