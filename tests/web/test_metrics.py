@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from delivered_report import deliver_one_report
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -114,17 +115,7 @@ def test_delivered_reports_and_their_latency_are_counted(
     make_app: AppFactory, provider_emulator_server: EmulatorServer
 ) -> None:
     app, conversion = metrics_app(make_app, provider_emulator_server)
-    with app.app_context():
-        client = app.extensions["otp_conversion"].make_provider()
-        sent = client.send_otp(CN, "123456")
-        client.close()
-        conversion.record_sent(CN, sent.message_id)
-        conversion.record_verified(CN, sent.message_id)
-        assert conversion.flush(timeout=10) == 0
-    store = app.extensions["otp_conversion"].store
-    deadline = time.monotonic() + 10  # the figures are written just after the row is acked, by the sender thread
-    while not store.delivery_counts(since=0, until=time.time() + 3600) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    deliver_one_report(app, conversion, CN)
     samples = scrape(app)
     tencent = (("provider", "tencent"),)
     assert samples[("otp_conversion_reports_total", (("outcome", "delivered"), *tencent))] == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from delivered_report import deliver_one_report
+
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import AppFactory
 
@@ -44,17 +46,7 @@ def test_stats_count_delivered_reports(make_app: AppFactory, provider_emulator_s
         OTP_CONVERSION_TENCENT_TEMPLATE_ID="1110",
         OTP_CONVERSION_TENCENT_SIGN_NAME="Example",
     )
-    with app.app_context():
-        client = app.extensions["otp_conversion"].make_provider()
-        sent = client.send_otp(CN, "123456")
-        client.close()
-        conversion.record_sent(CN, sent.message_id)
-        conversion.record_verified(CN, sent.message_id)
-        assert conversion.flush(timeout=10) == 0
-    store = app.extensions["otp_conversion"].store
-    deadline = time.monotonic() + 10  # the figures are written just after the row is acked, by the sender thread
-    while not store.delivery_counts(since=0, until=time.time() + 3600) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    deliver_one_report(app, conversion, CN)
     body = app.test_client().get("/otp-conversion/stats", headers=AUTH).get_json()
     assert body["delivery"] == {"delivered": 1, "retried": 0, "dead_lettered": 0}
 
