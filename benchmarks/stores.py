@@ -248,23 +248,15 @@ def main() -> int:
                     f"throughput ratio {name}/plain: {ratio['median']:.3f} ({ratio['min']:.3f} to {ratio['max']:.3f})"
                 )
         if "drain" in parts:
-            figures["drain"] = drain_part(
-                lambda rows: fill_postgresql(server, rows),
-                lambda: postgres_cpu(server),
-                server="PostgreSQL",
-                key="postgres_cpu_ms_per_report",
-                rows=args.rows,
-                rounds=args.rounds,
-            )
-            figures["redis_drain"] = drain_part(
-                lambda rows: fill_redis(redis, rows),
-                lambda: redis_cpu(redis),
-                server="Redis",
-                key="redis_cpu_ms_per_report",
-                rows=args.rows,
-                rounds=args.rounds,
-            )
-            for store, drain in (("PostgreSQL", figures["drain"]), ("Redis", figures["redis_drain"])):
+            drains: list[tuple[str, str, Callable[[int], str], Callable[[], float], str]] = [
+                ("drain", "PostgreSQL", lambda rows: fill_postgresql(server, rows), lambda: postgres_cpu(server),
+                 "postgres_cpu_ms_per_report"),
+                ("redis_drain", "Redis", lambda rows: fill_redis(redis, rows), lambda: redis_cpu(redis),
+                 "redis_cpu_ms_per_report"),
+            ]  # fmt: skip
+            for field, store, fill, cpu, key in drains:
+                drain = drain_part(fill, cpu, server=store, key=key, rows=args.rows, rounds=args.rounds)
+                figures[field] = drain
                 for name, ratio in drain["vs_one_process_cap_lifted"].items():
                     print(f"drain {store} {name}: {ratio}x one process with the cap lifted")
     figures["wall_seconds"] = round(time.perf_counter() - started, 1)
