@@ -141,13 +141,6 @@ def test_a_configuration_set_the_account_lacks_is_permanent(emu: ProviderEmulato
     assert raised.value.code == "ResourceNotFoundException"
 
 
-def test_send_to_an_opted_out_number_is_permanent(emu: ProviderEmulator, server: EmulatorServer) -> None:
-    emu.refuse_phone(PHONE)
-    with aws(server) as client, pytest.raises(PermanentError) as raised:
-        client.send_otp(PHONE, "123456")
-    assert raised.value.code == "ConflictException"
-
-
 def test_throttling_is_a_400_classified_as_throttled(emu: ProviderEmulator, server: EmulatorServer) -> None:
     emu.inject(FEEDBACK_ACTION, Fault.throttle(retry_after=3), provider="aws")
     with aws(server) as client, pytest.raises(ThrottledError) as raised:

@@ -84,6 +84,16 @@ def test_the_emulators_rate_limit_answers_the_providers_throttle(
             provider.report_conversion(report(client, message_id))
 
 
+@pytest.mark.parametrize(("client", "code"), [(TWILIO, "21610"), (AWS, "ConflictException")], ids=["twilio", "aws"])
+def test_a_send_to_an_opted_out_number_is_permanent(
+    provider_emulator_server: EmulatorServer, client: EmulatedClient, code: str
+) -> None:
+    provider_emulator_server.emulator.refuse_phone(client.phone)
+    with client.make(provider_emulator_server) as provider, pytest.raises(PermanentError) as caught:
+        provider.send_otp(client.phone, "123456")
+    assert caught.value.code == code
+
+
 @pytest.mark.parametrize("client", [PLIVO, VONAGE], ids=str)
 def test_a_number_the_provider_can_never_take_is_refused_before_sending(
     provider_emulator_server: EmulatorServer, client: EmulatedClient
@@ -105,6 +115,20 @@ def test_declares_its_account_report_action_and_negative_outcome(
         assert provider.report_deadline is None
         now = datetime.now(timezone.utc)
         assert provider.statistics(now - timedelta(hours=1), now) is None  # type: ignore[func-returns-value]
+
+
+@pytest.mark.parametrize(
+    ("client", "documented", "override"),
+    [(PLIVO, 60.0, 20), (VONAGE, 30.0, 5)],  # Plivo: 300 per 5 seconds; Vonage: 30 per second
+    ids=["plivo", "vonage"],
+)
+def test_rate_limits_are_the_documented_ones_and_configurable(
+    provider_emulator_server: EmulatorServer, client: EmulatedClient, documented: float, override: int
+) -> None:
+    with client.make(provider_emulator_server) as provider:
+        assert dict(provider.rate_limits) == {client.send_action: documented, client.report_action: documented}
+    with client.make(provider_emulator_server, conversion_rate_limit=override) as provider:
+        assert provider.rate_limits[client.report_action] == float(override)
 
 
 @pytest.mark.parametrize("client", [PLIVO, VONAGE], ids=str)

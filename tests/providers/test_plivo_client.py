@@ -101,15 +101,6 @@ def test_message_uuid_cannot_leave_its_path_segment() -> None:
 # ---- declarations and settings ---------------------------------------------------------------------------
 
 
-def test_rate_limits_are_the_documented_300_per_5_seconds_and_configurable(
-    provider_emulator_server: EmulatorServer,
-) -> None:
-    with plivo(provider_emulator_server) as provider:
-        assert dict(provider.rate_limits) == {"Message": 60.0, "Conversion": 60.0}
-    with plivo(provider_emulator_server, conversion_rate_limit=20) as provider:
-        assert provider.rate_limits["Conversion"] == 20.0
-
-
 def test_repr_shows_no_token(provider_emulator_server: EmulatorServer) -> None:
     with plivo(provider_emulator_server) as provider:
         assert provider_emulator_server.emulator.credentials("plivo")["auth_token"] not in repr(provider)

@@ -100,13 +100,6 @@ def test_feedback_for_an_unknown_message_is_permanent(emu: ProviderEmulator, ser
     assert (raised.value.code, raised.value.status) == ("20404", 404)
 
 
-def test_send_to_an_opted_out_number_is_permanent(emu: ProviderEmulator, server: EmulatorServer) -> None:
-    emu.refuse_phone(PHONE)
-    with twilio(server) as client, pytest.raises(PermanentError) as raised:
-        client.send_otp(PHONE, "123456")
-    assert raised.value.code == "21610"
-
-
 def test_throttling_is_throttled_with_the_retry_after(emu: ProviderEmulator, server: EmulatorServer) -> None:
     emu.inject(FEEDBACK_ACTION, Fault.throttle(retry_after=7), provider="twilio")
     with twilio(server) as client, pytest.raises(ThrottledError) as raised:

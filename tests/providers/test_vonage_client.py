@@ -146,15 +146,6 @@ def test_throttled_send_says_how_long_to_wait(provider_emulator_server: Emulator
 # ---- declarations and settings ---------------------------------------------------------------------------
 
 
-def test_rate_limits_are_the_documented_30_per_second_and_configurable(
-    provider_emulator_server: EmulatorServer,
-) -> None:
-    with vonage(provider_emulator_server) as provider:
-        assert dict(provider.rate_limits) == {"SendSms": 30.0, "SmsConversion": 30.0}
-    with vonage(provider_emulator_server, conversion_rate_limit=5) as provider:
-        assert provider.rate_limits["SmsConversion"] == 5.0
-
-
 def test_repr_shows_no_secret(provider_emulator_server: EmulatorServer) -> None:
     with signed(provider_emulator_server) as provider:
         secret = provider_emulator_server.emulator.credentials("vonage")["signature_secret"]
