@@ -20,15 +20,20 @@ from flask.typing import ResponseReturnValue
 from flask_otp_conversion import OTPConversion
 
 
-def create_app() -> Flask:
-    app = Flask(__name__)
-    app.config.from_prefixed_env()
+def log_to_stderr() -> None:
+    """The extension's INFO records on stderr, each with its worker's pid (gunicorn writes them to its log)."""
     logger = logging.getLogger("flask_otp_conversion")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("[%(process)d] %(levelname)s %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    log_to_stderr()
     conversion = OTPConversion(app)
 
     @app.post("/send")

@@ -6,12 +6,9 @@ restart report every row exactly once."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,18 +19,10 @@ import pytest
 
 from flask_otp_conversion.store import OutboxStats, open_store
 from flask_otp_conversion.testing import EmulatorServer, Fault, ProviderEmulator
+from tests.multihost.harness import free_port, gunicorn, messages, tencent_env, wait_reported
 
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 MESSAGES = 20
 MAX_ATTEMPTS = 400  # per request, to land on (or avoid) a given worker; 4 workers make a miss vanishingly rare
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _post(base: str, path: str, body: dict[str, object]) -> httpx.Response:
@@ -73,40 +62,11 @@ def serving(
     """``tests/gunicorn_app.py`` under gunicorn (``workers`` sync workers) on the emulator and a SQLite file in
     tmp_path, with ``settings`` as extra ``OTP_CONVERSION_*`` keys; its output goes to ``{run}.log``. Checks
     at the end that it stopped cleanly."""
-    emulator = server.emulator
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    config = {
-        "PROVIDER": "tencent",
-        "TENCENT_ENDPOINT": server.url,
-        "TENCENT_SECRET_ID": emulator.TENCENT_SECRET_ID,
-        "TENCENT_SECRET_KEY": emulator.TENCENT_SECRET_KEY,
-        "TENCENT_SDK_APP_ID": emulator.TENCENT_SDK_APP_ID,
-        "STORE_URL": f"sqlite:///{tmp_path / 'outbox.db'}",
-        **settings,
-    }
-    env = dict(os.environ)
-    # from_prefixed_env JSON-decodes values: strings are encoded as JSON strings so none is read as a number.
-    env.update({f"FLASK_OTP_CONVERSION_{key}": json.dumps(value) for key, value in config.items()})
+    env = tencent_env(server, f"sqlite:///{tmp_path / 'outbox.db'}", **settings)
     log = tmp_path / f"{run}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(GUNICORN),
-                "-w",
-                str(workers),
-                "-b",
-                f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "10",
-                "--no-control-socket",  # its default path is per user: gunicorns running side by side would share it
-                "tests.gunicorn_app:create_app()",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = gunicorn("tests.gunicorn_app:create_app()", port, workers, env, log)
     try:
         _wait_until_serving(base, proc, log)
         yield base, proc
@@ -122,21 +82,6 @@ def serving(
     output = log.read_text()
     assert returncode == 0, output
     assert "Traceback" not in output, output
-
-
-def _messages(emulator: ProviderEmulator, prefix: str) -> tuple[list[str], list[str]]:
-    """MESSAGES phones and the serial numbers the emulator issued for them (it takes reports of those only)."""
-    phones = [f"{prefix}{n:04d}" for n in range(MESSAGES)]
-    return phones, [emulator.issue_message_id("tencent", phone) for phone in phones]
-
-
-def _wait_reported(emulator: ProviderEmulator, serials: list[str], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reported = {c.params["SerialNo"] for c in emulator.calls(action="ReportConversion", ok=True)}
-        if reported >= set(serials):
-            return
-        time.sleep(0.1)
 
 
 def _deliverers(base: str, *, workers: int = 4) -> set[int]:
@@ -157,14 +102,14 @@ def test_reports_once_per_serial_when_send_and_verify_hit_different_gunicorn_wor
 ) -> None:
     emulator = provider_emulator_server.emulator
     with serving(tmp_path, provider_emulator_server) as (base, _):
-        phones, serials = _messages(emulator, "+861371111")
+        phones, serials = messages(emulator, "+861371111", MESSAGES)
         send_pid = _post_until_ok(base, "/send", {"phone": phones[0], "message_id": serials[0]})
         for phone, serial in zip(phones[1:], serials[1:], strict=True):
             _post_until_ok(base, "/send", {"phone": phone, "message_id": serial, "only_pid": send_pid})
         verify_pids = {_post_until_ok(base, "/verify", {"phone": phone, "avoid_pid": send_pid}) for phone in phones}
         assert send_pid not in verify_pids
 
-        _wait_reported(emulator, serials)
+        wait_reported(emulator, serials, timeout=20)
         time.sleep(1.5)  # room for a duplicate to show up
         calls = emulator.calls(action="ReportConversion")
         assert all(c.ok for c in calls), [(c.params.get("SerialNo"), c.error_code) for c in calls]
@@ -192,11 +137,11 @@ def test_another_worker_delivers_after_the_deliverer_is_killed(
                 break
             time.sleep(0.2)
         assert len(survivors) == 1 and killed not in survivors
-        phones, serials = _messages(emulator, "+861372222")
+        phones, serials = messages(emulator, "+861372222", MESSAGES)
         for phone, serial in zip(phones, serials, strict=True):
             _post_until_ok(base, "/send", {"phone": phone, "message_id": serial})
             _post_until_ok(base, "/verify", {"phone": phone})
-        _wait_reported(emulator, serials)
+        wait_reported(emulator, serials, timeout=20)
         reported = {c.params["SerialNo"] for c in emulator.calls(action="ReportConversion", ok=True)}
         assert reported == set(serials)
 

@@ -72,13 +72,10 @@ class Host:
         self.proc.wait()
 
 
-def start_host(
-    tmp_path: Path, name: str, server: EmulatorServer, store_url: str, *, workers: int = 1, **settings: object
-) -> Host:
-    """A host serving ``host_app.py`` under gunicorn with ``workers`` sync workers, delivering to ``server``."""
+def tencent_env(server: EmulatorServer, store_url: str, **settings: object) -> dict[str, str]:
+    """This process's environment plus ``FLASK_OTP_CONVERSION_*`` keys for an app configured by
+    ``from_prefixed_env``: Tencent on ``server``'s emulator, the store at ``store_url``, ``settings`` beside."""
     emulator = server.emulator
-    instance = tmp_path / name / "instance"
-    instance.mkdir(parents=True)
     config: dict[str, object] = {
         "PROVIDER": "tencent",
         "TENCENT_ENDPOINT": server.url,
@@ -88,13 +85,19 @@ def start_host(
         "STORE_URL": store_url,
         **settings,
     }
-    env = dict(os.environ, OTP_TEST_INSTANCE=str(instance))
+    env = dict(os.environ)
     # from_prefixed_env JSON-decodes values: strings are encoded as JSON strings so none is read as a number.
     env.update({f"FLASK_OTP_CONVERSION_{key}": json.dumps(value) for key, value in config.items()})
-    port = free_port()
-    log = tmp_path / f"{name}.log"
+    return env
+
+
+def gunicorn(
+    app: str, port: int, workers: int, env: dict[str, str], log: Path, *, own_group: bool = False
+) -> subprocess.Popen[bytes]:
+    """``app`` (``module:factory()``) under gunicorn with ``workers`` sync workers on 127.0.0.1:``port``, its
+    output in ``log``; ``own_group``: a process group of its own, so a kill reaches every worker."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [
                 str(GUNICORN),
                 "-w",
@@ -103,15 +106,27 @@ def start_host(
                 f"127.0.0.1:{port}",
                 "--graceful-timeout",
                 "10",
-                "--no-control-socket",
-                "tests.multihost.host_app:create_app()",
+                "--no-control-socket",  # its default path is per user: gunicorns running side by side would share it
+                app,
             ],
             cwd=ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so kill() reaches every worker
+            start_new_session=own_group,
         )
+
+
+def start_host(
+    tmp_path: Path, name: str, server: EmulatorServer, store_url: str, *, workers: int = 1, **settings: object
+) -> Host:
+    """A host serving ``host_app.py`` under gunicorn with ``workers`` sync workers, delivering to ``server``."""
+    instance = tmp_path / name / "instance"
+    instance.mkdir(parents=True)
+    port = free_port()
+    log = tmp_path / f"{name}.log"
+    env = dict(tencent_env(server, store_url, **settings), OTP_TEST_INSTANCE=str(instance))
+    proc = gunicorn("tests.multihost.host_app:create_app()", port, workers, env, log, own_group=True)
     host = Host(name, f"http://127.0.0.1:{port}", instance, log, proc)
     deadline = time.monotonic() + 20
     while True:

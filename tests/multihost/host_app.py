@@ -8,25 +8,19 @@ would. ``/status`` says whether this process delivers, is degraded, and how many
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from flask_otp_conversion import OTPConversion
+from tests.gunicorn_app import log_to_stderr
 
 
 def create_app() -> Flask:
     app = Flask(__name__, instance_path=os.environ["OTP_TEST_INSTANCE"])
     app.config.from_prefixed_env()
-    logger = logging.getLogger("flask_otp_conversion")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[%(process)d] %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    log_to_stderr()
     conversion = OTPConversion(app)
 
     @app.post("/send")
