@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +96,25 @@ class Parts:
         self.store.close()
 
 
+@pytest.fixture
+def make_parts(
+    tmp_path: Path, provider_emulator: ProviderEmulator, provider_emulator_server: EmulatorServer
+) -> Iterator[Callable[[str], Parts]]:
+    """``Parts`` for a provider, closed after the test."""
+    made: list[Parts] = []
+
+    def make(provider: str) -> Parts:
+        made.append(Parts(tmp_path, provider_emulator, provider_emulator_server.url, provider))
+        return made[-1]
+
+    yield make
+    for parts in made:
+        parts.close()
+
+
 @pytest.fixture(params=["twilio", "aws"])
-def parts(
-    request: pytest.FixtureRequest, tmp_path: Path, provider_emulator: ProviderEmulator,
-    provider_emulator_server: EmulatorServer,
-) -> Iterator[Parts]:
-    made = Parts(tmp_path, provider_emulator, provider_emulator_server.url, request.param)
-    yield made
-    made.close()
+def parts(request: pytest.FixtureRequest, make_parts: Callable[[str], Parts]) -> Parts:
+    return make_parts(request.param)
 
 
 @pytest.mark.timeout(60)
@@ -147,44 +158,29 @@ def test_an_outage_delays_reports_but_loses_none(parts: Parts) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_aws_report_past_its_deadline_is_dead_lettered_never_sent(
-    tmp_path: Path, provider_emulator: ProviderEmulator, provider_emulator_server: EmulatorServer
-) -> None:
-    aws = Parts(tmp_path, provider_emulator, provider_emulator_server.url, "aws")
-    try:
-        late = aws.send(2, age=56 * 60)  # past the default 55-minute deadline
-        on_time = aws.send(1, age=10)
-        assert aws.reporter().flush(10) == 0
-        assert aws.reported_ids() == sorted(on_time)
-        dead = {letter.message_id: letter.reason for letter in aws.store.dead_letters()}
-        assert sorted(dead) == sorted(late)
-        assert all("3300 s after the send" in reason for reason in dead.values())
-    finally:
-        aws.close()
+def test_aws_report_past_its_deadline_is_dead_lettered_never_sent(make_parts: Callable[[str], Parts]) -> None:
+    aws = make_parts("aws")
+    late = aws.send(2, age=56 * 60)  # past the default 55-minute deadline
+    on_time = aws.send(1, age=10)
+    assert aws.reporter().flush(10) == 0
+    assert aws.reported_ids() == sorted(on_time)
+    dead = {letter.message_id: letter.reason for letter in aws.store.dead_letters()}
+    assert sorted(dead) == sorted(late)
+    assert all("3300 s after the send" in reason for reason in dead.values())
 
 
 @pytest.mark.timeout(60)
-def test_aws_deadline_follows_its_setting(
-    tmp_path: Path, provider_emulator: ProviderEmulator, provider_emulator_server: EmulatorServer
-) -> None:
-    aws = Parts(tmp_path, provider_emulator, provider_emulator_server.url, "aws")
-    try:
-        ids = aws.send(2, age=120)
-        assert aws.reporter(aws_report_deadline=60).flush(10) == 0
-        assert aws.reports() == []
-        assert sorted(letter.message_id for letter in aws.store.dead_letters()) == sorted(ids)
-    finally:
-        aws.close()
+def test_aws_deadline_follows_its_setting(make_parts: Callable[[str], Parts]) -> None:
+    aws = make_parts("aws")
+    ids = aws.send(2, age=120)
+    assert aws.reporter(aws_report_deadline=60).flush(10) == 0
+    assert aws.reports() == []
+    assert sorted(letter.message_id for letter in aws.store.dead_letters()) == sorted(ids)
 
 
 @pytest.mark.timeout(60)
-def test_twilio_has_no_deadline_so_an_old_report_is_still_sent(
-    tmp_path: Path, provider_emulator: ProviderEmulator, provider_emulator_server: EmulatorServer
-) -> None:
-    twilio = Parts(tmp_path, provider_emulator, provider_emulator_server.url, "twilio")
-    try:
-        ids = twilio.send(2, age=2 * 3600)
-        assert twilio.reporter().flush(10) == 0
-        assert twilio.reported_ids() == sorted(ids)
-    finally:
-        twilio.close()
+def test_twilio_has_no_deadline_so_an_old_report_is_still_sent(make_parts: Callable[[str], Parts]) -> None:
+    twilio = make_parts("twilio")
+    ids = twilio.send(2, age=2 * 3600)
+    assert twilio.reporter().flush(10) == 0
+    assert twilio.reported_ids() == sorted(ids)
