@@ -8,11 +8,10 @@ import copy
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from wire_server import Recorded, Reply, Retarget, recording_server
+from wire_server import Recorded, Reply, Retarget, form_params, recording_server
 
 from flask_otp_conversion.providers import AuthError, PermanentError, ProviderError, RetryableError, ThrottledError
 from flask_otp_conversion.providers.base import ConversionReport
@@ -59,13 +58,6 @@ def exchange(v: dict[str, Any], reply: Reply | None = None) -> tuple[Recorded, A
     return recorded, result
 
 
-def params(body: bytes | str) -> dict[str, str]:
-    text = body.decode("utf-8") if isinstance(body, bytes) else body
-    pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
-    assert len({name for name, _ in pairs}) == len(pairs), "a parameter sent twice"
-    return dict(pairs)
-
-
 @pytest.mark.parametrize("vector_id", SENDS + FEEDBACKS)
 def test_request_line_is_the_vectors(vector_id: str) -> None:
     v = vector(vector_id)
@@ -84,7 +76,7 @@ def test_authorization_is_the_vectors_byte_for_byte(vector_id: str) -> None:
 def test_form_parameters_are_the_vectors(vector_id: str) -> None:
     v = vector(vector_id)
     recorded, _ = exchange(v)
-    assert params(recorded.body) == params(v["request"]["body"])
+    assert form_params(recorded.body) == form_params(v["request"]["body"])
 
 
 @pytest.mark.parametrize("vector_id", SENDS + FEEDBACKS)
@@ -119,7 +111,7 @@ def test_negative_outcome_is_sent_as_unconfirmed() -> None:
     with recording_server(Reply.canned(v["response"])) as server:
         with TwilioProvider(settings_of(v), timeout=TIMEOUT, transport=Retarget(server.port)) as client:
             client.report_conversion(ConversionReport(v["inputs"]["message_sid"], "+15558675310", 0.0, converted=False))
-        assert params(server.last.body) == {"Outcome": "unconfirmed"}
+        assert form_params(server.last.body) == {"Outcome": "unconfirmed"}
 
 
 ERRORS: list[tuple[str, type[ProviderError]]] = [

@@ -13,11 +13,10 @@ import json
 from calendar import timegm
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from wire_server import Recorded, Reply, Retarget, recording_server
+from wire_server import Recorded, Reply, Retarget, form_params, recording_server
 
 from flask_otp_conversion.providers import AuthError, PermanentError, ProviderError, RetryableError, ThrottledError
 from flask_otp_conversion.providers.base import ConversionReport
@@ -62,13 +61,6 @@ def exchange(v: dict[str, Any], call: Any, reply: Reply | None = None, **extra: 
     return recorded, result
 
 
-def params(body: bytes | str) -> dict[str, str]:
-    text = body.decode("utf-8") if isinstance(body, bytes) else body
-    pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
-    assert len({name for name, _ in pairs}) == len(pairs), "a parameter sent twice"
-    return dict(pairs)
-
-
 def send(p: VonageProvider) -> Any:
     return p.send_sms("+447700900000", "AcmeInc", "Your verification code is 123456")
 
@@ -95,14 +87,14 @@ def test_client_posts_the_vector_form_to_the_vector_path_and_host(vector_id: str
 def test_client_sends_exactly_the_vector_send_parameters(vector_id: str) -> None:
     v = vector(vector_id)
     recorded, _ = exchange(v, send, auth=_auth(vector_id))
-    assert params(recorded.body) == params(v["request"]["body"])
+    assert form_params(recorded.body) == form_params(v["request"]["body"])
 
 
 @pytest.mark.parametrize("vector_id", CONVERSIONS)
 def test_client_sends_the_vector_conversion_parameters_with_delivered_in_lower_case(vector_id: str) -> None:
     v = vector(vector_id)
     recorded, _ = exchange(v, convert, auth=_auth(vector_id))
-    sent, expected = params(recorded.body), params(v["request"]["body"])
+    sent, expected = form_params(recorded.body), form_params(v["request"]["body"])
     assert expected["delivered"] == "True" and sent["delivered"] == "true"
     sent.pop("sig", None), expected.pop("sig", None)
     assert {**sent, "delivered": "True"} == expected
@@ -133,13 +125,13 @@ def test_signer_gives_the_vector_string_to_sign_and_sig(vector_id: str) -> None:
 def test_signed_send_carries_the_vector_sig() -> None:
     v = vector("A-vonage-SendSms-sig-sha256")
     recorded, _ = exchange(v, send, auth="signature")
-    assert params(recorded.body)["sig"] == v["signing"]["sig"]
+    assert form_params(recorded.body)["sig"] == v["signing"]["sig"]
 
 
 def test_signed_conversion_with_the_sdk_true_put_back_gives_the_vector_sig() -> None:
     v = vector("A-vonage-SmsConversion-sig-sha256")
     recorded, _ = exchange(v, convert, auth="signature")
-    sent = params(recorded.body)
+    sent = form_params(recorded.body)
     ours = sign_params(sent, secret=v["signing"]["signature_secret"], method="sha256")
     assert sent["sig"] == ours.sig  # what we sent is signed over what we sent
     sdk = sign_params({**sent, "delivered": "True"}, secret=v["signing"]["signature_secret"], method="sha256")
@@ -151,10 +143,10 @@ def test_signed_send_signs_exactly_what_it_sends_unlike_the_sdk_defect() -> None
     defect = vector("A-vonage-SendSms-sig-SDK-DEFECT")
     v = vector("A-vonage-SendSms-sig-sha256")
     recorded, _ = exchange(v, send, auth="signature")
-    sent = params(recorded.body)
+    sent = form_params(recorded.body)
     signature = sign_params(sent, secret=v["signing"]["signature_secret"], method="sha256")
     assert signature.string_to_sign == defect["server_string_to_sign"]
-    assert sent["sig"] == signature.sig != params(defect["request"]["body"])["sig"]
+    assert sent["sig"] == signature.sig != form_params(defect["request"]["body"])["sig"]
 
 
 def test_report_conversion_sends_the_verification_time_in_vonage_utc_format() -> None:
@@ -162,7 +154,7 @@ def test_report_conversion_sends_the_verification_time_in_vonage_utc_format() ->
     verified_at = float(timegm((2024, 6, 1, 11, 59, 50, 0, 0, 0)))
     report = ConversionReport(message_id=MESSAGE_ID, phone="+447700900000", verified_at=verified_at)
     recorded, _ = exchange(v, lambda p: p.report_conversion(report))
-    assert params(recorded.body)["timestamp"] == CONVERSION_AT
+    assert form_params(recorded.body)["timestamp"] == CONVERSION_AT
 
 
 def test_send_answer_of_the_vector_gives_its_message_id() -> None:

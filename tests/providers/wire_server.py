@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 
@@ -158,3 +159,11 @@ class Retarget(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+def form_params(body: bytes | str) -> dict[str, str]:
+    """A form-encoded body's parameters; asserts none is sent twice (a dict would hide it)."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    assert len({name for name, _ in pairs}) == len(pairs), "a parameter sent twice"
+    return dict(pairs)
