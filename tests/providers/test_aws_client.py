@@ -59,16 +59,20 @@ def test_negative_outcome_is_recorded_as_not_delivered(emu: ProviderEmulator, se
     assert [c.delivered for c in emu.conversions("aws")] == [False]
 
 
-def test_temporary_credentials_with_their_session_token_are_accepted(
-    emu: ProviderEmulator, server: EmulatorServer
-) -> None:
+def temporary_credentials(emu: ProviderEmulator) -> dict[str, str]:
+    """The emulator's temporary (STS) key pair and its session token, as settings."""
     account = emu.credentials("aws")
-    temporary = {
+    return {
         "access_key_id": account["temporary_access_key_id"],
         "secret_access_key": account["temporary_secret_access_key"],
         "session_token": account["session_token"],
     }
-    with aws(server, **temporary) as client:
+
+
+def test_temporary_credentials_with_their_session_token_are_accepted(
+    emu: ProviderEmulator, server: EmulatorServer
+) -> None:
+    with aws(server, **temporary_credentials(emu)) as client:
         client.report_conversion(report(emu.issue_message_id("aws", PHONE)))
     assert len(emu.conversions("aws")) == 1
 
@@ -76,12 +80,8 @@ def test_temporary_credentials_with_their_session_token_are_accepted(
 def test_temporary_credentials_without_the_token_are_an_auth_error(
     emu: ProviderEmulator, server: EmulatorServer
 ) -> None:
-    account = emu.credentials("aws")
-    temporary = {
-        "access_key_id": account["temporary_access_key_id"],
-        "secret_access_key": account["temporary_secret_access_key"],
-    }
-    with aws(server, **temporary) as client, pytest.raises(AuthError) as raised:
+    without_token = {**temporary_credentials(emu), "session_token": None}
+    with aws(server, **without_token) as client, pytest.raises(AuthError) as raised:
         client.report_conversion(report(emu.issue_message_id("aws", PHONE)))
     assert raised.value.code == "UnrecognizedClientException"
 
