@@ -125,9 +125,10 @@ class Env:
         self.reporters.append(reporter)
         return reporter, store
 
-    def seed(self, store: Store, count: int, *, age: float = 0.0) -> list[str]:
+    def seed(self, store: Store, count: int, *, age: float = 0.0, verified: bool = True) -> list[str]:
         """Send ``count`` OTPs through the provider (the emulator only takes reports of messages it sent),
-        record each send and its verification ``age`` seconds ago as the extension does; returns the ids."""
+        record each send and its verification ``age`` seconds ago as the extension does (the send a second
+        earlier); not ``verified``: the send ``age`` seconds ago and no verification. Returns the ids."""
         if self._sender is None:
             settings = load_settings(self.config(), instance_path=str(self.tmp_path))
             self._sender = make_provider_factory(settings)()
@@ -142,36 +143,20 @@ class Env:
                 phone=phone,
                 message_id=message_id,
                 provider=provider,
-                sent_at=now - age - 1,
+                sent_at=now - age - 1 if verified else now - age,
                 account=self._sender.account,
             )
-            outcome = store.record_verified(
-                phone=phone, message_id=message_id, provider=provider, verified_at=now - age, match_window=900
-            )
-            assert outcome.enqueued
+            if verified:
+                outcome = store.record_verified(
+                    phone=phone, message_id=message_id, provider=provider, verified_at=now - age, match_window=900
+                )
+                assert outcome.enqueued
             ids.append(message_id)
         return ids
 
     def send_only(self, store: Store, count: int, *, age: float = 0.0) -> list[str]:
         """Send ``count`` OTPs ``age`` seconds ago and record the sends, as the extension does; verify none."""
-        if self._sender is None:
-            settings = load_settings(self.config(), instance_path=str(self.tmp_path))
-            self._sender = make_provider_factory(settings)()
-        provider = VARIANTS[self.variant][0]
-        ids = []
-        for _ in range(count):
-            self._seq += 1
-            phone = f"+65{81000000 + self._seq}"
-            message_id = self._sender.send_otp(phone, "123456").message_id
-            assert store.record_sent(
-                phone=phone,
-                message_id=message_id,
-                provider=provider,
-                sent_at=time.time() - age,
-                account=self._sender.account,
-            )
-            ids.append(message_id)
-        return ids
+        return self.seed(store, count, age=age, verified=False)
 
     @property
     def action(self) -> str:
