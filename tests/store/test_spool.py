@@ -361,14 +361,7 @@ def test_a_store_that_cannot_be_written_quarantines_nothing(tmp_path: Path) -> N
     sent(store, 1)
     dead_segment(tmp_path, line(0) + b"garbage\n")
     spool = make_spool(store, tmp_path)
-    blocker = sqlite3.connect(store.path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(sqlite3.OperationalError):
-            spool.apply_pending()
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+    refused_once(store, spool)
     assert pending(store) == 0 and quarantine_records(tmp_path, "dead") == []
     assert spool.apply_pending(everyone=True) == 1
     assert len(quarantine_records(tmp_path, "dead")) == 1
