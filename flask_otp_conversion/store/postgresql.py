@@ -9,8 +9,8 @@ Transactions
     position row (an upsert that returns it), then every candidate send in one ``SELECT ... ORDER BY id FOR
     UPDATE``, then writes; counters are upserted in key order. Locks are always taken in that order (spool,
     sends by id, counters by key), so two transactions never wait on each other in a circle. A deadlock or
-    serialisation failure the server reports anyway is retried (``TRANSIENT_RETRIES`` times): every body reads
-    and writes only through its transaction.
+    serialisation failure the server reports anyway is retried (``postgresql_connections.TRANSIENT_RETRIES``
+    times): every body reads and writes only through its transaction.
 
 Claims and leases
     ``claim`` is one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)``: processes claiming at once
@@ -19,123 +19,31 @@ Claims and leases
     ``unnest(ids, tokens)``). A take of request slots reads and writes the schedule row under ``FOR UPDATE``.
 
 Connections
-    Each process keeps a pool of at most ``pool_size`` connections (``_forks.ForkLocal``): a call borrows one and
-    hands it back. A child of ``os.fork`` never uses, closes or finalises its parent's connections (closing one
-    would end the parent's session on the shared socket): it keeps them referenced and opens its own. A
-    connection that broke is dropped; a call that found a pooled connection dead (the server restarted) runs once
-    more on a fresh one. Every connection sets ``statement_timeout``, ``lock_timeout`` and TCP timeouts.
-
-Outages
-    Any failure to reach the server, a timeout, or the server shutting down is raised as
-    ``PostgreSQLUnavailableError``, a ``ConnectionError``: the spool keeps verifications and retries (it takes
-    ``OSError`` for store trouble), and the reporter pauses and retries. Its message never holds the password.
-
-Text
-    PostgreSQL text holds no NUL and no lone surrogate, which a Python string may: such characters (and the
-    backslash, the escape) are stored escaped, ``\\u0000``, and read back as they were.
-
-Schema
-    Tables named ``otp_*``, in the URL's ``schema`` (created if missing) or the connection's default one. The
-    versions applied are rows of ``otp_schema_versions``; created or migrated forward under a transaction-level
-    advisory lock, so processes starting at once create it once. A schema written by a newer version of this
-    package is refused.
+    Each store call borrows a connection of its process's bounded, fork-safe pool (``postgresql_connections.py``,
+    where outages become ``PostgreSQLUnavailableError``); the schema and its migrations are
+    ``postgresql_schema.py``; text the server cannot hold is escaped by ``postgresql_text.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from .._forks import ForkLocal
 from .base import Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
 from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
-from .postgresql_url import PostgreSQLOptions, parse_url, redact
+from .postgresql_connections import ConnectionPool, PostgreSQLUnavailableError
+from .postgresql_schema import SCHEMA_VERSION, PostgreSQLSchemaError, ensure_schema
+from .postgresql_text import dec, dec_optional, enc
+from .postgresql_url import PostgreSQLOptions, parse_url
 from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
 
-SCHEMA_VERSION = 1
 #: Rows deleted per transaction when pruning.
 PRUNE_BATCH = 5000
-#: Runs of a transaction the server rolled back for a deadlock or serialisation failure.
-TRANSIENT_RETRIES = 3
 #: Largest value of a ``bigint``: ids and positions past it cannot be in a table.
 _BIGINT = (1 << 63) - 1
-#: Advisory lock key (first half) under which the schema is created or migrated.
-_SCHEMA_LOCK = 0x07C0
-
-_SCHEMA_V1 = (
-    """CREATE TABLE otp_sends (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        provider text NOT NULL,
-        message_id text NOT NULL,
-        phone text NOT NULL,
-        account text NOT NULL DEFAULT '',
-        sent_at double precision NOT NULL,
-        verified_at double precision,
-        settled boolean NOT NULL DEFAULT false,
-        UNIQUE (provider, message_id)
-    )""",
-    "CREATE INDEX otp_sends_phone_sent ON otp_sends (phone, sent_at)",
-    "CREATE INDEX otp_sends_sent ON otp_sends (sent_at)",
-    "CREATE INDEX otp_sends_unsettled ON otp_sends (provider, sent_at) WHERE verified_at IS NULL AND NOT settled",
-    """CREATE TABLE otp_outbox (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        message_id text NOT NULL,
-        phone text NOT NULL,
-        provider text NOT NULL,
-        account text NOT NULL DEFAULT '',
-        converted boolean NOT NULL DEFAULT true,
-        sent_at double precision NOT NULL,
-        verified_at double precision NOT NULL,
-        created_at double precision NOT NULL,
-        state text NOT NULL CHECK (state IN ('pending', 'reported', 'dead')),
-        attempts integer NOT NULL DEFAULT 0,
-        next_attempt_at double precision NOT NULL,
-        lease_token text,
-        lease_until double precision,
-        last_error text,
-        reason text,
-        done_at double precision
-    ) WITH (fillfactor = 80)""",
-    "CREATE INDEX otp_outbox_due ON otp_outbox (provider, next_attempt_at, id) WHERE state = 'pending'",
-    "CREATE INDEX otp_outbox_done ON otp_outbox (done_at) WHERE state <> 'pending'",
-    "CREATE INDEX otp_outbox_dead ON otp_outbox (done_at DESC, id DESC) WHERE state = 'dead'",
-    """CREATE TABLE otp_counters (
-        start bigint NOT NULL,
-        span integer NOT NULL,
-        provider text NOT NULL,
-        calling_code text NOT NULL,
-        requested bigint NOT NULL DEFAULT 0,
-        verified bigint NOT NULL DEFAULT 0,
-        unmatched bigint NOT NULL DEFAULT 0,
-        PRIMARY KEY (span, start, provider, calling_code)
-    )""",
-    """CREATE TABLE otp_figures (
-        hour bigint NOT NULL,
-        provider text NOT NULL,
-        name text NOT NULL,
-        value bigint NOT NULL,
-        PRIMARY KEY (hour, provider, name)
-    )""",
-    "CREATE TABLE otp_flags (name text PRIMARY KEY, value text NOT NULL)",
-    "CREATE TABLE otp_leases (name text PRIMARY KEY, owner text NOT NULL, expires_at double precision NOT NULL)",
-    """CREATE TABLE otp_schedules (
-        name text PRIMARY KEY,
-        next_slot double precision,
-        updated double precision NOT NULL
-    )""",
-    "CREATE TABLE otp_spools (name text PRIMARY KEY, position bigint NOT NULL)",
-)
-#: Each version's statements, applied in order to reach it.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
 
 #: A claimed row's columns, as ``_item`` reads them (``next_attempt_at`` last: the claim order).
 _ITEM_COLUMNS = (
@@ -147,91 +55,15 @@ _SENT_COLUMNS = "id, provider, message_id, phone, sent_at, verified_at, account,
 _HELD = "FROM unnest(%s::bigint[], %s::text[]) AS held(id, token) WHERE o.id = held.id AND o.lease_token = held.token"
 
 
-class PostgreSQLUnavailableError(ConnectionError):
-    """PostgreSQL did not answer in time, refused the connection, or went away mid-call. A ``ConnectionError``
-    (so an ``OSError``), which the spool and the reporter treat as store trouble: retried, nothing dropped."""
-
-
-class PostgreSQLSchemaError(RuntimeError):
-    """The store's tables are of a newer version of this package than the one running."""
-
-
-# Text ---------------------------------------------------------------------------------------------------
-
-_SPECIAL = re.compile("[\\\\\x00\ud800-\udfff]")
-_ESCAPED = re.compile(r"\\(\\|u[0-9a-f]{4})")
-
-
-def _escape(found: re.Match[str]) -> str:
-    char = found.group()
-    return "\\\\" if char == "\\" else f"\\u{ord(char):04x}"
-
-
-def _unescape(found: re.Match[str]) -> str:
-    code = found.group(1)
-    return "\\" if code == "\\" else chr(int(code[1:], 16))
-
-
-def enc(text: str) -> str:
-    """``text`` as PostgreSQL can store it (unchanged unless it holds a backslash, a NUL or a lone surrogate)."""
-    if "\\" not in text and "\x00" not in text and (text.isascii() or _SPECIAL.search(text) is None):
-        return text
-    return _SPECIAL.sub(_escape, text)
-
-
-def dec(text: str) -> str:
-    return text if "\\" not in text else _ESCAPED.sub(_unescape, text)
-
-
-def _dec_opt(text: str | None) -> str | None:
-    return None if text is None else dec(text)
-
-
-# Connections ----------------------------------------------------------------------------------------------
-
-#: Connections inherited from a parent process: referenced for the life of the child so that they are never
-#: finalised here, which would end the parent's session on the socket both hold.
-_ABANDONED: list[psycopg.Connection[Any]] = []
-
-
-#: Words of a connection failure that no waiting will mend (a wrong password, user or database name).
-_MISCONFIGURED = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
-
-
-class _ProcessState:
-    """The pool of one process. Replaced wholesale after a fork or ``close()``, never repaired."""
-
-    def __init__(self, size: int) -> None:
-        self.lock = threading.Lock()
-        self.slots = threading.BoundedSemaphore(size)
-        self.idle: list[psycopg.Connection[Any]] = []
-        self.connections: list[psycopg.Connection[Any]] = []
-        self.closed = False
-
-
-class _Retry(Exception):
-    """A pooled connection was found dead before anything was written: run the call again on a fresh one."""
-
-
-class PostgreSQLStore(Engine, ForkLocal):
+class PostgreSQLStore(Engine):
     """A :class:`Store` in PostgreSQL tables (``open_store("postgresql://...")``)."""
 
     def __init__(self, url: str | PostgreSQLOptions) -> None:
         self._options = parse_url(url) if isinstance(url, str) else url
-        self._pid = os.getpid()
-        self._state = _ProcessState(self._options.pool_size)
-        self._schema_ready = False
-        self._watch_forks()
-        # Create or check the schema now, so a refused password or a newer schema fail at start-up. A server that
-        # does not answer does not stop the app from starting: the spool takes verifications meanwhile, and the
-        # schema is checked by the first call that reaches it.
-        try:
-            self._call(lambda conn: None)
-        except PostgreSQLUnavailableError as exc:
-            if any(sign in str(exc) for sign in _MISCONFIGURED):
-                raise
-        # Nothing held open from here: a master that forks its workers next (gunicorn --preload) leaves them none.
-        self.close()
+        schema = self._options.schema
+        self._pool = ConnectionPool(self._options, prepare=lambda conn: ensure_schema(conn, schema))
+        # The schema created or checked now, so a refused password or a newer schema fail at start-up.
+        self._pool.check_server()
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore(schema={self._options.schema!r})"
@@ -240,139 +72,19 @@ class PostgreSQLStore(Engine, ForkLocal):
     def schema(self) -> str | None:
         return self._options.schema
 
-    def _after_fork_in_child(self) -> None:
-        _ABANDONED.extend(self._state.connections)
-        self._pid = os.getpid()
-        self._state = _ProcessState(self._options.pool_size)
-
-    def reopen(self) -> None:
-        if not self._check_fork():  # in the process that opened them, they are ours to close
-            self.close()
-
-    def close(self) -> None:
-        if self._check_fork():
-            return
-        state, self._state = self._state, _ProcessState(self._options.pool_size)
-        with state.lock:
-            state.closed = True
-            idle, state.idle = state.idle, []
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                conn.close()
-
     # Connections --------------------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        o = self._options
-        settings = [
-            f"-c statement_timeout={int(o.statement_timeout * 1000)}",
-            f"-c lock_timeout={int(o.lock_timeout * 1000)}",
-            # A session that died holding a transaction open must not hold its locks for ever.
-            f"-c idle_in_transaction_session_timeout={int(max(o.statement_timeout * 4, 10) * 1000)}",
-        ]
-        if o.schema is not None:
-            settings.append(f"-c search_path={o.schema}")
-        conn = psycopg.connect(
-            o.conninfo,
-            autocommit=True,
-            connect_timeout=max(1, round(o.connect_timeout)),
-            application_name="flask-otp-conversion",
-            options=" ".join(settings),
-            # A server that vanished without closing the socket: unacknowledged data fails after this long.
-            tcp_user_timeout=int(o.connect_timeout * 1000),
-            keepalives=1,
-            keepalives_idle=max(1, int(o.connect_timeout)),
-            keepalives_interval=1,
-            keepalives_count=3,
-        )
-        return conn
+    def reopen(self) -> None:
+        """Drop connections inherited across ``os.fork`` (in the parent: close this process's own)."""
+        self._pool.reopen()
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection of this process for one store call; failures to reach the server become
-        ``PostgreSQLUnavailableError``. A call that meets a dead pooled connection first is run again by
-        ``_call`` (see ``_Retry``)."""
-        self._check_fork()
-        state = self._state
-        if not state.slots.acquire(timeout=self._options.pool_timeout):
-            raise PostgreSQLUnavailableError(
-                f"PostgreSQL store: no free connection in {self._options.pool_timeout:g} s "
-                f"(pool_size={self._options.pool_size})"
-            )
-        conn: psycopg.Connection[Any] | None = None
-        try:
-            with state.lock:
-                conn = state.idle.pop() if state.idle else None
-            reused = conn is not None
-            if conn is None:
-                try:
-                    conn = self._connect()
-                except psycopg.Error as exc:
-                    raise self._unavailable(exc) from None
-                with state.lock:
-                    state.connections.append(conn)
-            try:
-                yield conn
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                if conn.broken or conn.closed:
-                    self._drop(state, conn)
-                    conn = None
-                    if reused and not isinstance(exc, psycopg.errors.QueryCanceled):
-                        raise _Retry from None
-                if isinstance(exc, psycopg.errors.TransactionRollback):
-                    raise  # a serialisation failure or deadlock: ``_call`` runs the transaction again
-                raise self._unavailable(exc) from None
-        finally:
-            if conn is not None:
-                self._give_back(state, conn)
-            state.slots.release()
-
-    def _give_back(self, state: _ProcessState, conn: psycopg.Connection[Any]) -> None:
-        if conn.broken or conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            # An interrupted call's open transaction: the next borrower must not inherit it.
-            with contextlib.suppress(Exception):
-                if not conn.closed and not conn.broken:
-                    conn.rollback()
-            if conn.broken or conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self._drop(state, conn)
-                return
-        with state.lock:
-            if not state.closed:
-                state.idle.append(conn)
-                return
-        with contextlib.suppress(Exception):
-            conn.close()
-
-    def _drop(self, state: _ProcessState, conn: psycopg.Connection[Any]) -> None:
-        with state.lock:
-            if conn in state.connections:
-                state.connections.remove(conn)
-        with contextlib.suppress(Exception):
-            conn.close()
-
-    def _unavailable(self, exc: BaseException) -> PostgreSQLUnavailableError:
-        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        return PostgreSQLUnavailableError(f"PostgreSQL store unavailable: {redact(detail, self._options.password)}")
+    def close(self) -> None:
+        """Close this process's connections; the store stays usable and reconnects on the next call."""
+        self._pool.close()
 
     def _call(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``work`` on a connection, run again on a fresh one if a pooled connection was dead, and again after
-        a deadlock or serialisation failure (``work`` is one transaction, rolled back whole)."""
-        transient = 0
-        while True:
-            try:
-                with self._connection() as conn:
-                    if not self._schema_ready:
-                        self._ensure_schema(conn)
-                    return work(conn)
-            except _Retry:
-                continue  # the next connection is fresh, or the pool has none: a failure there is final
-            except psycopg.errors.TransactionRollback:
-                transient += 1
-                if transient > TRANSIENT_RETRIES:
-                    raise PostgreSQLUnavailableError(
-                        "PostgreSQL store: a transaction kept failing on conflicts (deadlock or serialisation)"
-                    ) from None
-                time.sleep(0.005 * transient)
+        """``work`` on a pooled connection (``ConnectionPool.call``: retried on a dead one or a conflict)."""
+        return self._pool.call(work)
 
     def _write(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """``work`` in one transaction (``_call`` runs it again after a conflict)."""
@@ -400,33 +112,6 @@ class PostgreSQLStore(Engine, ForkLocal):
                 return max(0, cur.rowcount)
 
         return self._call(run)
-
-    # Schema -------------------------------------------------------------------------------------------
-
-    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
-        schema = self._options.schema
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_SCHEMA_LOCK, schema or ""))
-            if schema is not None:
-                cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS otp_schema_versions (version integer PRIMARY KEY,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cur.execute("SELECT COALESCE(MAX(version), 0) FROM otp_schema_versions")
-            row = cur.fetchone()
-            version = 0 if row is None else int(row[0])
-            if version > SCHEMA_VERSION:
-                raise PostgreSQLSchemaError(
-                    f"PostgreSQL store{'' if schema is None else f' (schema {schema})'}: its tables are of schema "
-                    f"version {version}, newer than this version of flask-otp-conversion supports "
-                    f"({SCHEMA_VERSION}); upgrade the package"
-                )
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
-                    cur.execute(statement)
-                cur.execute("INSERT INTO otp_schema_versions (version) VALUES (%s)", (step,))
-        self._schema_ready = True
 
     def schema_version(self) -> int:
         rows = self._execute("SELECT COALESCE(MAX(version), 0) FROM otp_schema_versions")
@@ -823,7 +508,7 @@ def _item(row: Sequence[Any], token: str) -> OutboxItem:
         float(verified_at),
         float(created_at),
         int(attempts),
-        _dec_opt(error),
+        dec_optional(error),
         token,
         dec(account),
         bool(converted),
