@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import pytest
-from delivered_report import deliver_one_report
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
+from recorded import CN, deliver_one_report, record_four_sends
 
 from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.store import SQLiteStore
@@ -20,8 +20,6 @@ from tests.conftest import AppFactory, FakeClock
 TOKEN = "metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OFFLINE = "http://127.0.0.1:9"
-CN = "+8613711112222"
-US = "+14155550123"
 
 
 def metrics_app(
@@ -43,17 +41,6 @@ def scrape(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
-
-
-def sends(app: Flask, conversion: OTPConversion) -> None:
-    """Three sends to China (two verified) and one to the US, a minute ago."""
-    now = time.time()
-    with app.app_context():
-        for i in range(3):
-            conversion.record_sent(CN[:-1] + str(i), f"cn-{i}", sent_at=now - 60)
-        conversion.record_sent(US, "us-0", sent_at=now - 60)
-        conversion.record_verified(CN[:-1] + "0", "cn-0", verified_at=now - 30)
-        conversion.record_verified(CN[:-1] + "1", "cn-1", verified_at=now - 30)
 
 
 def test_metrics_refuse_a_request_without_the_token(make_app: AppFactory) -> None:
@@ -84,7 +71,7 @@ def test_metrics_answer_openmetrics_to_a_scraper_that_asks(make_app: AppFactory)
 
 def test_requested_and_verified_are_counted_by_provider_and_calling_code(make_app: AppFactory) -> None:
     app, conversion = metrics_app(make_app)
-    sends(app, conversion)
+    record_four_sends(app, conversion)
     samples = scrape(app)
     cn = (("calling_code", "86"), ("provider", "tencent"))
     us = (("calling_code", "1"), ("provider", "tencent"))
@@ -98,14 +85,14 @@ def test_requested_and_verified_are_counted_by_provider_and_calling_code(make_ap
 
 def test_no_phone_number_is_ever_a_label(make_app: AppFactory) -> None:
     app, conversion = metrics_app(make_app)
-    sends(app, conversion)
+    record_four_sends(app, conversion)
     text = app.test_client().get("/otp-conversion/metrics", headers=AUTH).get_data(as_text=True)
     assert "13711112" not in text and "4155550" not in text
 
 
 def test_pending_reports_and_their_age_are_gauges(make_app: AppFactory) -> None:
     app, conversion = metrics_app(make_app)
-    sends(app, conversion)
+    record_four_sends(app, conversion)
     samples = scrape(app)
     assert samples[("otp_conversion_outbox_pending", ())] == 2
     assert samples[("otp_conversion_outbox_oldest_pending_age_seconds", ())] >= 29
@@ -164,7 +151,7 @@ def test_every_worker_on_one_store_serves_the_same_counts(make_app: AppFactory, 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     first, conversion = metrics_app(make_app, OTP_CONVERSION_STORE_URL=url)
     second, _ = metrics_app(make_app, name="second", OTP_CONVERSION_STORE_URL=url)
-    sends(first, conversion)
+    record_four_sends(first, conversion)
     key = ("otp_conversion_requested_total", (("calling_code", "86"), ("provider", "tencent")))
     assert scrape(first)[key] == scrape(second)[key] == 3
 

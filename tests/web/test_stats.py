@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
+from recorded import CN, record_four_sends
 
 import flask_otp_conversion
 from flask_otp_conversion import OTPConversion, otp_verified
@@ -34,8 +35,6 @@ PACKAGE = Path(flask_otp_conversion.__file__).parent
 LOGGER = logging.getLogger("test_stats")
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CN = "+8613711112222"
-US = "+14155550123"
 #: Tests not about the provider's figures point it at a closed local port: no test may reach the real cloud.
 OFFLINE = "http://127.0.0.1:9"
 
@@ -51,31 +50,19 @@ def get(client: FlaskClient, query: str = "", headers: dict[str, str] | None = N
     return client.get(f"/otp-conversion/stats{query}", headers=AUTH if headers is None else headers)
 
 
-def send_and_verify(app: Flask, conversion: OTPConversion | None = None) -> None:
-    """Four sends (three to China, one to the US), two of the Chinese ones verified."""
-    conv = conversion or OTPConversion()  # the public API reads the app's own state
-    now = time.time()
-    with app.app_context():
-        for i in range(3):
-            conv.record_sent(CN[:-1] + str(i), f"cn-{i}", sent_at=now - 60)
-        conv.record_sent(US, "us-0", sent_at=now - 60)
-        conv.record_verified(CN[:-1] + "0", "cn-0", verified_at=now - 30)
-        conv.record_verified(CN[:-1] + "1", "cn-1", verified_at=now - 30)
-
-
 # Local counts ---------------------------------------------------------------------------------------
 
 
 def test_counts_and_conversion_rate_match_known_sends(make_app: AppFactory) -> None:
     app = stats_app(make_app)
-    send_and_verify(app)
+    record_four_sends(app)
     body = get(app.test_client()).get_json()
     assert (body["requested"], body["verified"], body["conversion_rate"]) == (4, 2, 0.5)
 
 
 def test_counts_are_split_by_calling_code(make_app: AppFactory) -> None:
     app = stats_app(make_app)
-    send_and_verify(app)
+    record_four_sends(app)
     by_code = get(app.test_client()).get_json()["by_calling_code"]
     assert by_code["86"] == {"requested": 3, "verified": 2, "unmatched": 0, "conversion_rate": 2 / 3}
     assert by_code["1"]["conversion_rate"] == 0.0
@@ -83,13 +70,13 @@ def test_counts_are_split_by_calling_code(make_app: AppFactory) -> None:
 
 def test_counts_are_split_by_provider(make_app: AppFactory) -> None:
     app = stats_app(make_app)
-    send_and_verify(app)
+    record_four_sends(app)
     assert get(app.test_client()).get_json()["by_provider"]["tencent"]["requested"] == 4
 
 
 def test_hourly_series_is_in_utc_hours(make_app: AppFactory) -> None:
     app = stats_app(make_app)
-    send_and_verify(app)
+    record_four_sends(app)
     hourly = get(app.test_client()).get_json()["hourly"]
     assert sum(h["requested"] for h in hourly) == 4
     for entry in hourly:
@@ -120,7 +107,7 @@ def test_sends_outside_the_window_are_not_counted(make_app: AppFactory) -> None:
 
 def test_reporter_section_shows_pending_reports(make_app: AppFactory) -> None:
     app = stats_app(make_app)
-    send_and_verify(app)
+    record_four_sends(app)
     reporter = get(app.test_client()).get_json()["reporter"]
     assert reporter["pending"] == 2 and reporter["dead"] == 0
     assert reporter["breaker_state"] == "closed" and reporter["degraded"] is False
@@ -405,7 +392,7 @@ def test_provider_failure_with_nothing_cached_serves_local_figures(
 ) -> None:
     provider_emulator_server.emulator.inject("CallbackStatusStatistics", Fault.http_500())
     app = stats_app(make_app, provider_emulator_server)
-    send_and_verify(app)
+    record_four_sends(app)
     response = get(app.test_client())
     body = response.get_json()
     assert response.status_code == 200
@@ -425,7 +412,7 @@ def test_provider_error_carries_no_secret(make_app: AppFactory, provider_emulato
 
 def test_cli_prints_a_table(make_app: AppFactory, provider_emulator_server: EmulatorServer) -> None:
     app = stats_app(make_app, provider_emulator_server)
-    send_and_verify(app)
+    record_four_sends(app)
     result = app.test_cli_runner().invoke(args=["otp-conversion", "stats"])
     assert result.exit_code == 0, result.output
     assert "conversion rate  50.0%" in result.output
@@ -434,7 +421,7 @@ def test_cli_prints_a_table(make_app: AppFactory, provider_emulator_server: Emul
 
 def test_cli_json_matches_the_endpoint_figures(make_app: AppFactory, provider_emulator_server: EmulatorServer) -> None:
     app = stats_app(make_app, provider_emulator_server)
-    send_and_verify(app)
+    record_four_sends(app)
     result = app.test_cli_runner().invoke(args=["otp-conversion", "stats", "--since", "7d", "--json"])
     figures = json.loads(result.output)
     assert (figures["requested"], figures["verified"], figures["conversion_rate"]) == (4, 2, 0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from delivered_report import deliver_one_report
+from recorded import deliver_one_report
 
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import AppFactory

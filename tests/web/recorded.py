@@ -1,4 +1,5 @@
-"""One report delivered for real, for the tests that read delivery figures back (stats, metrics)."""
+"""Sends, verifications and deliveries recorded for real, for the tests that read figures back (stats,
+metrics)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ import time
 from flask import Flask
 
 from flask_otp_conversion import OTPConversion
+
+CN = "+8613711112222"
+US = "+14155550123"
+
+
+def record_four_sends(app: Flask, conversion: OTPConversion | None = None) -> None:
+    """Four sends a minute ago (three to China, one to the US), two of the Chinese ones verified."""
+    conv = conversion or OTPConversion()  # the public API reads the app's own state
+    now = time.time()
+    with app.app_context():
+        for i in range(3):
+            conv.record_sent(CN[:-1] + str(i), f"cn-{i}", sent_at=now - 60)
+        conv.record_sent(US, "us-0", sent_at=now - 60)
+        conv.record_verified(CN[:-1] + "0", "cn-0", verified_at=now - 30)
+        conv.record_verified(CN[:-1] + "1", "cn-1", verified_at=now - 30)
 
 
 def deliver_one_report(app: Flask, conversion: OTPConversion, phone: str) -> None:
