@@ -148,24 +148,17 @@ def _stores_targets(results: dict[str, Any]) -> list[list[str]]:
     f = (results.get("stores") or {}).get("figures") or {}
     rows = []
     ratios = (f.get("verify") or {}).get("ratios") or {}
-    if "ours-postgresql" in ratios and "ours" in ratios:
-        pg, lite = ratios["ours-postgresql"]["median"], ratios["ours"]["median"]
-        rows.append(["6. PostgreSQL store: verify throughput / plain, against SQLite's in the same run",
-                     "the same ratio as SQLite", f"{pg:.3f} vs {lite:.3f}", _verdict(pg >= lite - 0.03)])
-    drain = f.get("drain")
-    if drain:
-        rows.append(["6. PostgreSQL store: most reports in any 1 s, 1-4 delivering processes at the cap",
-                     f"<= {drain['setup']['cap_per_s']:,.0f}", f"{drain['max_in_1s_at_cap']:,}",
-                     _verdict(not drain["over_cap"])])
-    if "ours-redis" in ratios and "ours" in ratios:
-        rd, lite = ratios["ours-redis"]["median"], ratios["ours"]["median"]
-        rows.append(["6. Redis store: verify throughput / plain, against SQLite's in the same run",
-                     "the same ratio as SQLite", f"{rd:.3f} vs {lite:.3f}", _verdict(rd >= lite - 0.03)])
-    redis_drain = f.get("redis_drain")
-    if redis_drain:
-        rows.append(["6. Redis store: most reports in any 1 s, 1-4 delivering processes at the cap",
-                     f"<= {redis_drain['setup']['cap_per_s']:,.0f}", f"{redis_drain['max_in_1s_at_cap']:,}",
-                     _verdict(not redis_drain["over_cap"])])
+    stores = (("PostgreSQL", "ours-postgresql", "drain"), ("Redis", "ours-redis", "redis_drain"))
+    for store, variant, drain_key in stores:
+        if variant in ratios and "ours" in ratios:
+            ratio, lite = ratios[variant]["median"], ratios["ours"]["median"]
+            rows.append([f"6. {store} store: verify throughput / plain, against SQLite's in the same run",
+                         "the same ratio as SQLite", f"{ratio:.3f} vs {lite:.3f}", _verdict(ratio >= lite - 0.03)])
+        drain = f.get(drain_key)
+        if drain:
+            rows.append([f"6. {store} store: most reports in any 1 s, 1-4 delivering processes at the cap",
+                         f"<= {drain['setup']['cap_per_s']:,.0f}", f"{drain['max_in_1s_at_cap']:,}",
+                         _verdict(not drain["over_cap"])])
     return rows
 
 
