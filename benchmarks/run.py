@@ -200,15 +200,14 @@ def _stores_section(entry: dict[str, Any] | None) -> list[str]:
             "| drain | reports/s | vs 1 process, cap lifted | most in any 1 s | CPU ms/report: drainers | server |",
             "|---|---|---|---|---|---|",
         ]
-        for name, v in drain["variants"].items():
-            lines.append(f"| {name} | {v['reports_per_s']['median']:,.1f} | {drain['vs_one_process_cap_lifted'][name]} "
-                         f"| {v['max_in_1s']:,} | {v['cpu_ms_per_report']['median']:.3f} "
-                         f"| {v['postgres_cpu_ms_per_report']['median']:.3f} |")
         redis_drain = f.get("redis_drain") or {"variants": {}}
-        for name, v in redis_drain["variants"].items():  # Redis: redis-server's CPU in the last column
-            lines.append(f"| Redis {f['redis']}: {name} | {v['reports_per_s']['median']:,.1f} "
-                         f"| {redis_drain['vs_one_process_cap_lifted'][name]} | {v['max_in_1s']:,} "
-                         f"| {v['cpu_ms_per_report']['median']:.3f} | {v['redis_cpu_ms_per_report']['median']:.3f} |")
+        tables = [(drain, "", "postgres_cpu_ms_per_report"),  # the server column: PostgreSQL's, redis-server's
+                  (redis_drain, f"Redis {f.get('redis', '')}: ", "redis_cpu_ms_per_report")]
+        for figures, label, server_key in tables:
+            for name, v in figures["variants"].items():
+                lines.append(f"| {label}{name} | {v['reports_per_s']['median']:,.1f} "
+                             f"| {figures['vs_one_process_cap_lifted'][name]} | {v['max_in_1s']:,} "
+                             f"| {v['cpu_ms_per_report']['median']:.3f} | {v[server_key]['median']:.3f} |")
         lines.append("")
     return lines
 
