@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -59,25 +60,29 @@ def test_settings_reprs_hold_no_secret() -> None:
     assert_clean(repr(twilio) + repr(aws_settings("http://127.0.0.1:9")))
 
 
-def test_twilio_error_echoing_the_token_and_phone_is_redacted() -> None:
-    body = {"code": 21211, "message": f"Invalid To {PHONE} for token {TOKEN}", "more_info": "", "status": 400}
+@pytest.mark.parametrize(
+    ("body", "client"),
+    [
+        (
+            {"code": 21211, "message": f"Invalid To {PHONE} for token {TOKEN}", "more_info": "", "status": 400},
+            lambda url: TwilioProvider(twilio_settings(url), timeout=TIMEOUT),
+        ),
+        (
+            {"__type": "ValidationException", "Message": f"bad {PHONE} signed with {AWS_SECRET} / {AWS_TOKEN}"},
+            lambda url: AwsProvider(aws_settings(url), timeout=TIMEOUT),
+        ),
+    ],
+    ids=["twilio", "aws"],
+)
+def test_an_error_echoing_a_secret_and_the_phone_is_redacted(
+    body: dict[str, object], client: Callable[[str], Provider]
+) -> None:
     with (
         recording_server(Reply(status=400, body=json.dumps(body).encode())) as server,
-        TwilioProvider(twilio_settings(server.url), timeout=TIMEOUT) as client,
+        client(server.url) as provider,
         pytest.raises(PermanentError) as e,
     ):
-        client.send_otp(PHONE, "123456")
-    assert_clean(str(e.value) + repr(e.value))
-
-
-def test_aws_error_echoing_the_secret_and_phone_is_redacted() -> None:
-    body = {"__type": "ValidationException", "Message": f"bad {PHONE} signed with {AWS_SECRET} / {AWS_TOKEN}"}
-    with (
-        recording_server(Reply(status=400, body=json.dumps(body).encode())) as server,
-        AwsProvider(aws_settings(server.url), timeout=TIMEOUT) as client,
-        pytest.raises(PermanentError) as e,
-    ):
-        client.send_otp(PHONE, "123456")
+        provider.send_otp(PHONE, "123456")
     assert_clean(str(e.value) + repr(e.value))
 
 
