@@ -28,7 +28,7 @@ HORIZON = 0.02
 #: Seconds after its slot by which a request must start, or the slot is forfeited.
 LATENESS = 0.01
 #: Seconds by which start-to-arrival jitter may squeeze requests together; ``interval_for_cap`` pays for it.
-JITTER_ALLOWANCE = 0.02
+JITTER_ALLOWANCE = 0.05
 
 #: ``take(want, interval, horizon) -> (first, count)``: one atomic reservation on the shared schedule.
 TakeSlots = Callable[[int, float, float], "tuple[float, int]"]
