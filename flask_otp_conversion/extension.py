@@ -71,6 +71,7 @@ class ConversionState:
         self._account: str | None = None
         #: Records held in memory while the spool and the store both refuse writes.
         self.holding: Holding | None = None
+        self._spool_refusing = False  # the spool refused the last append (logged once)
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
@@ -290,9 +291,15 @@ class ConversionState:
         if self.spool is not None:
             try:
                 self.spool.append(item, checked=True)
-                return
             except OSError as exc:
-                self.logger.error("otp-conversion spool refused a verification (%s); writing it to the store", exc)
+                if not self._spool_refusing:  # once per episode, not once per verification
+                    self._spool_refusing = True
+                    self.logger.error("otp-conversion spool refuses verifications (%s); writing them to the store", exc)
+            else:
+                if self._spool_refusing:
+                    self._spool_refusing = False
+                    self.logger.warning("otp-conversion spool takes verifications again")
+                return
         if holding is not None and holding.active:  # the store refuses: behind what is held, in order
             holding.hold(item, RuntimeError("records are held"))
             return

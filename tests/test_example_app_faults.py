@@ -4,6 +4,7 @@ user got stands: sends 202, verifications 200, and every conversion is reported 
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -119,3 +120,19 @@ def test_the_metrics_show_what_is_held(app: Flask, refusing: Refusing) -> None:
     assert text.status_code == 200
     assert "otp_conversion_records_held 2.0" in text.get_data(as_text=True)
     assert "otp_conversion_records_lost 0.0" in text.get_data(as_text=True)
+
+
+def test_a_refusing_spool_is_logged_once_not_once_per_verification(
+    app: Flask, refusing: Refusing, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
+        for phone in PHONES:
+            code = sent_code(app, phone)
+            assert verify(client, code, phone).status_code == 200
+        refusing.end()
+        code = sent_code(app, "+8613722220000")  # a number not sent to yet: no resend wait
+        assert verify(client, code, "+8613722220000").status_code == 200
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("spool refuses verifications" in message for message in messages) == 1
+    assert sum("spool takes verifications again" in message for message in messages) == 1
