@@ -52,6 +52,7 @@ from ..providers.base import Provider
 from ..redaction import describe_error
 from ..signals import breaker_closed, breaker_opened
 from ..store.base import OutboxItem, Store
+from ..store.rules import sendable
 from . import policy as P
 from .activity import BUSY_POLL
 from .breaker import Breaker, Closed, Opened, Transition
@@ -500,11 +501,16 @@ class Reporter(ForkLocal):
     def _pending(self) -> int:
         """Pending rows this app may send: those of another provider or account wait for their own (shown in the
         stats' ``accounts``) and expire after ``max_report_age``."""
-        if self._account is None:  # not yet known here: every row of the provider
-            return sum(row.pending for row in self._store.backlog() if row.provider == self._provider_name)
-        mine = ("", self._account)
+        provider, account = self._provider_name, self._account
         return sum(
-            row.pending for row in self._store.backlog() if row.provider == self._provider_name and row.account in mine
+            row.pending
+            for row in self._store.backlog()
+            # the account not yet known here: every row of the provider
+            if (
+                row.provider == provider
+                if account is None
+                else sendable(row.provider, row.account, provider=provider, account=account)
+            )
         )
 
     def _note_failure(self, error: str) -> None:

@@ -9,6 +9,7 @@ written. An engine implements the underscore methods, each with the atomicity it
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
@@ -340,13 +341,11 @@ class Engine(Store):
         if not items:
             return 0
         changed = set(self._ack(items, at))
-        figures: dict[FigureKey, int] = {}
+        hour, figures = hour_of(at), Counter[FigureKey]()
         for item in items:
             if item.id in changed:
-                hour = hour_of(at)
-                for name in ("delivered", _LATENCY[latency_bucket(at - item.verified_at, LATENCY_BUCKETS)]):
-                    key = (hour, item.provider, name)
-                    figures[key] = figures.get(key, 0) + 1
+                figures[hour, item.provider, "delivered"] += 1
+                figures[hour, item.provider, _LATENCY[latency_bucket(at - item.verified_at, LATENCY_BUCKETS)]] += 1
         if figures:
             self._add_figures(figures)
         return len(changed)
@@ -379,10 +378,7 @@ class Engine(Store):
         moved = self._expire_foreign(
             check_provider(provider), check_account(account), check_time(created_before, "created_before"), at
         )
-        figures: dict[FigureKey, int] = {}
-        for owner in moved:
-            key = (hour_of(at), owner, "dead")
-            figures[key] = figures.get(key, 0) + 1
+        figures = Counter((hour_of(at), owner, "dead") for owner in moved)
         if figures:
             self._add_figures(figures)
         return len(moved)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .._forks import ForkLocal
 from .base import HOUR, Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
 from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
-from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
+from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour, sendable
 
 PENDING = "pending"
 REPORTED = "reported"
@@ -147,8 +147,11 @@ class MemoryStore(Engine, ForkLocal):
                     row
                     for row in self._outbox.values()
                     if row.state == PENDING
-                    and row.provider == provider
-                    and (account is None or row.account in (account, ""))
+                    and (
+                        row.provider == provider
+                        if account is None
+                        else sendable(row.provider, row.account, provider=provider, account=account)
+                    )
                     and row.next_attempt_at <= now
                     and (row.lease_until is None or row.lease_until <= now)
                 ),
@@ -207,7 +210,7 @@ class MemoryStore(Engine, ForkLocal):
                     row.state == PENDING
                     and (row.lease_until is None or row.lease_until <= now)
                     and row.created_at < created_before
-                    and (row.provider != provider or row.account not in (account, ""))
+                    and not sendable(row.provider, row.account, provider=provider, account=account)
                 ):
                     row.state, row.reason, row.done_at = DEAD, foreign_reason(row.provider, row.account), now
                     row.lease_token = row.lease_until = None
@@ -278,9 +281,7 @@ class MemoryStore(Engine, ForkLocal):
             for row_id in old_rows:
                 del self._outbox[row_id]
             kept = first_kept_hour(before)
-            old_counters = [
-                key for key in self._counters if key[0] < (kept if key[1] == HOUR else minutes_before)
-            ]
+            old_counters = [key for key in self._counters if key[0] < (kept if key[1] == HOUR else minutes_before)]
             for key in old_counters:
                 del self._counters[key]
             old_figures = [key for key in self._figures_by_key if key[0] < kept]

@@ -55,7 +55,7 @@ from .base import HOUR, MINUTE, Backlog, CountRow, DeadLetter, OutboxItem, Outbo
 from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
 from .redis_scripts import SCRIPTS
 from .redis_url import DEFAULT_PREFIX, RedisOptions, parse_url
-from .rules import CounterKey, Report, Sent, Tally, Wanted, first_kept_hour
+from .rules import CounterKey, Report, Sent, Tally, Wanted, first_kept_hour, sendable
 
 #: The data format this version writes; a server holding a newer one is refused.
 FORMAT_VERSION = 1
@@ -273,7 +273,7 @@ class RedisStore(Engine, ForkLocal):
         for queue, name in names.items():
             assert isinstance(queue, str) and isinstance(name, str)  # decode_responses
             owner, owner_account = json.loads(name)
-            if owner != provider or owner_account not in ("", account):
+            if not sendable(owner, owner_account, provider=provider, account=account):
                 pairs += [queue, foreign_reason(owner, owner_account)]
         if not pairs:
             return []

@@ -34,9 +34,10 @@ def first_kept_hour(before: float) -> int:
 MINUTE_ROWS_KEPT = 2 * 86400
 
 
-def first_kept_minute(now: float) -> int:
-    """Pruning keeps minute rows of the last ``MINUTE_ROWS_KEPT`` seconds, whatever ``before`` it is given."""
-    return int((now - MINUTE_ROWS_KEPT) // MINUTE) * MINUTE
+def sendable(row_provider: str, row_account: str, *, provider: str, account: str) -> bool:
+    """Whether a row may be reported through ``provider``'s ``account``: its own, or a row of unknown account
+    ("", written before rows knew theirs). The one rule of ``claim``, ``expire_foreign`` and the stats."""
+    return row_provider == provider and row_account in ("", account)
 
 
 @dataclass(slots=True)
@@ -172,8 +173,10 @@ def match(items: Sequence[Verification], sends: Iterable[Sent], *, provider: str
 
 def sent_counter(phone: str, provider: str, sent_at: float) -> dict[CounterKey, Tally]:
     """The counters a new send bumps: one request in the hour and the minute it was sent."""
-    code = calling_code(phone)
-    return {(int(sent_at // span) * span, span, provider, code): Tally(requested=1) for span in SPANS}
+    counters: dict[CounterKey, Tally] = {}
+    for tally in _tallies(counters, sent_at, provider, calling_code(phone)):
+        tally.requested += 1
+    return counters
 
 
 def unverified_reports(sends: Iterable[Sent], now: float) -> list[Report]:

@@ -36,7 +36,7 @@ from ..providers import Provider
 from ..providers import provider_class as _registered
 from ..redaction import describe_error
 from ..store import Store
-from ..store.rules import hour_of
+from ..store.rules import hour_of, sendable
 
 __all__ = [
     "DEFAULT_SPAN",
@@ -360,8 +360,9 @@ class StatsService(ForkLocal):
                 {
                     "provider": row.provider,
                     "account": row.account,
-                    "configured": row.provider == self._provider_class.name
-                    and row.account in ("", delivery.account),
+                    "configured": sendable(
+                        row.provider, row.account, provider=self._provider_class.name, account=delivery.account or ""
+                    ),
                     "pending": row.pending,
                     "oldest_pending_age_seconds": max(0.0, now - row.oldest_pending_at),
                 }

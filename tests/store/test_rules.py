@@ -14,6 +14,7 @@ from flask_otp_conversion.store.rules import (
     hour_of,
     latency_bucket,
     match,
+    sendable,
     unverified_reports,
     wanted,
 )
@@ -197,3 +198,10 @@ def test_idle_time_earns_no_burst() -> None:
 
 def test_a_clock_stepping_back_keeps_the_next_slot() -> None:
     assert draw_slots(101.5, want=10, interval=0.5, horizon=1.0, now=50.0) == (101.5, 0, 101.5)
+
+
+def test_a_row_is_sendable_through_its_own_account_or_when_its_account_is_unknown() -> None:
+    assert sendable("tencent", "1400", provider="tencent", account="1400")
+    assert sendable("tencent", "", provider="tencent", account="1400")
+    assert not sendable("tencent", "1401", provider="tencent", account="1400")
+    assert not sendable("alibaba", "1400", provider="tencent", account="1400")
