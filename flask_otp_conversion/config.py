@@ -56,7 +56,7 @@ class Settings(BaseModel):
     shutdown_timeout: float = Field(default=2.0, ge=0)
     http_connect_timeout: float = Field(default=3.0, gt=0)
     http_read_timeout: float = Field(default=5.0, gt=0)
-    #: The SMS-pumping alarm (``alarm.py``) and ``send_allowed``: every threshold.
+    #: The SMS-pumping alarm (``alarm/``) and ``send_allowed``: every threshold.
     alarm_window: float = Field(default=900.0, ge=60, le=86400)
     alarm_settle: float = Field(default=60.0, ge=0, le=3600)
     alarm_baseline_days: float = Field(default=7.0, gt=0, le=31)

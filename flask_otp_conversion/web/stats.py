@@ -223,7 +223,7 @@ class StatsService(ForkLocal):
         )
         self._last_good: dict[tuple[int, int], Any] = {}
         self._fetched_at: dict[tuple[int, int], float] = {}  # when each last good value came from the provider
-        #: The SMS-pumping alarm's figures (``alarm.py``), set where the alarm is wired; shown as ``alarms``.
+        #: The SMS-pumping alarm's figures (``alarm/``), set where the alarm is wired; shown as ``alarms``.
         self.alarm_figures: Callable[[], dict[str, Any]] | None = None
         self._failures: dict[tuple[int, int], tuple[float, str]] = {}
         #: How long a failed fetch answers for its window (at least 1 s, to spare the provider's rate limit).

@@ -1,0 +1,55 @@
+"""The SMS-pumping alarm: per calling code, the conversion rate of a sliding window against the code's own baseline.
+
+SMS pumping (traffic inflated to premium numbers) shows as sends that are never verified: a code's conversion
+*rate* falls while its volume rises. One module per job:
+
+- ``detection``: the arithmetic (``assess``): window rows and baseline rows in, a verdict per calling code out;
+- ``episodes``: ``Alarms`` reads the store's counters, keeps the open episodes in one store flag and opens and
+  closes them under a named lease, so each is logged and signalled once;
+- ``send_allowed``: the advisory check before a send (``decide``);
+- ``app``: the alarm of one app (``for_app``: its settings, the ``conversion-anomaly`` signal);
+- ``report``: the figures for the stats endpoint, the dashboard and the CLI.
+"""
+
+from __future__ import annotations
+
+from .app import for_app
+from .detection import AlarmSettings, CodeAssessment, assess
+from .episodes import (
+    BASELINE_CACHE_SECONDS,
+    CACHE_SECONDS,
+    EPISODES_FLAG,
+    EPISODES_LEASE,
+    LEASE_RETRY,
+    LEASE_TTL,
+    Alarms,
+    Episode,
+    Evaluation,
+    OnEpisode,
+    parse_episodes,
+)
+from .report import figures, report_lines
+from .send_allowed import RecentSends, SendDecision, decide
+
+__all__ = [
+    "BASELINE_CACHE_SECONDS",
+    "CACHE_SECONDS",
+    "EPISODES_FLAG",
+    "EPISODES_LEASE",
+    "LEASE_RETRY",
+    "LEASE_TTL",
+    "AlarmSettings",
+    "Alarms",
+    "CodeAssessment",
+    "Episode",
+    "Evaluation",
+    "OnEpisode",
+    "RecentSends",
+    "SendDecision",
+    "assess",
+    "decide",
+    "figures",
+    "for_app",
+    "parse_episodes",
+    "report_lines",
+]

@@ -1,0 +1,36 @@
+"""The alarm of one app: its settings from the app's config, and the ``conversion-anomaly`` signal it sends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..config import Settings
+from ..signals import conversion_anomaly
+from ..store import Store
+from .detection import AlarmSettings
+from .episodes import Alarms, Episode, Evaluation
+from .send_allowed import RecentSends
+
+
+def for_app(
+    store: Store, settings: Settings, sender: Callable[[], object], logger: logging.Logger
+) -> tuple[Alarms, RecentSends]:
+    """The alarm of one app, sending ``conversion-anomaly`` with ``sender()`` (the app) as sender, and its
+    per-number counts."""
+    alarm_settings = AlarmSettings.from_settings(settings)
+
+    def on_episode(episode: Episode, evaluation: Evaluation) -> None:
+        seen = episode.assessment
+        conversion_anomaly.send(
+            sender(),
+            calling_code=episode.calling_code,
+            rate=None if seen is None else seen.rate,
+            baseline=None if seen is None else seen.baseline,
+            sends=0 if seen is None else seen.sends,
+            window=evaluation.window_end - evaluation.window_start,
+            since=episode.since,
+        )
+
+    alarms = Alarms(store, alarm_settings, on_episode=on_episode, logger=logger)
+    return alarms, RecentSends(alarm_settings.window, alarm_settings.prefix_digits)
