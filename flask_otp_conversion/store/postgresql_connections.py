@@ -9,6 +9,14 @@ The pool
     again (``TRANSIENT_RETRIES`` times). Every connection sets ``statement_timeout``, ``lock_timeout`` and TCP
     timeouts. The schema is brought up to date (``prepare``) by the first call that reaches the server.
 
+The deadline
+    The server enforces ``statement_timeout`` and ``lock_timeout``, and TCP gives up on unacknowledged data; none
+    of them ends a call whose server process is frozen (stopped, or a stuck host whose kernel still acknowledges
+    TCP). So every call also has a deadline of the client's, ``call_timeout``: one watchdog thread per pool
+    (started by the first call, again in a forked child) shuts the socket of a call still running at its
+    deadline down, so the blocked read returns at once. That call fails with ``PostgreSQLUnavailableError`` and
+    is not run again (a frozen server would freeze the next try too); its connection is dropped.
+
 Outages
     Any failure to reach the server, a timeout, or the server shutting down is raised as
     ``PostgreSQLUnavailableError``, a ``ConnectionError``: the spool keeps verifications and retries (it takes
@@ -18,7 +26,9 @@ Outages
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,15 +59,84 @@ _ABANDONED: list[psycopg.Connection[Any]] = []
 _MISCONFIGURED = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
 
 
+class _Watchdog:
+    """Shuts down the socket of a call that outlived its deadline (see "The deadline").
+
+    Every deadline is ``timeout`` after the call began, so a call that starts while the thread sleeps is due
+    after it wakes: the thread never needs waking, and ``watch`` / ``finished`` are a dict store and a pop, no
+    lock (the fast path of every store call)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._calls: dict[int, tuple[float, psycopg.Connection[Any]]] = {}
+        self._keys = itertools.count()
+        #: Held while a socket is being shut down, so its connection is not closed (its descriptor reused) then.
+        self._cutting = threading.Lock()
+        self._starting = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def watch(self, conn: psycopg.Connection[Any]) -> int:
+        """Start ``conn``'s call's clock; the key to hand to ``finished``."""
+        key = next(self._keys)
+        self._calls[key] = (time.monotonic() + self.timeout, conn)
+        if self._thread is None:
+            self._start()
+        return key
+
+    def finished(self, key: int) -> bool:
+        """End the call's clock: True if it ended in time, False if the watchdog has shut its socket down."""
+        if self._calls.pop(key, None) is not None:
+            return True
+        with self._cutting:  # the shutdown is over before the caller may close the connection
+            return False
+
+    def close(self) -> None:
+        """The thread ends once the calls still running have finished."""
+        self._closed = True
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="otp-conversion-pg-watchdog", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        while not (self._closed and not self._calls):
+            now = time.monotonic()
+            wake = now + self.timeout
+            for key, (deadline, conn) in self._calls.copy().items():
+                if deadline > now:
+                    wake = min(wake, deadline)
+                    continue
+                with self._cutting:
+                    if self._calls.pop(key, None) is not None:  # else it finished meanwhile: not ours to cut
+                        _shut_down(conn)
+            time.sleep(max(0.0, wake - time.monotonic()) + 0.001)
+
+
+def _shut_down(conn: psycopg.Connection[Any]) -> None:
+    """Make the socket's blocked read return (end of file) without closing the descriptor, which stays the
+    connection's to close: ``shutdown`` on a duplicate acts on the socket both share."""
+    try:
+        duplicate = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except (OSError, psycopg.Error):
+        return  # closed already
+    with contextlib.suppress(OSError), duplicate:
+        duplicate.shutdown(socket.SHUT_RDWR)
+
+
 class _ProcessState:
     """The pool of one process. Replaced wholesale after a fork or ``close()``, never repaired."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, call_timeout: float) -> None:
         self.lock = threading.Lock()
         self.slots = threading.BoundedSemaphore(size)
         self.idle: list[psycopg.Connection[Any]] = []
         self.connections: list[psycopg.Connection[Any]] = []
         self.closed = False
+        self.watchdog = _Watchdog(call_timeout)
 
 
 class _Retry(Exception):
@@ -75,7 +154,7 @@ class ConnectionPool(ForkLocal):
         self._prepare = prepare
         self._prepared = False
         self._pid = os.getpid()
-        self._state = _ProcessState(options.pool_size)
+        self._state = _ProcessState(options.pool_size, options.call_timeout)
         self._watch_forks()
 
     def check_server(self) -> None:
@@ -156,6 +235,7 @@ class ConnectionPool(ForkLocal):
                 f"(pool_size={self._options.pool_size})"
             )
         conn: psycopg.Connection[Any] | None = None
+        in_time = True
         try:
             with state.lock:
                 conn = state.idle.pop() if state.idle else None
@@ -168,8 +248,20 @@ class ConnectionPool(ForkLocal):
                 with state.lock:
                     state.connections.append(conn)
             try:
-                yield conn
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                call = state.watchdog.watch(conn)
+                try:
+                    yield conn
+                finally:
+                    _settle(conn)  # still on the clock: a rollback may meet a frozen server too
+                    in_time = state.watchdog.finished(call)
+            except psycopg.Error as exc:
+                if not in_time:  # never again on a fresh connection: a frozen server freezes that one as well
+                    raise PostgreSQLUnavailableError(
+                        f"PostgreSQL store unavailable: no answer in {state.watchdog.timeout:g} s (call_timeout);"
+                        " the connection was dropped"
+                    ) from None
+                if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                    raise
                 if conn.broken or conn.closed:
                     self._drop(state, conn)
                     conn = None
@@ -180,18 +272,16 @@ class ConnectionPool(ForkLocal):
                 raise self._unavailable(exc) from None
         finally:
             if conn is not None:
-                self._give_back(state, conn)
+                if in_time:
+                    self._give_back(state, conn)
+                else:  # its socket was shut down, even if the call's last answer came just in time
+                    self._drop(state, conn)
             state.slots.release()
 
     def _give_back(self, state: _ProcessState, conn: psycopg.Connection[Any]) -> None:
         if conn.broken or conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            # An interrupted call's open transaction: the next borrower must not inherit it.
-            with contextlib.suppress(Exception):
-                if not conn.closed and not conn.broken:
-                    conn.rollback()
-            if conn.broken or conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self._drop(state, conn)
-                return
+            self._drop(state, conn)  # the next borrower must not inherit an interrupted call's transaction
+            return
         with state.lock:
             if not state.closed:
                 state.idle.append(conn)
@@ -215,7 +305,7 @@ class ConnectionPool(ForkLocal):
     def _after_fork_in_child(self) -> None:
         _ABANDONED.extend(self._state.connections)
         self._pid = os.getpid()
-        self._state = _ProcessState(self._options.pool_size)
+        self._state = _ProcessState(self._options.pool_size, self._options.call_timeout)
 
     def reopen(self) -> None:
         """Drop connections inherited across ``os.fork`` (in the parent: close this process's own)."""
@@ -226,13 +316,22 @@ class ConnectionPool(ForkLocal):
         """Close this process's idle connections; the pool stays usable and reconnects on the next call."""
         if self._check_fork():
             return
-        state, self._state = self._state, _ProcessState(self._options.pool_size)
+        state, self._state = self._state, _ProcessState(self._options.pool_size, self._options.call_timeout)
+        state.watchdog.close()
         with state.lock:
             state.closed = True
             idle, state.idle = state.idle, []
         for conn in idle:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _settle(conn: psycopg.Connection[Any]) -> None:
+    """Roll back a transaction an interrupted call left open, so the connection can go back to the pool."""
+    if conn.closed or conn.broken or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(Exception):
+        conn.rollback()
 
 
 __all__ = ["TRANSIENT_RETRIES", "ConnectionPool", "PostgreSQLUnavailableError"]

@@ -14,8 +14,15 @@ goes to libpq as it is):
 ``connect_timeout``, ``statement_timeout``, ``lock_timeout``, ``pool_timeout``
     seconds (decimals allowed): to open a connection (also bounding how long a dead server may go
     unanswered, through TCP's ``tcp_user_timeout``), for one statement, to wait for a row lock, and to wait for
-    a free connection of the pool. Together they bound how long any store call, a send in a request included,
-    can hang on a database that stopped answering.
+    a free connection of the pool.
+``call_timeout``
+    seconds one store call may wait for the server's answers, measured on the client: a server process that is
+    frozen (stopped, or a host that still acknowledges TCP but runs nothing) never answers, and neither
+    ``statement_timeout`` (enforced by the server) nor ``tcp_user_timeout`` (unacknowledged data) notices.
+    Default: ``statement_timeout`` + 1 s, so a statement the server cancels is reported as such first.
+
+Together they bound how long any store call, a send in a request included, can hang on a database that stopped
+answering: ``pool_timeout`` + ``connect_timeout`` + ``call_timeout`` at most.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 5.0
 DEFAULT_LOCK_TIMEOUT = 2.0
 DEFAULT_POOL_TIMEOUT = 5.0
-_SECONDS = ("connect_timeout", "statement_timeout", "lock_timeout", "pool_timeout")
+#: ``call_timeout`` when none is given: ``statement_timeout`` plus this, the margin for a round trip or two.
+CALL_TIMEOUT_MARGIN = 1.0
+_SECONDS = ("connect_timeout", "statement_timeout", "lock_timeout", "pool_timeout", "call_timeout")
 #: Longest timeout we take: a day; a store call that may hang for longer is a mistake in the URL.
 _MAX_SECONDS = 86400.0
 
@@ -51,6 +60,8 @@ class PostgreSQLOptions:
     statement_timeout: float
     lock_timeout: float
     pool_timeout: float
+    #: Client-side deadline of one store call (see the module docstring).
+    call_timeout: float
     #: The password as written in the URL (decoded), so that errors can blank it out wherever it shows up.
     password: str | None
 
@@ -104,7 +115,7 @@ def parse_url(url: str) -> PostgreSQLOptions:
             raise ValueError("PostgreSQL store URL: pool_size must be a whole number") from None
         if not 1 <= pool_size <= 1000:
             raise ValueError("PostgreSQL store URL: pool_size must be between 1 and 1000")
-    seconds = {
+    seconds: dict[str, float] = {
         "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
         "statement_timeout": DEFAULT_STATEMENT_TIMEOUT,
         "lock_timeout": DEFAULT_LOCK_TIMEOUT,
@@ -113,6 +124,7 @@ def parse_url(url: str) -> PostgreSQLOptions:
     for key in _SECONDS:
         if key in ours:
             seconds[key] = _seconds(key, ours[key])
+    seconds.setdefault("call_timeout", seconds["statement_timeout"] + CALL_TIMEOUT_MARGIN)
     query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in passed)
     conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, query, ""))
     return PostgreSQLOptions(

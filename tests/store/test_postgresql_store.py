@@ -22,7 +22,7 @@ from flask_otp_conversion.store.postgresql import (
     PostgreSQLStore,
     PostgreSQLUnavailableError,
 )
-from flask_otp_conversion.store.postgresql_url import parse_url
+from flask_otp_conversion.store.postgresql_url import CALL_TIMEOUT_MARGIN, parse_url
 from tests.servers.postgresql import PASSWORD, PostgreSQLServer
 
 
@@ -76,6 +76,7 @@ def test_two_schemas_in_one_database_are_two_stores(postgresql_server: PostgreSQ
         ("statement_timeout=0", "statement_timeout must be > 0"),
         ("lock_timeout=nan", "lock_timeout must be > 0"),
         ("connect_timeout=soon", "connect_timeout must be a number"),
+        ("call_timeout=-1", "call_timeout must be > 0"),
         ("schema=a&schema=b", "schema is given twice"),
     ],
 )
@@ -102,6 +103,14 @@ def test_libpq_options_pass_through_and_ours_are_taken_out() -> None:
     assert options.conninfo == "postgresql://u:p%40ss@h:5433/d?sslmode=disable"
     assert (options.schema, options.statement_timeout, options.password) == ("s", 1.5, "p@ss")
     assert "p@ss" not in repr(options) and "p%40ss" not in repr(options)
+
+
+def test_the_call_deadline_defaults_to_the_statement_timeout_and_a_margin() -> None:
+    assert parse_url("postgresql://h/d?statement_timeout=2").call_timeout == 2 + CALL_TIMEOUT_MARGIN
+
+
+def test_the_call_deadline_is_taken_from_the_url() -> None:
+    assert parse_url("postgresql://h/d?call_timeout=0.5").call_timeout == 0.5
 
 
 def test_a_missing_driver_is_a_clear_error_naming_the_extra(postgresql_url: str) -> None:
