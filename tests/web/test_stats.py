@@ -132,7 +132,7 @@ def test_reporter_section_counts_verifications_not_yet_applied_from_the_spool(ma
     assert reporter["spooled"] == 0 and reporter["pending"] == 1
 
 
-# Window ---------------------------------------------------------------------------------------------
+# Window (parsed by stats_window.py: tests/web/test_stats_window.py) ------------------------------------
 
 
 def _span(body: dict[str, Any]) -> timedelta:
@@ -147,19 +147,7 @@ def test_default_window_is_the_last_24_hours(make_app: AppFactory) -> None:
     assert _span(get(app.test_client()).get_json()) == timedelta(hours=24)
 
 
-@pytest.mark.parametrize(("since", "span"), [("90m", timedelta(minutes=90)), ("7d", timedelta(days=7))])
-def test_since_sets_the_window_length(make_app: AppFactory, since: str, span: timedelta) -> None:
-    app = stats_app(make_app)
-    assert _span(get(app.test_client(), f"?since={since}").get_json()) == span
-
-
-def test_naive_from_and_to_are_utc(make_app: AppFactory) -> None:
-    app = stats_app(make_app)
-    body = get(app.test_client(), "?from=2026-01-01T00:00:00&to=2026-01-02T00:00:00").get_json()
-    assert body["window"] == {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
-
-
-def test_from_with_offset_is_converted_to_utc(make_app: AppFactory) -> None:
+def test_from_with_offset_in_the_query_is_converted_to_utc(make_app: AppFactory) -> None:
     app = stats_app(make_app)
     body = get(app.test_client(), "?from=2026-01-01T08:00:00%2B08:00&to=2026-01-01T12:00:00Z").get_json()
     assert body["window"]["from"] == "2026-01-01T00:00:00Z"
@@ -169,21 +157,8 @@ def test_from_with_offset_is_converted_to_utc(make_app: AppFactory) -> None:
     ("query", "message"),
     [
         ("?since=abc", "since must be"),
-        ("?since=0h", "greater than zero"),
-        ("?since=24x", "since must be"),
-        ("?from=yesterday", "from must be an ISO-8601"),
-        ("?from=2026-01-01T00:00:00Z&to=not-a-date", "to must be an ISO-8601"),
         ("?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from must not be after to"),
-        ("?since=24h&from=2026-01-01T00:00:00Z", "not both"),
         ("?since=33d", "at most 32 days"),
-        ("?from=2026-01-01T00:00:00Z&to=2026-02-03T00:00:00Z", "at most 32 days"),
-        ("?since=999999d", "since must be at most 3660 days"),
-        ("?from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z", "to must be between"),
-        ("?from=0001-01-01T00:00:00%2B01:00&to=2026-01-01T00:00:00Z", "from must be between"),
-        ("?to=0001-01-01T00:00:00Z", "to must be between"),
-        ("?from=9999-12-30T00:00:00Z&to=9999-12-31T00:00:00Z", "to must be between"),
-        ("?from=2026-01-01T00:00:00Z&to=9999-12-31T23:59:59-01:00", "to must be between"),
-        ("?from=1969-12-31T23:00:00Z&to=1970-01-01T01:00:00Z", "from must be between"),
     ],
 )
 def test_bad_window_is_a_400_with_a_message(make_app: AppFactory, query: str, message: str) -> None:
