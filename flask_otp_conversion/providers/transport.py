@@ -1,6 +1,7 @@
 """The wire under every provider client: ``StdlibTransport``, an httpx transport on the standard library's
 sockets and ``http.client`` (keep-alive per origin, TLS, an ``http://`` proxy from the environment), with a total
-deadline per request and answers read up to a bounded size.
+deadline per request and answers read up to a bounded size (both bounds are ``transport_bounds.py``; their
+names stay importable from here).
 
 Why not httpx's own transport: it costs several times the CPU per request (``benchmarks/report_cpu.py``), and a
 report's cost is mostly its HTTP client's.
@@ -12,65 +13,29 @@ import base64
 import contextlib
 import functools
 import http.client
-import io
 import os
 import re
 import select
 import socket
 import ssl
 import threading
-import time
 import urllib.request
-from typing import Any
 
 import httpx
 
 from .._forks import ForkLocal
+from .transport_bounds import (
+    DEFAULT_TIMEOUT,
+    HEAD_ALLOWANCE,
+    MAX_ANSWER_BYTES,
+    AnswerTooLarge,
+    BoundedSocket,
+    Deadline,
+    read_bounded,
+    request_deadline,
+)
 
-DEFAULT_TIMEOUT = 5.0  # seconds, httpx's own default, for a request that carries no timeout extension
-#: The largest answer body read; a larger one is refused (retryable) rather than held in memory. Provider
-#: replies are a few kilobytes.
-MAX_ANSWER_BYTES = 1 << 20
-#: What the status line, headers and chunk framing may add to the body before the answer is refused.
-_HEAD_ALLOWANCE = 64 << 10
-
-
-class AnswerTooLarge(httpx.RemoteProtocolError):
-    """The answer was larger than the bound: refused, its connection closed, never held whole in memory."""
-
-
-def request_deadline(timeouts: dict[str, float | None]) -> float | None:
-    """Seconds a whole request may take (connect, send and the whole answer): the connect timeout plus the
-    read timeout of ``httpx.Timeout.as_dict()``, what the reporter's row lease allows for a request. None
-    when either is None (no limit asked for)."""
-    connect = timeouts.get("connect", DEFAULT_TIMEOUT)
-    read = timeouts.get("read", DEFAULT_TIMEOUT)
-    if connect is None or read is None:
-        return None
-    return connect + read
-
-
-class Deadline:
-    """A monotonic deadline that shrinks each socket operation's timeout to the time left: a per-operation
-    timeout alone lets an answer that trickles in one byte at a time run for ever."""
-
-    __slots__ = ("at",)
-
-    def __init__(self, seconds: float | None) -> None:
-        self.at = None if seconds is None else time.monotonic() + seconds
-
-    def timeout(self, per_operation: float | None) -> float | None:
-        """``per_operation`` or what is left of the deadline, whichever is shorter; TimeoutError when
-        nothing is left (the caller turns it into the httpx timeout of the phase it is in)."""
-        if self.at is None:
-            return per_operation
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the request's total deadline passed")
-        return left if per_operation is None else min(per_operation, left)
-
-
-# ---- sending ------------------------------------------------------------------------------------------
+# ---- connecting ----------------------------------------------------------------------------------------
 
 
 def environment_proxy(url: httpx.URL) -> str | None:
@@ -96,7 +61,6 @@ def default_ssl_context() -> ssl.SSLContext:
     keeps 32 workers starting together from each building one (``functools.cache`` alone does not)."""
     with _ssl_lock:
         return _ssl_context()
-
 
 
 # ---- the transport ------------------------------------------------------------------------------------
@@ -250,9 +214,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             raise httpx.ConnectError(describe_os_error(exc)) from exc
         return sock
 
-    def _tunnel(
-        self, sock: socket.socket, host: bytes, port: int, timeout: float | None, deadline: Deadline
-    ) -> None:
+    def _tunnel(self, sock: socket.socket, host: bytes, port: int, timeout: float | None, deadline: Deadline) -> None:
         authority = host + b":" + str(port).encode()
         head = b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
         if self._proxy_auth is not None:
@@ -260,7 +222,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
         sock.settimeout(deadline.timeout(timeout))
         sock.sendall(head + b"\r\n")
         reply = http.client.HTTPResponse(
-            _BoundedSocket(sock, deadline, timeout, _HEAD_ALLOWANCE),  # type: ignore[arg-type]
+            BoundedSocket(sock, deadline, timeout, HEAD_ALLOWANCE),  # type: ignore[arg-type]
             method="CONNECT",
         )
         try:
@@ -341,9 +303,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             _close_quietly(sock)
             raise httpx.WriteError(describe_os_error(exc)) from exc
         limit = request.extensions.get("max_answer_bytes", MAX_ANSWER_BYTES)
-        return self._read_response(
-            request, origin, sock, timeouts.get("read", DEFAULT_TIMEOUT), deadline, limit
-        )
+        return self._read_response(request, origin, sock, timeouts.get("read", DEFAULT_TIMEOUT), deadline, limit)
 
     def _request_bytes(self, request: httpx.Request) -> bytes:
         url = request.url
@@ -378,13 +338,13 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
     ) -> httpx.Response:
         keep = False
         try:
-            bounded = _BoundedSocket(sock, deadline, timeout, limit + _HEAD_ALLOWANCE)
+            bounded = BoundedSocket(sock, deadline, timeout, limit + HEAD_ALLOWANCE)
             reply = http.client.HTTPResponse(bounded, method=request.method)  # type: ignore[arg-type]
             try:
                 reply.begin()
                 if reply.length is not None and reply.length > limit:
                     raise AnswerTooLarge(f"the answer declares {reply.length} bytes, more than {limit}")
-                body = reply.read() if reply.length is not None else _read_bounded(reply, limit)
+                body = reply.read() if reply.length is not None else read_bounded(reply, limit)
                 keep = not reply.will_close
             finally:
                 reply.close()
@@ -419,52 +379,6 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             self._idle.clear()
         for sock in sockets:
             _close_quietly(sock)
-
-
-_PIECE = 64 << 10
-
-
-def _read_bounded(reply: http.client.HTTPResponse, limit: int) -> bytes:
-    """A body of unknown length (chunked, or until the connection closes), refused as soon as it is over
-    ``limit``: in pieces, so no more than the bound and a piece is ever held."""
-    body = bytearray()
-    while piece := reply.read(_PIECE):
-        body += piece
-        if len(body) > limit:
-            raise AnswerTooLarge(f"the answer is larger than {limit} bytes")
-    return bytes(body)
-
-
-class _BoundedSocket:
-    """What ``http.client.HTTPResponse`` reads an answer from: the socket, through a reader that gives each
-    ``recv`` the time left of the request's deadline (at most the read timeout) and refuses to read more
-    than ``limit`` bytes in all."""
-
-    def __init__(self, sock: socket.socket, deadline: Deadline, timeout: float | None, limit: int) -> None:
-        self._raw = _BoundedReader(sock, deadline, timeout, limit)
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self._raw)
-
-
-class _BoundedReader(io.RawIOBase):
-    def __init__(self, sock: socket.socket, deadline: Deadline, timeout: float | None, limit: int) -> None:
-        self._sock = sock
-        self._deadline = deadline
-        self._timeout = timeout
-        self._left = limit
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._left <= 0:
-            raise AnswerTooLarge("the answer is larger than the bound")
-        self._sock.settimeout(self._deadline.timeout(self._timeout))
-        view = memoryview(buffer)
-        received = self._sock.recv_into(view[: min(len(view), self._left)])
-        self._left -= received
-        return received
 
 
 def describe_os_error(exc: BaseException) -> str:

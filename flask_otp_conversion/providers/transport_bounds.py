@@ -1,0 +1,115 @@
+"""The bounds on one request of ``StdlibTransport``: a total deadline, and answers read up to a bounded size.
+
+A per-operation socket timeout alone lets an answer that trickles in one byte at a time run for ever, and an
+answer of unbounded size would be held in memory whole: each ``recv`` here gets what is left of the request's
+deadline (at most the read timeout) and the answer is refused once it passes the bound.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+import time
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HEAD_ALLOWANCE",
+    "MAX_ANSWER_BYTES",
+    "AnswerTooLarge",
+    "BoundedSocket",
+    "Deadline",
+    "read_bounded",
+    "request_deadline",
+]
+
+DEFAULT_TIMEOUT = 5.0  # seconds, httpx's own default, for a request that carries no timeout extension
+#: The largest answer body read; a larger one is refused (retryable) rather than held in memory. Provider
+#: replies are a few kilobytes.
+MAX_ANSWER_BYTES = 1 << 20
+#: What the status line, headers and chunk framing may add to the body before the answer is refused.
+HEAD_ALLOWANCE = 64 << 10
+
+
+class AnswerTooLarge(httpx.RemoteProtocolError):
+    """The answer was larger than the bound: refused, its connection closed, never held whole in memory."""
+
+
+def request_deadline(timeouts: dict[str, float | None]) -> float | None:
+    """Seconds a whole request may take (connect, send and the whole answer): the connect timeout plus the
+    read timeout of ``httpx.Timeout.as_dict()``, what the reporter's row lease allows for a request. None
+    when either is None (no limit asked for)."""
+    connect = timeouts.get("connect", DEFAULT_TIMEOUT)
+    read = timeouts.get("read", DEFAULT_TIMEOUT)
+    if connect is None or read is None:
+        return None
+    return connect + read
+
+
+class Deadline:
+    """A monotonic deadline that shrinks each socket operation's timeout to the time left: a per-operation
+    timeout alone lets an answer that trickles in one byte at a time run for ever."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, seconds: float | None) -> None:
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def timeout(self, per_operation: float | None) -> float | None:
+        """``per_operation`` or what is left of the deadline, whichever is shorter; TimeoutError when
+        nothing is left (the caller turns it into the httpx timeout of the phase it is in)."""
+        if self.at is None:
+            return per_operation
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's total deadline passed")
+        return left if per_operation is None else min(per_operation, left)
+
+
+_PIECE = 64 << 10
+
+
+def read_bounded(reply: http.client.HTTPResponse, limit: int) -> bytes:
+    """A body of unknown length (chunked, or until the connection closes), refused as soon as it is over
+    ``limit``: in pieces, so no more than the bound and a piece is ever held."""
+    body = bytearray()
+    while piece := reply.read(_PIECE):
+        body += piece
+        if len(body) > limit:
+            raise AnswerTooLarge(f"the answer is larger than {limit} bytes")
+    return bytes(body)
+
+
+class BoundedSocket:
+    """What ``http.client.HTTPResponse`` reads an answer from: the socket, through a reader that gives each
+    ``recv`` the time left of the request's deadline (at most the read timeout) and refuses to read more
+    than ``limit`` bytes in all."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline, timeout: float | None, limit: int) -> None:
+        self._raw = _BoundedReader(sock, deadline, timeout, limit)
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self._raw)
+
+
+class _BoundedReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, deadline: Deadline, timeout: float | None, limit: int) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._timeout = timeout
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            raise AnswerTooLarge("the answer is larger than the bound")
+        self._sock.settimeout(self._deadline.timeout(self._timeout))
+        view = memoryview(buffer)
+        received = self._sock.recv_into(view[: min(len(view), self._left)])
+        self._left -= received
+        return received
