@@ -11,6 +11,7 @@ Every call is a ``POST /`` with the parameters in the URL query and an empty bod
 canonical query string itself, so what is signed is byte for byte what travels. Signing is ACS3-HMAC-SHA256
 (the SDKs' default) or, with ``signature="v1"``, the legacy HMAC-SHA1 RPC signature. Business failures come
 back as HTTP 200 with a non-OK code, so every body is inspected; gateway failures are 4xx/5xx JSON.
+What each answer means (``classify_error``) is ``alibaba_errors.py``; its names stay importable from here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -30,11 +31,9 @@ from ._http import (
     USER_AGENT,
     HTTPSender,
     host_header,
-    json_object,
-    retry_after_ms_header,
-    safe_text,
     transport_error,
 )
+from .alibaba_errors import QUOTA_RETRY_AFTER, Operation, checked_body, classify_error
 from .alibaba_models import (
     ChatappSyncPhoneNumberRequest,
     ChatappSyncPhoneNumberResponse,
@@ -51,14 +50,11 @@ from .alibaba_models import (
 )
 from .base import (
     DEFAULT_TIMEOUT,
-    AuthError,
     ConversionReport,
     PermanentError,
     Provider,
-    ProviderError,
     RetryableError,
     SentMessage,
-    ThrottledError,
 )
 from .settings import AlibabaSettings
 from .signing import EMPTY_SHA256, acs3_sign, acs_timestamp, canonical_query, percent_encode, v1_sign
@@ -77,8 +73,6 @@ logger = logging.getLogger(__name__)
 DYSMS_CHINA = "2017-05-25"
 DYSMS_INTL = "2018-05-01"
 CAMS_VERSION = "2020-06-06"
-#: How long a conversion report refused on a quota code waits before it is tried again (seconds).
-QUOTA_RETRY_AFTER = 3600.0
 #: Alibaba publishes no cap for SmsConversion / SmsConversionIntl. 100/s is our conservative default:
 #: a tenth of Tencent's 1000/s for the same feature and far above the verification rate of most apps.
 #: Raise it with ``OTP_CONVERSION_RATE_LIMITS`` if Alibaba grants more.
@@ -94,90 +88,6 @@ _RATE_LIMITS: Mapping[str, float] = MappingProxyType(
         "ChatappSyncPhoneNumber": 10.0,
     }
 )
-
-Operation = Literal["send", "report", "other"]
-
-# ---- error classification (PROVIDERS.md 2.9) -------------------------------------------------------------
-
-_THROTTLE_CODES = frozenset({"Throttling", "System.LimitControl"})
-_RETRYABLE_CODES = frozenset(
-    {
-        "ServiceUnavailable",
-        "InternalError",
-        "isp.SYSTEM_ERROR",
-        # A retry carries a fresh nonce and timestamp, which is the fix for these.
-        "SignatureNonceUsed",
-        "InvalidTimeStamp.Expired",
-        "InvalidTimeStamp.Format",
-    }
-)
-_AUTH_CODES = frozenset(
-    {
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "isp.RAM_PERMISSION_DENY",
-        "Ram.PermissionDeny",
-        "isv.ACCOUNT_NOT_EXISTS",
-        "isv.ACCOUNT_ABNORMAL",
-        "isv.PRODUCT_UN_SUBSCRIPT",
-        "isv.PRODUCT_UNSUBSCRIBE",
-        "Product.Unsubscript",
-        "isv.DENY_IP_RANGE",
-        "Unknown.ResourceOwnerId",
-    }
-)
-_AUTH_PREFIXES = ("InvalidAccessKeyId", "InvalidSecurityToken", "Forbidden")
-_QUOTA_CODES = frozenset(
-    {
-        "isv.BUSINESS_LIMIT_CONTROL",
-        "isv.DAY_LIMIT_CONTROL",
-        "isv.MONTH_LIMIT_CONTROL",
-        "isv.AMOUNT_NOT_ENOUGH",
-        "isv.OUT_OF_SERVICE",
-    }
-)
-
-
-def classify_error(
-    code: str,
-    message: str,
-    *,
-    action: str,
-    operation: Operation,
-    request_id: str = "",
-    status: int | None = None,
-    retry_after: float | None = None,
-) -> ProviderError:
-    """The ``ProviderError`` for an Alibaba answer that is not OK.
-
-    - an ``x-acs-retry-after`` header (``retry_after``, seconds), ``Throttling*``, cams
-      ``System.LimitControl`` or HTTP 429: ``ThrottledError`` (the SDK does the same with the header).
-    - ``ServiceUnavailable``, ``InternalError``, ``isp.SYSTEM_ERROR``, nonce reuse and timestamp errors (a
-      retry is signed afresh), and any unknown code on a 5xx: ``RetryableError``.
-    - bad keys, signature mismatch, RAM denials, unsubscribed product, account problems: ``AuthError``.
-    - quota / business flow control (``isv.BUSINESS_LIMIT_CONTROL`` ...): ``PermanentError`` for a send (tell
-      the user); for a conversion report a ``RetryableError`` with a one-hour ``retry_after`` — the limits
-      reset with time, and a report waiting is better than a report lost.
-    - all else (``MissingParameter``, ``InvalidParameter``, ``isv.*`` request errors, unknown codes):
-      ``PermanentError``.
-    """
-    text = f"alibaba {action}: {message}" if message else f"alibaba {action} failed"
-    kwargs: dict[str, Any] = {"code": code, "request_id": request_id, "status": status}
-    if retry_after is not None:
-        return ThrottledError(text, retry_after=retry_after, **kwargs)
-    if code in _THROTTLE_CODES or code.startswith("Throttling.") or (not code and status == 429):
-        return ThrottledError(text, **kwargs)
-    if code in _RETRYABLE_CODES:
-        return RetryableError(text, **kwargs)
-    if code in _AUTH_CODES or code.startswith(_AUTH_PREFIXES):
-        return AuthError(text, **kwargs)
-    if code in _QUOTA_CODES:
-        if operation == "report":
-            return RetryableError(text, retry_after=QUOTA_RETRY_AFTER, **kwargs)
-        return PermanentError(text, **kwargs)
-    if status is not None and status >= 500:
-        return RetryableError(text, **kwargs)
-    return PermanentError(text, **kwargs)
 
 
 def _new_nonce() -> str:
@@ -275,9 +185,7 @@ class AlibabaProvider(Provider):
                 to=report.phone,
             )
         else:
-            self.sms_conversion_intl(
-                report.message_id, delivered=report.converted, conversion_time_ms=conversion_ms
-            )
+            self.sms_conversion_intl(report.message_id, delivered=report.converted, conversion_time_ms=conversion_ms)
 
     def statistics(self, begin: datetime, end: datetime) -> ChatappSyncPhoneNumberResponse | None:
         """Alibaba's SMS APIs offer no conversion figures; what we can show is the state of the cams sender
@@ -446,7 +354,7 @@ class AlibabaProvider(Provider):
             response = self._http.send(url, headers)
         except httpx.TransportError as exc:
             raise transport_error(exc, provider="alibaba", action=action, secrets=self._secrets()) from None
-        data = self._checked(action, response, code_field, operation)
+        data = checked_body(action, response, code_field, operation, self._secrets())
         try:
             reply = reply_model.model_validate(data)
         except ValidationError:
@@ -463,58 +371,3 @@ class AlibabaProvider(Provider):
             data.get("RequestId", ""),
         )
         return reply
-
-    def _checked(
-        self,
-        action: str,
-        response: httpx.Response,
-        code_field: Literal["Code", "ResponseCode"],
-        operation: Operation,
-    ) -> dict[str, Any]:
-        """The body when it says OK; otherwise the classified error, gateway (4xx/5xx) or business (200).
-
-        Only Alibaba's own codes (``Code`` in a JSON error body, the reply's code field on a 2xx) are
-        classified by code and can be permanent. A redirect (never followed), or a 4xx/5xx without a code (a
-        proxy's or gateway's page, HTML, a truncated body) says nothing about the request: retryable, so it
-        counts towards the breaker instead of dead-lettering the backlog.
-        """
-        status = response.status_code
-        data = json_object(response)
-        if 300 <= status < 400:
-            raise RetryableError(f"alibaba {action}: a redirect (HTTP {status}), not followed", status=status)
-        if not 200 <= status < 300:
-            body = data or {}
-            raw_code = body.get("Code")
-            code = raw_code if isinstance(raw_code, str) else ""
-            message = safe_text(str(body.get("Message", "")), self._secrets())
-            request_id = str(body.get("RequestId", ""))
-            retry_after = retry_after_ms_header(response)
-            if not code and retry_after is None and status != 429:
-                raise RetryableError(f"alibaba {action}: HTTP {status} without an error code", status=status)
-            raise classify_error(
-                code,
-                message,
-                action=action,
-                operation=operation,
-                request_id=request_id,
-                status=status,
-                retry_after=retry_after,
-            )
-        if data is None or not isinstance(data.get(code_field), str) or not data[code_field]:
-            raise RetryableError(
-                f"alibaba {action}: HTTP {status} but the body is not a JSON API reply",
-                code="MalformedResponse",
-                status=status,
-            )
-        code = str(data[code_field])
-        if code.upper() != "OK":
-            message_field = "ResponseDescription" if code_field == "ResponseCode" else "Message"
-            raise classify_error(
-                code,
-                safe_text(str(data.get(message_field, "")), self._secrets()),
-                action=action,
-                operation=operation,
-                request_id=str(data.get("RequestId", "")),
-                status=status,
-            )
-        return data
