@@ -19,12 +19,26 @@ so that it too delivers beside the requests.
    included) and the reports nginx received during the measured seconds (its access log): delivery kept up
    when that is about the number of verifies.
 
-The figures are ours / plain ratios within each round, medians over rounds. Nothing here asserts a time.
+Variants beside ``plain`` (``--variants``, default ``ours``), each lever on its own, for the record:
+
+    ours          default config
+    ours-nice10   the delivery threads (drain loop, senders) niced by 10 (``os.setpriority`` on each thread's id)
+    ours-nice19   the same by 19
+    ours-applier  niced by 10, the spool's applier thread too
+    ours-switch   ``sys.setswitchinterval(0.001)`` in the workers (a library must not change it for the app)
+    ours-sidecar  workers with OTP_CONVERSION_REPORTER_AUTOSTART = False, ``flask otp-conversion deliver --nice 19``
+                  applying and delivering (its CPU is counted with the workers')
+
+The nice and switch variants are benchmark-only hooks (``_apps.ours``), measured to decide whether the extension
+should do the same; the sidecar is the documented deployment.
+
+The figures are ratios to plain within each round, medians over rounds. Nothing here asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +48,7 @@ from typing import Any
 import _apps
 import _harness as h
 from fixed_server import FixedServer
+from overhead import start_sidecar
 
 
 def _yield_key(root: Path) -> dict[str, Any]:
@@ -41,6 +56,18 @@ def _yield_key(root: Path) -> dict[str, Any]:
     steady state this measures (load longer than any window)."""
     config = (root / "flask_otp_conversion" / "config.py").read_text()
     return {"OTP_CONVERSION_YIELD_TO_REQUESTS": 1} if "yield_to_requests" in config else {}
+
+
+#: Extra config per variant; ``_sidecar`` starts a ``deliver`` process beside the workers, other keys starting with
+#: ``_`` are benchmark-only hooks read by ``_apps.ours``.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ours": {},
+    "ours-nice10": {"_nice": 10},
+    "ours-nice19": {"_nice": 19},
+    "ours-applier": {"_nice": 10, "_nice_applier": True},
+    "ours-switch": {"_switch_interval": 0.001},
+    "ours-sidecar": {"_sidecar": True, "OTP_CONVERSION_REPORTER_AUTOSTART": False},
+}
 
 
 def settle(server: FixedServer, quiet: float = 1.5, timeout: float = 60.0) -> int:
@@ -65,9 +92,14 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=0.25, help="of the plain app's capacity (default 0.25)")
     parser.add_argument("--connections", type=int, default=8, help="paced wrk connections (default 8)")
     parser.add_argument("--capacity-seconds", type=float, default=5.0, help="plain capacity run (default 5)")
+    parser.add_argument("--variants", default="ours", help=f"beside plain, comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--base", help="also serve this commit's app and extension (a git ref)")
     parser.add_argument("--json", type=Path, help="write the figures to this file as JSON")
     args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
     figures: dict[str, Any] = {"setup": {k: v for k, v in vars(args).items() if k != "json"}}
     runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="otp-bench-") as tmp, h.checkout(args.base) as base_root, FixedServer(
@@ -76,7 +108,7 @@ def main() -> int:
         workdir = Path(tmp)
         apps: dict[str, tuple[str, Path, dict[str, Any]]] = {
             "plain": ("plain", h.ROOT, {}),
-            "ours": ("ours", h.ROOT, _yield_key(h.ROOT)),
+            **{name: ("ours", h.ROOT, {**_yield_key(h.ROOT), **VARIANTS[name]}) for name in variants},
             **({"base": ("ours", base_root, _yield_key(base_root))} if base_root else {}),
         }
         figures["code"] = {"ours": h.commit_of(h.ROOT), **({"base": h.commit_of(base_root)} if base_root else {})}
@@ -85,6 +117,7 @@ def main() -> int:
         paced = int(3000 * (args.seconds + args.warm_seconds) * args.fraction * args.rounds) + 1000
         files: dict[str, list[Path]] = {}
         servers: dict[str, h.Server] = {}
+        sidecars: dict[str, subprocess.Popen[bytes]] = {}
         serial = 0
         try:
             for name, (kind, root, extra) in apps.items():
@@ -98,6 +131,8 @@ def main() -> int:
                 if name == "plain":
                     files[name].append(h.write_pairs(workdir / name / "capacity.csv", pairs[500 + paced :]))
                 servers[name] = h.Server(kind, config, workdir, max_connections=h.per_worker(16), root=root).start()
+                if config.get("_sidecar"):
+                    sidecars[name] = start_sidecar(config, workdir / name)
             for name, server in servers.items():
                 h.warm_up(server.url, files[name][0], 400)
             settle(nginx)
@@ -125,7 +160,7 @@ def main() -> int:
             for r in range(args.rounds):
                 for name, server in servers.items():
                     paced_run(name, args.warm_seconds)
-                    workers = server.worker_pids()
+                    workers = server.worker_pids() + ([sidecars[name].pid] if name in sidecars else [])
                     arrived0, cpu0 = len(nginx.arrivals()), h.cpu_seconds(workers)
                     result = paced_run(name, args.seconds)
                     cpu, arrived = h.cpu_seconds(workers) - cpu0, len(nginx.arrivals()) - arrived0
@@ -135,12 +170,15 @@ def main() -> int:
                         "reports_during_run": arrived,
                     }
                     runs.setdefault(name, []).append(one)
-                    print(f"round {r + 1} {name:5s} {result.rps:6.0f} verifies/s  p50 {result.p50_ms:5.2f} ms  "
+                    print(f"round {r + 1} {name:12s} {result.rps:6.0f} verifies/s  p50 {result.p50_ms:5.2f} ms  "
                           f"p99 {result.p99_ms:6.2f} ms  non-2xx {result.non2xx}  workers "
                           f"{one['worker_cpu_ms_per_verify']:.3f} ms CPU/verify  reports meanwhile {arrived:,}",
                           flush=True)
                     settle(nginx)
         finally:
+            for sidecar in sidecars.values():
+                sidecar.terminate()
+                sidecar.wait(timeout=30)
             for server in servers.values():
                 server.stop()
     figures["variants"] = {
