@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app
 from werkzeug.local import LocalProxy
 
-from .alarm import Alarms, RecentSends, SendDecision, decide
+from .alarm import Alarms, SendDecision, SendLimits
 from .alarm import for_app as alarm_for_app
 from .cli import register_cli
 from .config import Settings, load_settings, make_provider
@@ -67,7 +67,7 @@ class ConversionState:
         self.stats: StatsService | None = None
         self.activity: RequestActivity | None = None
         self.alarms: Alarms | None = None
-        self.recent_sends: RecentSends | None = None
+        self.send_limits: SendLimits | None = None
         self._account: str | None = None
         #: Records held in memory while the spool and the store both refuse writes.
         self.holding: Holding | None = None
@@ -110,7 +110,7 @@ class ConversionState:
             logger=logger,
             busy=self.activity.busy,
         )
-        self.alarms, self.recent_sends = alarm_for_app(self.store, settings, self._app, logger)
+        self.alarms, self.send_limits = alarm_for_app(self.store, settings, self._app, logger)
 
     def _host_base(self, app: Flask) -> str:
         """The path this host's spool folder and deliverer lock are named after: a SQLite file (they sit beside
@@ -234,11 +234,6 @@ class ConversionState:
             _timestamp(verified_at, "verified_at"),
         )
 
-    def note_sent(self, phone: object, sent_at: object) -> None:
-        """A send recorded: counted for ``send_allowed``'s per-number limits (in this process)."""
-        if self.recent_sends is not None:
-            self.recent_sends.note_sent(normalize_phone(phone), _timestamp(sent_at, "sent_at"))
-
     def _note_outcome(self, phone: str, outcome: VerifyOutcome) -> None:
         if outcome.message_id is None:
             self.logger.info("verification for %s matched no sent OTP; counted, nothing to report", mask_phone(phone))
@@ -261,10 +256,9 @@ class ConversionState:
         if not self.is_our_app(sender):
             return
         try:
-            if self.record_sent(
+            self.record_sent(
                 kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("provider"), kwargs.get("sent_at")
-            ):
-                self.note_sent(kwargs.get("phone"), kwargs.get("sent_at"))
+            )
         except Exception as exc:
             self._log_dropped("otp-sent", kwargs.get("phone"), exc)
 
@@ -277,10 +271,7 @@ class ConversionState:
         """``record_verified`` for the request path: one append to the spool, applied to the store by a background
         thread. Falls back to the store at once if there is no spool or the file refuses."""
         try:
-            item = self._verification(phone, message_id, verified_at)
-            if self.recent_sends is not None:
-                self.recent_sends.note_verified(item.phone)
-            self._spool_or_store(item)
+            self._spool_or_store(self._verification(phone, message_id, verified_at))
         except Exception as exc:
             self._log_dropped("otp-verified", phone, exc)
 
@@ -421,21 +412,13 @@ class OTPConversion:
         """Record an OTP send. ``ValueError`` on bad input; False if the message was already recorded. A store
         that refuses the write does not fail the call: the record is held in memory until it takes it (True), or
         counted lost when too many are held (False)."""
-        state = self._state()
-        recorded = state.record_sent(phone, message_id, provider, sent_at)
-        if recorded:
-            state.note_sent(phone, sent_at)
-        return recorded
+        return self._state().record_sent(phone, message_id, provider, sent_at)
 
     def record_verified(
         self, phone: str, message_id: str | None = None, *, verified_at: float | None = None
     ) -> VerifyOutcome | None:
         """Record that the user typed the code in; enqueues the provider report. ``ValueError`` on bad input."""
-        state = self._state()
-        outcome = state.record_verified(phone, message_id, verified_at)
-        if state.recent_sends is not None:
-            state.recent_sends.note_verified(normalize_phone(phone))
-        return outcome
+        return self._state().record_verified(phone, message_id, verified_at)
 
     def verify_route(
         self, phone: FieldSource = "phone", message_id: FieldSource | None = None
@@ -459,12 +442,13 @@ class OTPConversion:
 
     def send_allowed(self, phone: str) -> SendDecision:
         """Advisory, before sending an OTP: no (with a reason) while the number's calling code is under an
-        SMS-pumping alarm, or the number or its prefix has too many unverified sends in the alarm window. Always
-        yes on a disabled app. ``ValueError`` for a phone that is not a plausible number."""
-        state = self._state()
-        if state.alarms is None or state.recent_sends is None:
+        SMS-pumping alarm, or the number or its prefix has too many unverified sends in the alarm window (counted
+        in the store: every worker and host agrees). Always yes on a disabled app, and while the store cannot
+        answer. ``ValueError`` for a phone that is not a plausible number."""
+        limits = self._state().send_limits
+        if limits is None:
             return SendDecision(True)
-        return decide(state.alarms, state.recent_sends, phone, time.time())
+        return limits.decide(phone, time.time())
 
     def stats_auth(self, func: Callable[[], bool]) -> Callable[[], bool]:
         """Register a callable deciding, inside the request, whether the stats endpoint may answer."""

@@ -6,7 +6,7 @@ SMS pumping (traffic inflated to premium numbers) shows as sends that are never 
 - ``detection``: the arithmetic (``assess``): window rows and baseline rows in, a verdict per calling code out;
 - ``episodes``: ``Alarms`` reads the store's counters, keeps the open episodes in one store flag and opens and
   closes them under a named lease, so each is logged and signalled once;
-- ``send_allowed``: the advisory check before a send (``decide``);
+- ``send_allowed``: the advisory check before a send (``SendLimits``), from the episodes and the store's counts;
 - ``app``: the alarm of one app (``for_app``: its settings, the ``conversion-anomaly`` signal);
 - ``report``: the figures for the stats endpoint, the dashboard and the CLI.
 """
@@ -29,7 +29,7 @@ from .episodes import (
     parse_episodes,
 )
 from .report import figures, report_lines
-from .send_allowed import RecentSends, SendDecision, decide
+from .send_allowed import SendDecision, SendLimits, number_prefix
 
 __all__ = [
     "BASELINE_CACHE_SECONDS",
@@ -44,12 +44,12 @@ __all__ = [
     "Episode",
     "Evaluation",
     "OnEpisode",
-    "RecentSends",
     "SendDecision",
+    "SendLimits",
     "assess",
-    "decide",
     "figures",
     "for_app",
+    "number_prefix",
     "parse_episodes",
     "report_lines",
 ]

@@ -10,14 +10,14 @@ from ..signals import conversion_anomaly
 from ..store import Store
 from .detection import AlarmSettings
 from .episodes import Alarms, Episode, Evaluation
-from .send_allowed import RecentSends
+from .send_allowed import SendLimits
 
 
 def for_app(
     store: Store, settings: Settings, sender: Callable[[], object], logger: logging.Logger
-) -> tuple[Alarms, RecentSends]:
+) -> tuple[Alarms, SendLimits]:
     """The alarm of one app, sending ``conversion-anomaly`` with ``sender()`` (the app) as sender, and its
-    per-number counts."""
+    ``send_allowed``."""
     alarm_settings = AlarmSettings.from_settings(settings)
 
     def on_episode(episode: Episode, evaluation: Evaluation) -> None:
@@ -33,4 +33,4 @@ def for_app(
         )
 
     alarms = Alarms(store, alarm_settings, on_episode=on_episode, logger=logger)
-    return alarms, RecentSends(alarm_settings.window, alarm_settings.prefix_digits)
+    return alarms, SendLimits(alarms, store, logger)

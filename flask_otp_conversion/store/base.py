@@ -235,6 +235,19 @@ class Records(ABC):
         provider, calling code. Every increment is counted in both spans."""
 
     @abstractmethod
+    def unverified_sends(self, *, prefix: str, since: float, limit: int) -> int:
+        """How many sends to numbers starting with ``prefix`` ("+" and digits: a calling code and more, or a
+        whole E.164 number, which a longer number starting with it shares) have ``sent_at`` at or after
+        ``since`` and are unverified, up to ``limit``: the answer is ``min(count, limit)``, so an engine stops
+        once it has seen ``limit`` (a limit only needs to know "at least that many"), and answers 0 for 0.
+
+        A send is unverified while neither it nor a later send to the same number (``sent_at`` at or after
+        its own) is verified: a verification clears the number's earlier sends, whose codes it superseded. A
+        send settled as not converted is still unverified. Every process sharing the store sees a send once its
+        ``record_sent`` returned, and its verification once ``record_verified`` (or the spool's apply) did.
+        Reads only. Pruned sends are not counted."""
+
+    @abstractmethod
     def delivery_counts(self, *, since: float, until: float) -> list[DeliveryCounts]:
         """Delivery figures of the hours starting in ``[since, until)``, ordered by hour and provider. ``ack``,
         ``retry`` and ``dead_letter`` count them, only for rows they changed."""

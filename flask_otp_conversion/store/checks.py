@@ -29,6 +29,18 @@ def check_phone(phone: object) -> str:
     return phone
 
 
+#: A number prefix: "+" and 1 to 15 ASCII digits, the first not 0 (a whole E.164 number is one too).
+_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}")
+
+
+def check_prefix(prefix: object) -> str:
+    """A number prefix as ``unverified_sends`` takes it: digits only, so it can bound a range and never be read
+    as a pattern (no ``%``, ``_`` or collation-dependent character reaches a query)."""
+    if not isinstance(prefix, str) or _PREFIX.fullmatch(prefix) is None:
+        raise ValueError("prefix must be '+' and 1 to 15 ASCII digits (the start of an E.164 number)")
+    return prefix
+
+
 def check_message_id(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"message_id must be a string, not {type(value).__name__}")

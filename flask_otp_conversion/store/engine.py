@@ -37,6 +37,7 @@ from .checks import (
     check_name,
     check_phone,
     check_positive,
+    check_prefix,
     check_provider,
     check_schedule,
     check_text,
@@ -68,6 +69,12 @@ _LATENCY = tuple(f"latency:{index}" for index in range(len(LATENCY_BUCKETS) + 1)
 def foreign_reason(provider: str, account: str) -> str:
     """The dead-letter reason of a row ``expire_foreign`` moved: whose row it was."""
     return f"expired: the row belongs to {provider} account {account or '(unknown)'}, not the configured one"
+
+
+def prefix_upper(prefix: str) -> str:
+    """The first string past every number starting with ``prefix`` in byte order (``"+4479"`` -> ``"+447:"``):
+    the exclusive end of the range an index on ``phone`` scans."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 class RecordsTransaction(Protocol):
@@ -124,6 +131,11 @@ class Engine(Store):
 
     @abstractmethod
     def _counts(self, since: float, until: float, span: int) -> list[CountRow]: ...
+
+    @abstractmethod
+    def _unverified_sends(self, prefix: str, upper: str, since: float, limit: int) -> int:
+        """``unverified_sends`` for numbers ``prefix <= phone < upper`` (byte order: ``upper`` is ``prefix``
+        with its last digit raised by one, so the range is exactly the numbers starting with it); ``limit`` >= 1."""
 
     @abstractmethod
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
@@ -303,6 +315,10 @@ class Engine(Store):
         if span not in (HOUR, MINUTE):
             raise ValueError(f"span must be {HOUR} (hours) or {MINUTE} (minutes)")
         return self._counts(check_time(since, "since"), check_time(until, "until"), span)
+
+    def unverified_sends(self, *, prefix: str, since: float, limit: int) -> int:
+        start, at, count = check_prefix(prefix), check_time(since, "since"), check_count(limit)
+        return self._unverified_sends(start, prefix_upper(start), at, count) if count else 0
 
     def delivery_counts(self, *, since: float, until: float) -> list[DeliveryCounts]:
         values: dict[tuple[int, str], dict[str, int]] = {}

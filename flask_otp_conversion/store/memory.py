@@ -7,8 +7,10 @@ rules and the argument checks are the ones every engine shares (``engine.py``, `
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
+import math
 import os
 import threading
 import uuid
@@ -125,6 +127,10 @@ class MemoryStore(Engine, ForkLocal):
                 if row_span == span and since <= start < until
             ]
         return sorted(rows, key=lambda r: (r.hour, r.provider, r.calling_code))
+
+    def _unverified_sends(self, prefix: str, upper: str, since: float, limit: int) -> int:
+        with self._locked():
+            return self._records.unverified(prefix, upper, since, limit)
 
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
         with self._locked():
@@ -325,6 +331,8 @@ class _Records:
         self.sends: dict[int, Sent] = {}  # by ``Sent.key``, which counts up and is never reused
         self.by_id: dict[tuple[str, str], Sent] = {}  # (provider, message_id)
         self.by_phone: dict[str, list[Sent]] = {}
+        #: Every phone of ``by_phone`` in byte order, so a prefix is a range (``unverified``).
+        self.phones: list[str] = []
         self.last_key = 0
         self.outbox: dict[int, _Row] = {}
         self.last_row_id = 0  # never reused, like SQLite's AUTOINCREMENT
@@ -337,7 +345,11 @@ class _Records:
         self.last_key += 1
         sent = Sent(self.last_key, provider, message_id, phone, sent_at, None, account)
         self.sends[sent.key] = self.by_id[(provider, message_id)] = sent
-        self.by_phone.setdefault(phone, []).append(sent)
+        known = self.by_phone.get(phone)
+        if known is None:
+            known = self.by_phone[phone] = []
+            bisect.insort(self.phones, phone)
+        known.append(sent)
         return True
 
     def find_sends(self, wanted: Wanted) -> list[Sent]:
@@ -409,4 +421,16 @@ class _Records:
         self.by_phone = {}
         for sent in self.sends.values():
             self.by_phone.setdefault(sent.phone, []).append(sent)
+        self.phones = sorted(self.by_phone)
         return len(old)
+
+    def unverified(self, prefix: str, upper: str, since: float, limit: int) -> int:
+        """``Store.unverified_sends`` over the phones in ``[prefix, upper)``, stopping at ``limit``."""
+        count = 0
+        for phone in self.phones[bisect.bisect_left(self.phones, prefix) : bisect.bisect_left(self.phones, upper)]:
+            sends = self.by_phone[phone]
+            cleared = max((s.sent_at for s in sends if s.verified_at is not None), default=-math.inf)
+            count += sum(1 for s in sends if s.verified_at is None and s.sent_at >= since and s.sent_at > cleared)
+            if count >= limit:
+                return limit
+        return count

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Advisory lock key (first half) under which the schema is created or migrated.
 _SCHEMA_LOCK = 0x07C0
 
@@ -81,8 +81,11 @@ SCHEMA_V1 = (
     )""",
     "CREATE TABLE otp_spools (name text PRIMARY KEY, position bigint NOT NULL)",
 )
+#: Version 2: sends by number prefix in byte order (``unverified_sends``), whatever the database's collation.
+#: Built without CONCURRENTLY (it runs inside the migration's transaction): writes to otp_sends wait for it.
+SCHEMA_V2 = ('CREATE INDEX otp_sends_phone_c ON otp_sends ((phone COLLATE "C"), sent_at)',)
 #: Each version's statements, applied in order to reach it.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
 class PostgreSQLSchemaError(RuntimeError):
@@ -115,4 +118,4 @@ def ensure_schema(conn: psycopg.Connection[Any], schema: str | None) -> None:
             cur.execute("INSERT INTO otp_schema_versions (version) VALUES (%s)", (step,))
 
 
-__all__ = ["MIGRATIONS", "SCHEMA_V1", "SCHEMA_VERSION", "PostgreSQLSchemaError", "ensure_schema"]
+__all__ = ["MIGRATIONS", "SCHEMA_V1", "SCHEMA_V2", "SCHEMA_VERSION", "PostgreSQLSchemaError", "ensure_schema"]

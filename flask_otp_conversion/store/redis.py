@@ -224,6 +224,9 @@ class RedisStore(Engine, ForkLocal):
             tally["rvu".index(kind)] += int(value)
         return [CountRow(start, provider, code, *tally) for (start, provider, code), tally in sorted(rows.items())]
 
+    def _unverified_sends(self, prefix: str, upper: str, since: float, limit: int) -> int:
+        return int(self._run("unverified", prefix, upper, _t(since), limit))
+
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
         client, _ = self._connection()
         with self._errors():
@@ -312,6 +315,7 @@ class RedisStore(Engine, ForkLocal):
         """Script by script, :data:`PRUNE_BATCH` entries each, so other clients keep being served."""
         steps: list[tuple[str, ...]] = [
             ("sends", _t(before)),
+            ("unverified", str(int(before // MINUTE) * MINUTE)),
             ("reported", _t(before)),
             ("dead", _t(before)),
             ("spans", str(first_kept_hour(before)), f"count-starts:{HOUR}", f"count:{HOUR}:", "3"),

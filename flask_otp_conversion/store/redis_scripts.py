@@ -12,6 +12,11 @@ Keys (``P`` is the prefix; ``{seq}`` a number from a counter, so no user text is
     ``s`` "1" once settled. Found by ``P msgid:{provider}`` (hash, message id -> seq), ``P phone:{phone}`` (zset by
     sent_at), and ``P unsettled:{provider}`` (zset by sent_at: neither verified nor settled). ``P sends`` (zset
     by sent_at) is for prune.
+``P unverified:{minute}`` zset, all scores 0
+    the unverified sends (``send_allowed``'s limits) of the minute starting at ``{minute}``, as members
+    ``{phone}|{seq}``: lexicographic ranges of it are number prefixes, so ``unverified_sends`` is a ``ZLEXCOUNT``
+    per minute of its range. A send leaves it when it, or a later send to its number, is verified, and when
+    pruned; ``P unverified-minutes`` (zset by start) indexes the minutes.
 ``P row:{id}`` hash
     an outbox row (``id`` zero-padded to 16 digits, so members order by id): fields in ``_ROW``; ``state`` p, r or
     d; ``q`` its queue.
@@ -80,6 +85,20 @@ local function run_query(q)
     error('unknown query ' .. tostring(kind))
   end
   return out
+end
+
+-- The unverified-sends index: the minute key of a send at ``t`` and its member there.
+local function unverified_key(t)
+  return P .. 'unverified:' .. string.format('%d', math.floor(tonumber(t) / 60) * 60)
+end
+
+-- A send verified: it and every earlier send to its number leave the unverified index (their codes are
+-- superseded by the one the user typed).
+local function clear_unverified(phone, t)
+  for _, seq in ipairs(redis.call('ZRANGEBYSCORE', P .. 'phone:' .. phone, '-inf', t)) do
+    local at = redis.call('HGET', P .. 'send:' .. seq, 't')
+    if at then redis.call('ZREM', unverified_key(at), phone .. '|' .. seq) end
+  end
 end
 
 local function queue(provider, account)
@@ -155,10 +174,21 @@ for _, op in ipairs(cjson.decode(ARGV[3])) do
     redis.call('ZADD', P .. 'phone:' .. phone, t, seq)
     redis.call('ZADD', P .. 'unsettled:' .. provider, t, seq)
     redis.call('ZADD', P .. 'sends', t, seq)
+    local cleared = false  -- recorded late, behind a send to the number that is verified already
+    for _, later in ipairs(redis.call('ZRANGEBYSCORE', P .. 'phone:' .. phone, t, '+inf')) do
+      if later ~= seq and redis.call('HGET', P .. 'send:' .. later, 'v') then cleared = true break end
+    end
+    if not cleared then
+      local minute = math.floor(tonumber(t) / 60) * 60
+      redis.call('ZADD', unverified_key(t), 0, phone .. '|' .. seq)
+      redis.call('ZADD', P .. 'unverified-minutes', minute, string.format('%d', minute))
+    end
   elseif kind == 'verify' or kind == 'settle' then
     local key = P .. 'send:' .. op[2]
     if kind == 'verify' then
       redis.call('HSET', key, 'v', op[3])
+      local f = redis.call('HMGET', key, 'ph', 't')
+      clear_unverified(f[1], f[2])
     else
       redis.call('HSET', key, 's', '1')
     end
@@ -410,8 +440,9 @@ if what == 'sends' then
   local seqs = redis.call('ZRANGEBYSCORE', P .. 'sends', '-inf', bound, 'LIMIT', 0, batch)
   for _, seq in ipairs(seqs) do
     local key = P .. 'send:' .. seq
-    local f = redis.call('HMGET', key, 'pr', 'm', 'ph')
+    local f = redis.call('HMGET', key, 'pr', 'm', 'ph', 't')
     if f[1] then
+      redis.call('ZREM', unverified_key(f[4]), f[3] .. '|' .. seq)
       redis.call('HDEL', P .. 'msgid:' .. f[1], f[2])
       redis.call('ZREM', P .. 'phone:' .. f[3], seq)
       redis.call('ZREM', P .. 'unsettled:' .. f[1], seq)
@@ -421,6 +452,14 @@ if what == 'sends' then
     redis.call('ZREM', P .. 'sends', seq)
   end
   return {removed, #seqs}
+elseif what == 'unverified' then
+  -- minutes wholly before the bound: their sends are pruned (an index entry, not a row: none counted)
+  local starts = redis.call('ZRANGEBYSCORE', P .. 'unverified-minutes', '-inf', bound, 'LIMIT', 0, batch)
+  for _, start in ipairs(starts) do
+    redis.call('DEL', P .. 'unverified:' .. start)
+    redis.call('ZREM', P .. 'unverified-minutes', start)
+  end
+  return {0, #starts}
 elseif what == 'reported' or what == 'dead' then
   local ids = redis.call('ZRANGEBYSCORE', P .. what, '-inf', bound, 'LIMIT', 0, batch)
   for _, id in ipairs(ids) do
@@ -441,6 +480,32 @@ else
 end
 """
 )
+
+#: ARGV: prefix, number prefix, its upper bound, since, limit. ``unverified_sends``: a ZLEXCOUNT of the range per
+#: minute from the one holding ``since``; in that minute, only sends at or after ``since``. Stops at ``limit``.
+UNVERIFIED = r"""
+local P, lo, hi, since, limit = ARGV[1], '[' .. ARGV[2], '(' .. ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local count = 0
+for _, start in ipairs(redis.call('ZRANGEBYSCORE', P .. 'unverified-minutes', math.floor(since / 60) * 60, '+inf')) do
+  local key = P .. 'unverified:' .. start
+  if tonumber(start) < since then
+    local offset = 0
+    while count < limit do
+      local members = redis.call('ZRANGEBYLEX', key, lo, hi, 'LIMIT', offset, 256)
+      if #members == 0 then break end
+      offset = offset + #members
+      for _, member in ipairs(members) do
+        local t = redis.call('HGET', P .. 'send:' .. string.match(member, '|(%d+)$'), 't')
+        if t and tonumber(t) >= since then count = count + 1 end
+      end
+    end
+  else
+    count = count + redis.call('ZLEXCOUNT', key, lo, hi)
+  end
+  if count >= limit then return limit end
+end
+return count
+"""
 
 #: ARGV: prefix, name, owner, expires_at, now. Returns 1 if ``owner`` holds the lease now.
 LEASE = r"""
@@ -493,4 +558,5 @@ SCRIPTS = {
     "prune": PRUNE,
     "lease": LEASE,
     "take_slots": TAKE_SLOTS,
+    "unverified": UNVERIFIED,
 }

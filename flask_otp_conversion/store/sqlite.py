@@ -50,6 +50,18 @@ _BUMP = """INSERT INTO tallies (start, span, provider, calling_code, requested, 
         verified = verified + excluded.verified,
         unmatched = unmatched + excluded.unmatched"""
 
+#: ``unverified_sends`` (parameters: prefix, upper, since, limit). Both scans are ranges of the (phone, sent_at)
+#: index, in SQLite's BINARY (byte) order, which the range's bounds assume; LIMIT stops the count at the limit.
+_UNVERIFIED = """SELECT count(*) FROM (
+    SELECT 1 FROM messages AS m
+    WHERE m.phone >= ? AND m.phone < ? AND m.sent_at >= ? AND m.verified_at IS NULL
+    AND NOT EXISTS (
+        SELECT 1 FROM messages AS v
+        WHERE v.phone = m.phone AND v.sent_at >= m.sent_at AND v.verified_at IS NOT NULL
+    )
+    LIMIT ?
+)"""
+
 #: A claimable row (parameters: provider, now, now).
 _DUE = "state = 'pending' AND provider = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
 _ITEM_COLUMNS = (
@@ -138,6 +150,10 @@ class SQLiteStore(Engine):
                 (span, since, until),
             ).fetchall()
         return [CountRow(*row) for row in rows]
+
+    def _unverified_sends(self, prefix: str, upper: str, since: float, limit: int) -> int:
+        with self._connection() as conn:
+            return int(conn.execute(_UNVERIFIED, (prefix, upper, since, limit)).fetchone()[0])
 
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
         with self._write() as conn:

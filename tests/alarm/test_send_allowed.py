@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from flask_otp_conversion import OTPConversion
-from flask_otp_conversion.alarm import Alarms, AlarmSettings, RecentSends, decide
+from flask_otp_conversion.alarm import Alarms, AlarmSettings, SendLimits
 from flask_otp_conversion.store import open_store
 from tests.conftest import AppFactory
 
@@ -85,11 +85,28 @@ def test_a_disabled_app_always_allows(make_app: AppFactory) -> None:
         assert conversion.send_allowed(NUMBER)
 
 
-def test_a_store_that_cannot_answer_allows_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    """Advisory: a PostgreSQL store on a closed port (a real driver, refused) never stops the app's sends."""
+def test_a_store_that_cannot_answer_allows_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Advisory: a PostgreSQL store on a closed port (a real driver, refused) never stops the app's sends, and the
+    outage is one warning per read, not one per send."""
     store = open_store("postgresql://otp@127.0.0.1:9/otp?connect_timeout=1")
-    alarms = Alarms(store, AlarmSettings())
+    limits = SendLimits(Alarms(store, AlarmSettings()), store)
     with caplog.at_level(logging.WARNING):
-        decision = decide(alarms, RecentSends(900, 4), NUMBER, time.time())
-    assert (decision.allowed, "the alarm could not be read" in caplog.text) == (True, True)
+        decisions = [limits.decide(NUMBER, time.time()) for _ in range(3)]
     store.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [bool(d) for d in decisions] == [True, True, True]
+    assert (len(warnings), "the alarm could not be read" in warnings[0], "could not be counted" in warnings[1]) == (
+        2,
+        True,
+        True,
+    )
+
+
+def test_a_send_recorded_by_another_app_on_the_store_counts(make_app: AppFactory, tmp_path: object) -> None:
+    """Two apps (as two workers would be) on one SQLite file: the limit is the store's, not a process's."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    app_a, conversion_a = make_app("a", OTP_CONVERSION_STORE_URL=url, OTP_CONVERSION_SEND_LIMIT_NUMBER=3)
+    app_b, conversion_b = make_app("b", OTP_CONVERSION_STORE_URL=url, OTP_CONVERSION_SEND_LIMIT_NUMBER=3)
+    sent(app_a, conversion_a, NUMBER, 3, ago=30)
+    with app_b.app_context():
+        assert conversion_b.send_allowed(NUMBER).reason == "number-limit"
