@@ -102,6 +102,8 @@ class ConversionState:
             logger=logger,
             spool=None if spool is None else (lambda item: spool.append(item, checked=True)),
         )
+        self.alarms, self.send_limits = alarm_for_app(self.store, settings, self._app, logger)
+        alarms = self.alarms
         self.reporter = Reporter(
             store=self.store,
             provider_factory=self.make_provider,
@@ -109,8 +111,9 @@ class ConversionState:
             sender=app,
             logger=logger,
             busy=self.activity.busy,
+            # The deliverer evaluates the alarm on a period: episodes open with no one reading the stats.
+            alarm_check=lambda: alarms.evaluate(fresh=True),
         )
-        self.alarms, self.send_limits = alarm_for_app(self.store, settings, self._app, logger)
 
     def _host_base(self, app: Flask) -> str:
         """The path this host's spool folder and deliverer lock are named after: a SQLite file (they sit beside

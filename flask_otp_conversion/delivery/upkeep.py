@@ -1,12 +1,14 @@
 """The deliverer's housekeeping on the store, each job on its own period, run from the drain loop's passes:
-retention (one process an hour, by lease), sweeps (settle unverified sends, expire other accounts' rows), and
-the delivery status record every process's stats read (``status.py``)."""
+retention (one process an hour, by lease), sweeps (settle unverified sends, expire other accounts' rows), the
+delivery status record every process's stats read (``status.py``), and the SMS-pumping alarm's evaluation, so
+that an episode opens (logged, signalled) with no one reading the stats."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from ..config import Settings
@@ -21,6 +23,8 @@ PRUNE_EVERY = 3600.0
 #: How often a deliverer settles unverified sends and expires other accounts' rows, and how many at a time.
 SWEEP_EVERY = 5.0
 SWEEP_BATCH = 1000
+#: How often a deliverer evaluates the alarm: within the episodes' lease (30 s), so the holder keeps it.
+ALARM_EVERY = 20.0
 
 
 class RateWaits(Protocol):
@@ -30,8 +34,18 @@ class RateWaits(Protocol):
 class Upkeep:
     """One per delivering process (built afresh after a fork, like the rest of its state)."""
 
-    def __init__(self, store: Store, settings: Settings, logger: logging.Logger, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        logger: logging.Logger,
+        owner: str,
+        *,
+        alarm_check: Callable[[], object] | None = None,
+    ) -> None:
         self._store = store
+        self._alarm_check = alarm_check
+        self._alarm_at = -math.inf
         self._settings = settings
         self._logger = logger
         self._owner = owner
@@ -88,6 +102,19 @@ class Upkeep:
                 settings.max_report_age,
             )
         return settled
+
+    def check_alarm_if_due(self) -> None:
+        """Every ``ALARM_EVERY``: evaluate the alarm (it opens and closes episodes itself, once across processes)."""
+        if self._alarm_check is None:
+            return
+        now = time.monotonic()
+        if now - self._alarm_at < ALARM_EVERY:
+            return
+        self._alarm_at = now
+        try:
+            self._alarm_check()
+        except Exception as exc:  # the alarm is advisory: delivery goes on, the next period tries again
+            self._logger.warning("otp-conversion: the alarm could not be evaluated: %s", describe_error(exc))
 
     def count_rate_waits(self, provider: str, source: RateWaits, *, force: bool = False) -> None:
         """Every ``STATUS_EVERY`` (or now, with ``force``: a flush or a stop ends): the rate-cap waits the senders

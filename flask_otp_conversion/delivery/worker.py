@@ -90,8 +90,10 @@ class Reporter(ForkLocal):
         sender: object,
         logger: logging.Logger,
         busy: Callable[[], bool] | None = None,
+        alarm_check: Callable[[], object] | None = None,
     ) -> None:
         self._store = store
+        self._alarm_check = alarm_check
         self._busy = busy
         self._provider_factory = provider_factory
         self._settings = settings
@@ -148,7 +150,7 @@ class Reporter(ForkLocal):
         )
         self._idle_passes = 0
         self._next_due: float | None = None
-        self._upkeep = Upkeep(self._store, self._settings, self._logger, self._owner)
+        self._upkeep = Upkeep(self._store, self._settings, self._logger, self._owner, alarm_check=self._alarm_check)
 
     def _after_fork_in_child(self) -> None:
         # Never touch the parent's locks (a parent thread may have held them at the fork) nor close its
@@ -469,6 +471,7 @@ class Reporter(ForkLocal):
             self._wake.set()  # negative reports to send
         self._write_status(force=False)
         upkeep.count_rate_waits(self._provider_name, self._senders)
+        upkeep.check_alarm_if_due()
 
     def _write_status(self, *, force: bool) -> None:
         breaker = self._policy.breaker

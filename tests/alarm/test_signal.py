@@ -40,6 +40,23 @@ def test_an_alarm_sends_conversion_anomaly_once_with_its_figures(make_app: AppFa
     assert (got["sender"], got["calling_code"], got["sends"], got["rate"], got["window"]) == (app, "234", 40, 0.0, 900)
 
 
+def test_the_deliverer_opens_an_episode_with_no_one_reading(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    received: list[str] = []
+
+    def receiver(sender: object, **kwargs: Any) -> None:
+        received.append(kwargs["calling_code"])
+
+    conversion_anomaly.connect(receiver)
+    try:
+        pump(app, conversion)
+        with app.app_context():
+            conversion.flush(timeout=5)  # the delivery loop's pass, no stats, dashboard or send_allowed read
+    finally:
+        conversion_anomaly.disconnect(receiver)
+    assert received == ["234"]
+
+
 def test_an_open_alarm_is_in_the_stats(make_app: AppFactory) -> None:
     app, conversion = make_app(OTP_CONVERSION_STATS_TOKEN=TOKEN, OTP_CONVERSION_TENCENT_ENDPOINT="http://127.0.0.1:9")
     pump(app, conversion)
