@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
+from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.store import open_store
 from flask_otp_conversion.testing import EmulatorServer, Fault
 from tests.multihost.harness import (
@@ -130,3 +132,36 @@ def test_two_hosts_of_four_gunicorn_workers_under_load_report_each_verification_
             lane.join()
         wait_reported(emulator, serials, timeout=60)
         assert_reported_once(emulator, serials)
+
+
+@pytest.mark.timeout(90)
+def test_sends_through_one_host_count_toward_send_allowed_on_another(
+    tmp_path: Path, provider_emulator_server: EmulatorServer, shared_store_url: str
+) -> None:
+    emulator = provider_emulator_server.emulator
+    phones, serials = messages(emulator, "+861373333", 1)
+    phone = phones[0]
+    with running_hosts(tmp_path, provider_emulator_server, shared_store_url, 1) as (a,):
+        for i in range(3):
+            a.send(phone, f"{serials[0]}-{i}")
+        # Host B: an app of its own (its own instance folder) on the same store, in this process.
+        b = Flask("host-b", instance_path=str(tmp_path / "host-b"))
+        b.config.update(
+            OTP_CONVERSION_PROVIDER="tencent",
+            OTP_CONVERSION_TENCENT_ENDPOINT=provider_emulator_server.url,
+            OTP_CONVERSION_TENCENT_SECRET_ID=emulator.TENCENT_SECRET_ID,
+            OTP_CONVERSION_TENCENT_SECRET_KEY=emulator.TENCENT_SECRET_KEY,
+            OTP_CONVERSION_TENCENT_SDK_APP_ID=emulator.TENCENT_SDK_APP_ID,
+            OTP_CONVERSION_STORE_URL=shared_store_url,
+            OTP_CONVERSION_REPORTER_AUTOSTART=False,
+            OTP_CONVERSION_SEND_LIMIT_NUMBER=3,
+        )
+        conversion = OTPConversion(b)
+        try:
+            with b.app_context():
+                decision = conversion.send_allowed(phone)
+                other = conversion.send_allowed(phones[0][:-1] + ("1" if phone[-1] != "1" else "2"))
+        finally:
+            b.extensions["otp_conversion"].shutdown()
+    assert (decision.allowed, decision.reason) == (False, "number-limit")
+    assert other.allowed
