@@ -6,7 +6,8 @@ exercised is our own signing, serialisation and error handling against the cloud
 signatures are recomputed from the received bytes with ``providers/signing.py``, timestamps and nonces are
 checked, parameters are validated the way the clouds do, and answers have the clouds' shapes, success and
 failure alike. Faults (5xx, hangs, throttling, garbage, dropped connections, latency) can be injected per
-action, and every call is recorded, rejected ones included.
+action (the fault model is ``faults.py``; its names stay importable from here), and every call is recorded,
+rejected ones included.
 
 Routing: each provider is a dialect registered by name (:mod:`flask_otp_conversion.testing.dialects`); a
 request goes to the first one that recognises it. A request with an ``X-TC-Action`` header is Tencent; one with
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from . import _alibaba, _tencent
 from ._common import (
@@ -37,6 +38,7 @@ from ._common import (
 )
 from ._control import CONTROL_PREFIX, control_answer
 from .dialects import Dialect, DialectSpec, registered_dialects
+from .faults import ActiveFault, DropConnection, Fault, FaultKind, take_fault
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -52,99 +54,10 @@ __all__ = [
     "ProviderEmulator",
 ]
 
-FaultKind = Literal[
-    "http_500", "hang", "slow", "throttle", "malformed_json", "drop_connection", "latency", "error"
-]
 #: A server may put a ``threading.Event`` here; when set, hangs and waits end at once (clean shutdown).
 STOPPING_ENVIRON_KEY = "otp_emulator.stopping"
 #: Largest request body the emulator reads (the clouds' own limits are far lower).
 MAX_BODY = 1 << 20
-
-
-class DropConnection(Exception):
-    """Raised by the emulator to have the server close the connection without answering.
-
-    :class:`EmulatorServer` handles it; under another WSGI server the socket is shut down first when the
-    server exposes it (werkzeug, gunicorn), and the exception then surfaces as that server's own error.
-    """
-
-
-@dataclass(frozen=True)
-class Fault:
-    """Something to go wrong on calls of one action. Build with the class methods.
-
-    ``times``: how many calls it affects, None = every call until :meth:`ProviderEmulator.clear_faults`.
-    ``after_processing`` (http_500, malformed_json, drop_connection, hang): the call is carried out first
-    (a send is sent, a report recorded) and only the answer is lost or spoiled — the "did it go through?"
-    case that makes retries produce duplicates.
-    """
-
-    kind: FaultKind
-    times: int | None = None
-    seconds: float = 0.0
-    retry_after: float | None = None
-    code: str = ""
-    message: str = ""
-    status: int | None = None
-    after_processing: bool = False
-
-    def __post_init__(self) -> None:
-        if self.times is not None and self.times < 1:
-            raise ValueError("times must be >= 1, or None for 'until cleared'")
-        if self.seconds < 0:
-            raise ValueError("seconds must be >= 0")
-
-    @classmethod
-    def http_500(cls, *, times: int | None = None, after_processing: bool = False) -> Fault:
-        """HTTP 500: Tencent's front end answers a bare HTML page, Alibaba ``InternalError`` JSON; every other
-        dialect its own server error (Twilio ``20500``, AWS ``InternalServerException``)."""
-        return cls("http_500", times=times, after_processing=after_processing)
-
-    @classmethod
-    def hang(
-        cls, seconds: float = 60.0, *, times: int | None = None, after_processing: bool = False
-    ) -> Fault:
-        """Never answer: wait ``seconds`` (or until :meth:`ProviderEmulator.release_hangs` or server
-        shutdown), then close the connection. Clients see their read timeout."""
-        return cls("hang", times=times, seconds=seconds, after_processing=after_processing)
-
-    @classmethod
-    def slow(cls, seconds: float, *, times: int | None = None) -> Fault:
-        """Answer normally, but trickle the body out over ``seconds``: each read makes progress, so only a
-        deadline on the whole exchange (not a per-read timeout) cuts it short."""
-        return cls("slow", times=times, seconds=seconds)
-
-    @classmethod
-    def latency(cls, seconds: float, *, times: int | None = None) -> Fault:
-        """Wait ``seconds`` before handling the call, then answer normally."""
-        return cls("latency", times=times, seconds=seconds)
-
-    @classmethod
-    def throttle(cls, retry_after: float | None = None, *, times: int | None = None) -> Fault:
-        """The provider's throttling answer: Tencent ``RequestLimitExceeded`` (HTTP 200 body); Alibaba
-        ``Throttling.User`` (cams ``System.LimitControl``), HTTP 400, with ``x-acs-retry-after`` in
-        milliseconds when ``retry_after`` (seconds) is given; Twilio 429 ``20429`` with ``Retry-After``; AWS
-        ``ThrottlingException``, HTTP 400. Tencent and AWS send no retry-after hint."""
-        return cls("throttle", times=times, retry_after=retry_after)
-
-    @classmethod
-    def malformed_json(cls, *, times: int | None = None, after_processing: bool = False) -> Fault:
-        """HTTP 200, ``application/json``, a truncated JSON body."""
-        return cls("malformed_json", times=times, after_processing=after_processing)
-
-    @classmethod
-    def drop_connection(cls, *, times: int | None = None, after_processing: bool = False) -> Fault:
-        """Close the socket after reading the request, without any answer."""
-        return cls("drop_connection", times=times, after_processing=after_processing)
-
-    @classmethod
-    def error(
-        cls, code: str, message: str = "", *, status: int | None = None, times: int | None = None
-    ) -> Fault:
-        """An API error in the provider's shape: Tencent ``Response.Error`` (HTTP 200, or ``status``);
-        Alibaba a business error (HTTP 200, ``Code``/``ResponseCode``) for ``isv.``/``isp.`` codes or
-        ``status=200``, else a gateway error (HTTP ``status``, default by code, usually 400)."""
-        return cls("error", times=times, code=code, message=message or f"Emulated {code}.", status=status)
 
 
 @dataclass(frozen=True)
@@ -179,14 +92,6 @@ class EmulatorCall:
     request_id: str = ""
     query_string: str = ""
     body: bytes = b""
-
-
-@dataclass
-class _ActiveFault:
-    fault: Fault
-    action: str
-    provider: str | None
-    remaining: int | None
 
 
 class ProviderEmulator:
@@ -268,7 +173,7 @@ class ProviderEmulator:
             name: spec.build(self._state, dict(self._credentials[name])) for name, spec in self._specs.items()
         }
         self._calls: list[EmulatorCall] = []
-        self._faults: list[_ActiveFault] = []
+        self._faults: list[ActiveFault] = []
         self._latency = float(latency)
         # Waits (hang, slow, latency) sleep on this condition; release_hangs() bumps the generation.
         self._wake = threading.Condition(threading.Lock())
@@ -314,7 +219,7 @@ class ProviderEmulator:
         if provider is not None and provider not in self._dialects:
             raise ValueError(f"provider must be one of {', '.join(self._specs)}, or None")
         with self._state.lock:
-            self._faults.append(_ActiveFault(fault, action, provider, fault.times))
+            self._faults.append(ActiveFault(fault, action, provider, fault.times))
 
     def clear_faults(self, action: str | None = None) -> None:
         """Forget the faults of ``action`` (None: all of them)."""
@@ -354,9 +259,7 @@ class ProviderEmulator:
         with self._state.lock:
             self._state.cams_phone_numbers = [dict(n) for n in numbers]
 
-    def issue_message_id(
-        self, provider: str, phone: str, *, code: str | None = None, action: str | None = None
-    ) -> str:
+    def issue_message_id(self, provider: str, phone: str, *, code: str | None = None, action: str | None = None) -> str:
         """Register a sent message without a send call and return its id, for tests that report
         conversions directly. ``action``: the dialect's send actions (None: its usual one); Tencent
         ``SendSms``; Alibaba ``SendMessageWithTemplate`` (default, a 2018-05-01 ``MessageId``) or
@@ -459,7 +362,7 @@ class ProviderEmulator:
         if dialect is not None:
             dialect.route(inc, ex)
         with self._state.lock:
-            fault = self._take_fault(ex)
+            fault = take_fault(self._faults, ex.action, ex.provider)
 
         waited = self._latency + (fault.seconds if fault is not None and fault.kind == "latency" else 0.0)
         if waited > 0:
@@ -494,19 +397,6 @@ class ProviderEmulator:
         for name, spec in self._specs.items():
             if spec.recognises(inc):
                 return self._dialects[name]
-        return None
-
-    def _take_fault(self, ex: Exchange) -> Fault | None:
-        for active in self._faults:
-            if active.action not in ("*", ex.action):
-                continue
-            if active.provider is not None and active.provider != ex.provider:
-                continue
-            if active.remaining is not None:
-                active.remaining -= 1
-                if active.remaining <= 0:
-                    self._faults.remove(active)
-            return active.fault
         return None
 
     def _fault_answer(self, dialect: Dialect, ex: Exchange, fault: Fault) -> Answer:
