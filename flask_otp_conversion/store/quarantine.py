@@ -2,7 +2,8 @@
 
 One file per segment, ``quarantine/<segment>.bad`` inside the spool folder, one JSON object a line (the line's byte
 offset and length, why, and the line itself, base64 when it is not UTF-8); entries that are not regular files are
-moved into the folder whole. The spool decides what goes here (``spool.py``); this module only keeps it.
+moved into the folder whole. The spool's applier decides what goes here (``spool_applier.py``); this module only
+keeps it.
 """
 
 from __future__ import annotations
