@@ -178,7 +178,7 @@ class ConnectionPool(ForkLocal):
                     keep = not state.closed
                     if keep:
                         state.idle.append(conn)
-                if not keep:  # close() ran meanwhile; it closed the others
+                if not keep:  # close() ran meanwhile: it left this lent one to us
                     with contextlib.suppress(sqlite3.Error):
                         conn.close()
 
@@ -231,14 +231,17 @@ class ConnectionPool(ForkLocal):
             self.close()
 
     def close(self) -> None:
-        """Close this process's connections; the pool stays usable and reconnects on the next call."""
+        """Close this process's idle connections; the pool stays usable and reconnects on the next call.
+
+        A connection lent to another thread is closed by that thread when it comes back (``connection``):
+        closing it under a running statement crashes the interpreter."""
         if self._check_fork():
             return
         old = self._state
         self._state = _ProcessState()
         with old.lock:
             old.closed = True
-            connections, old.connections, old.idle = old.connections, [], []
+            connections, old.connections, old.idle = old.idle, [], []
         for conn in connections:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()

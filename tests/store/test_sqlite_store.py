@@ -284,6 +284,17 @@ def test_a_connection_lent_when_the_store_is_closed_is_closed_on_return(tmp_path
     store.close()
 
 
+def test_close_leaves_a_lent_connection_usable_until_it_comes_back(tmp_path: Path) -> None:
+    # A delivery thread mid-claim while the app shuts down: closing its connection under it crashed the interpreter.
+    store = SQLiteStore(tmp_path / "s.db")
+    with store._connection() as conn:
+        store.close()
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")
+    store.close()
+
+
 # Forks ----------------------------------------------------------------------------------------------------
 
 
