@@ -8,7 +8,18 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl
 
-from .base import Coordination, CountRow, DeadLetter, Outbox, OutboxItem, OutboxStats, Records, Store, VerifyOutcome
+from .base import (
+    Coordination,
+    CountRow,
+    DeadLetter,
+    Outbox,
+    OutboxItem,
+    OutboxStats,
+    PrefixCount,
+    Records,
+    Store,
+    VerifyOutcome,
+)
 from .memory import MemoryStore
 from .postgresql_url import SCHEMES as POSTGRESQL_SCHEMES
 from .postgresql_url import driver_missing as postgresql_driver_missing
@@ -115,6 +126,7 @@ __all__ = [
     "Outbox",
     "OutboxItem",
     "OutboxStats",
+    "PrefixCount",
     "Records",
     "SQLiteStore",
     "Store",

@@ -154,6 +154,21 @@ class CountRow:
     unmatched: int
 
 
+@dataclass(frozen=True)
+class PrefixCount:
+    """The sends of a time range to one number prefix (``prefix_counts``) and how many of them are verified."""
+
+    #: "+", the calling code and the next digits of the number (the whole number when it has fewer).
+    prefix: str
+    calling_code: str
+    sends: int
+    verified: int
+
+
+#: Most digits after the calling code that ``prefix_counts`` groups by.
+MAX_PREFIX_DIGITS = 12
+
+
 class Records(ABC):
     """Sends, verifications, counters and spool checkpoints.
 
@@ -246,6 +261,15 @@ class Records(ABC):
         send settled as not converted is still unverified. Every process sharing the store sees a send once its
         ``record_sent`` returned, and its verification once ``record_verified`` (or the spool's apply) did.
         Reads only. Pruned sends are not counted."""
+
+    @abstractmethod
+    def prefix_counts(self, *, since: float, until: float, digits: int) -> list[PrefixCount]:
+        """The sends with ``sent_at`` in ``[since, until)``, grouped by number prefix (the calling code and the
+        next ``digits`` digits, 1 to ``MAX_PREFIX_DIGITS``), ordered by prefix: per prefix, how many and how many
+        of them are verified now (a send settled as not converted and verified late counts as verified, as in
+        ``counts``). Only prefixes with sends are listed. Reads only, and only the sends of the range (an index
+        on ``sent_at``), never the whole retention: the alarm asks for a 15-minute window several times a
+        minute. Pruned sends are not counted."""
 
     @abstractmethod
     def delivery_counts(self, *, since: float, until: float) -> list[DeliveryCounts]:

@@ -13,9 +13,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
+from ..phone import calling_code
 from .base import (
     HOUR,
     LATENCY_BUCKETS,
+    MAX_PREFIX_DIGITS,
     MINUTE,
     Backlog,
     CountRow,
@@ -23,6 +25,7 @@ from .base import (
     DeliveryCounts,
     OutboxItem,
     OutboxStats,
+    PrefixCount,
     Store,
     Verification,
     VerifyOutcome,
@@ -136,6 +139,11 @@ class Engine(Store):
     def _unverified_sends(self, prefix: str, upper: str, since: float, limit: int) -> int:
         """``unverified_sends`` for numbers ``prefix <= phone < upper`` (byte order: ``upper`` is ``prefix``
         with its last digit raised by one, so the range is exactly the numbers starting with it); ``limit`` >= 1."""
+
+    @abstractmethod
+    def _prefix_counts(self, since: float, until: float, length: int) -> Iterable[tuple[str, int, int]]:
+        """(the first ``length`` characters of the phone, sends, verified) of the sends with ``sent_at`` in
+        ``[since, until)``, one entry per distinct start (or several, which are summed), read by ``sent_at``."""
 
     @abstractmethod
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
@@ -319,6 +327,25 @@ class Engine(Store):
     def unverified_sends(self, *, prefix: str, since: float, limit: int) -> int:
         start, at, count = check_prefix(prefix), check_time(since, "since"), check_count(limit)
         return self._unverified_sends(start, prefix_upper(start), at, count) if count else 0
+
+    def prefix_counts(self, *, since: float, until: float, digits: int) -> list[PrefixCount]:
+        start, end = check_time(since, "since"), check_time(until, "until")
+        wanted = check_count(digits, "digits", minimum=1)
+        if wanted > MAX_PREFIX_DIGITS:
+            raise ValueError(f"digits must be <= {MAX_PREFIX_DIGITS}")
+        if start >= end:
+            return []
+        # Grouped by the longest calling code's length (three digits), then cut at each number's own code here.
+        totals: dict[str, list[int]] = {}
+        for head, sends, verified in self._prefix_counts(start, end, 4 + wanted):
+            code = calling_code(head)
+            tally = totals.setdefault("+" + code + head[1 + len(code) :][:wanted], [0, 0])
+            tally[0] += sends
+            tally[1] += verified
+        return [
+            PrefixCount(prefix, calling_code(prefix), sends, verified)
+            for prefix, (sends, verified) in sorted(totals.items())
+        ]
 
     def delivery_counts(self, *, since: float, until: float) -> list[DeliveryCounts]:
         values: dict[tuple[int, str], dict[str, int]] = {}

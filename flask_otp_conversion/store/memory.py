@@ -132,6 +132,10 @@ class MemoryStore(Engine, ForkLocal):
         with self._locked():
             return self._records.unverified(prefix, upper, since, limit)
 
+    def _prefix_counts(self, since: float, until: float, length: int) -> list[tuple[str, int, int]]:
+        with self._locked():
+            return self._records.by_prefix(since, until, length)
+
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
         with self._locked():
             for key, value in increments.items():
@@ -333,6 +337,8 @@ class _Records:
         self.by_phone: dict[str, list[Sent]] = {}
         #: Every phone of ``by_phone`` in byte order, so a prefix is a range (``unverified``).
         self.phones: list[str] = []
+        #: (sent_at, key) of every send in order, so a time range is a slice (``by_prefix``).
+        self.by_time: list[tuple[float, int]] = []
         self.last_key = 0
         self.outbox: dict[int, _Row] = {}
         self.last_row_id = 0  # never reused, like SQLite's AUTOINCREMENT
@@ -350,6 +356,7 @@ class _Records:
             known = self.by_phone[phone] = []
             bisect.insort(self.phones, phone)
         known.append(sent)
+        bisect.insort(self.by_time, (sent_at, sent.key))  # an append, for sends recorded in time order
         return True
 
     def find_sends(self, wanted: Wanted) -> list[Sent]:
@@ -422,7 +429,19 @@ class _Records:
         for sent in self.sends.values():
             self.by_phone.setdefault(sent.phone, []).append(sent)
         self.phones = sorted(self.by_phone)
+        self.by_time = sorted((sent.sent_at, sent.key) for sent in self.sends.values())
         return len(old)
+
+    def by_prefix(self, since: float, until: float, length: int) -> list[tuple[str, int, int]]:
+        """``Engine._prefix_counts``: the sends of ``[since, until)``, a slice of ``by_time``."""
+        totals: dict[str, list[int]] = {}
+        first = bisect.bisect_left(self.by_time, (since, -1))
+        for _, key in self.by_time[first : bisect.bisect_left(self.by_time, (until, -1))]:
+            sent = self.sends[key]
+            tally = totals.setdefault(sent.phone[:length], [0, 0])
+            tally[0] += 1
+            tally[1] += sent.verified_at is not None
+        return [(head, sends, verified) for head, (sends, verified) in totals.items()]
 
     def unverified(self, prefix: str, upper: str, since: float, limit: int) -> int:
         """``Store.unverified_sends`` over the phones in ``[prefix, upper)``, stopping at ``limit``."""

@@ -44,6 +44,11 @@ from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_ke
 PRUNE_BATCH = 5000
 #: Largest value of a ``bigint``: ids and positions past it cannot be in a table.
 _BIGINT = (1 << 63) - 1
+#: ``prefix_counts`` (parameters: length, since, until): a range of the otp_sends_sent index, the window's sends.
+PREFIX_COUNTS_SQL = (
+    "SELECT substr(phone, 1, %s), count(*), count(verified_at) FROM otp_sends WHERE sent_at >= %s AND sent_at < %s"
+    " GROUP BY 1"
+)
 
 #: A claimed row's columns, as ``_item`` reads them (``next_attempt_at`` last: the claim order).
 _ITEM_COLUMNS = (
@@ -138,6 +143,10 @@ class PostgreSQLStore(Engine):
         found = [CountRow(int(s), dec(p), c, int(r), int(v), int(u)) for s, p, c, r, v, u in rows]
         found.sort(key=lambda row: (row.hour, row.provider, row.calling_code))  # Python's order, not a collation's
         return found
+
+    def _prefix_counts(self, since: float, until: float, length: int) -> list[tuple[str, int, int]]:
+        rows = self._execute(PREFIX_COUNTS_SQL, (length, since, until))
+        return [(str(head), int(sends), int(verified)) for head, sends, verified in rows]
 
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
         keys = sorted(increments)  # one lock order for every writer

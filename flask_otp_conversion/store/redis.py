@@ -227,6 +227,10 @@ class RedisStore(Engine, ForkLocal):
     def _unverified_sends(self, prefix: str, upper: str, since: float, limit: int) -> int:
         return int(self._run("unverified", prefix, upper, _t(since), limit))
 
+    def _prefix_counts(self, since: float, until: float, length: int) -> list[tuple[str, int, int]]:
+        found = self._run("prefix_counts", _t(since), _t(until), length)
+        return [(str(found[i]), int(found[i + 1]), int(found[i + 2])) for i in range(0, len(found), 3)]
+
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
         client, _ = self._connection()
         with self._errors():

@@ -507,6 +507,32 @@ end
 return count
 """
 
+#: ARGV: prefix, since, until, length. ``prefix_counts``: the sends of ``[since, until)`` from ``P sends``, grouped by
+#: the first ``length`` characters of their phone; returns head, sends, verified, ... (heads in first-seen order).
+PREFIX_COUNTS = r"""
+local P, length = ARGV[1], tonumber(ARGV[4])
+local order, sends, verified = {}, {}, {}
+for _, seq in ipairs(redis.call('ZRANGEBYSCORE', P .. 'sends', ARGV[2], '(' .. ARGV[3])) do
+  local f = redis.call('HMGET', P .. 'send:' .. seq, 'ph', 'v')
+  if f[1] then
+    local head = string.sub(f[1], 1, length)
+    if not sends[head] then
+      order[#order + 1] = head
+      sends[head], verified[head] = 0, 0
+    end
+    sends[head] = sends[head] + 1
+    if f[2] then verified[head] = verified[head] + 1 end
+  end
+end
+local out = {}
+for _, head in ipairs(order) do
+  out[#out + 1] = head
+  out[#out + 1] = sends[head]
+  out[#out + 1] = verified[head]
+end
+return out
+"""
+
 #: ARGV: prefix, name, owner, expires_at, now. Returns 1 if ``owner`` holds the lease now.
 LEASE = r"""
 local P, name, owner, expires_at, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -559,4 +585,5 @@ SCRIPTS = {
     "lease": LEASE,
     "take_slots": TAKE_SLOTS,
     "unverified": UNVERIFIED,
+    "prefix_counts": PREFIX_COUNTS,
 }

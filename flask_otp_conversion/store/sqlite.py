@@ -62,6 +62,12 @@ _UNVERIFIED = """SELECT count(*) FROM (
     LIMIT ?
 )"""
 
+#: ``prefix_counts`` (parameters: length, since, until): a range of the messages_sent index, the window's sends only.
+PREFIX_COUNTS_SQL = (
+    "SELECT substr(phone, 1, ?), count(*), count(verified_at) FROM messages WHERE sent_at >= ? AND sent_at < ?"
+    " GROUP BY 1"
+)
+
 #: A claimable row (parameters: provider, now, now).
 _DUE = "state = 'pending' AND provider = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
 _ITEM_COLUMNS = (
@@ -154,6 +160,11 @@ class SQLiteStore(Engine):
     def _unverified_sends(self, prefix: str, upper: str, since: float, limit: int) -> int:
         with self._connection() as conn:
             return int(conn.execute(_UNVERIFIED, (prefix, upper, since, limit)).fetchone()[0])
+
+    def _prefix_counts(self, since: float, until: float, length: int) -> list[tuple[str, int, int]]:
+        with self._connection() as conn:
+            rows = conn.execute(PREFIX_COUNTS_SQL, (length, since, until)).fetchall()
+        return [(str(head), int(sends), int(verified)) for head, sends, verified in rows]
 
     def _add_figures(self, increments: Mapping[FigureKey, int]) -> None:
         with self._write() as conn:
