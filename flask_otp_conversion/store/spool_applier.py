@@ -107,6 +107,9 @@ class SpoolApplier:
         self._recovering_until = -math.inf  # monotonic: the store refused this applier until recently
         self._waiting_since: dict[tuple[str, int], float] = {}  # (segment, offset) of a line waiting for its send
         self._logged: set[str] = set()  # segments whose trouble was logged at ERROR
+        # Positions this applier read or committed. Positions only move forward, so a segment no longer than its
+        # known position has nothing new and a pass asks the store nothing; a stale one fails the checkpoint.
+        self._known: dict[str, int] = {}
 
     def refused(self) -> None:
         """The store refused a pass (``STORE_TROUBLE``): for ``RECOVERY`` seconds, sends held in memory
@@ -118,6 +121,7 @@ class SpoolApplier:
         row, never a file whose position is forgotten)."""
         self._store.forget_spool(name)
         self._boxes.pop(name, None)
+        self._known.pop(name, None)
 
     def apply_segment(self, name: str, *, final: bool = False) -> tuple[int, int]:
         """Apply the complete lines of segment ``name`` past its stored position; returns (applied, position).
@@ -131,11 +135,17 @@ class SpoolApplier:
         applied = 0
         try:
             with file:
-                position = self._store.spool_position(name)
-                # Read after the position: an owner deletes the file before it forgets the position, so a
-                # forgotten position (0) is never taken for the start of a file that was applied already.
-                if os.fstat(file.fileno()).st_nlink == 0:
-                    return 0, position
+                known = None if final else self._known.get(name)
+                if known is not None:
+                    if os.fstat(file.fileno()).st_size <= known:
+                        return 0, known
+                    position = known
+                else:
+                    position = self._read_position(name)
+                    # Read after the position: an owner deletes the file before it forgets the position, so a
+                    # forgotten position (0) is never taken for the start of a file that was applied already.
+                    if os.fstat(file.fileno()).st_nlink == 0:
+                        return 0, position
                 file.seek(position)
                 for run in runs(file, position, final=final):
                     if run.bad is None:
@@ -146,11 +156,21 @@ class SpoolApplier:
                             self._apply_batch(name, [], run.offset, run.offset + run.length)
                     position = run.offset + run.length
         except _Moved:  # another process is applying this file: it carries on from here
-            position = self._store.spool_position(name)
+            position = self._read_position(name)
         except _Waiting as waiting:  # a line waits for its send: the next pass carries on from it
             applied += waiting.applied
-            position = self._store.spool_position(name)
+            position = self._read_position(name)
         return applied, position
+
+    def _read_position(self, name: str) -> int:
+        position = self._store.spool_position(name)
+        self._remember(name, position)
+        return position
+
+    def _remember(self, name: str, position: int) -> None:
+        if len(self._known) >= 10_000 and name not in self._known:  # segments of long-gone processes
+            self._known.clear()
+        self._known[name] = position
 
     def _apply_lines(self, name: str, block: bytes, position: int) -> int:
         """Apply ``block`` (whole lines, starting at byte ``position``) in batches; returns how many were
@@ -253,6 +273,7 @@ class SpoolApplier:
         )
         if outcomes is None:
             raise _Moved
+        self._remember(name, end)
         if self._on_outcome is not None:
             try:
                 for item, outcome in zip(batch, outcomes, strict=True):
