@@ -56,8 +56,9 @@ _ITEM_COLUMNS = (
     " o.account, o.converted, o.next_attempt_at"
 )
 _SENT_COLUMNS = "id, provider, message_id, phone, sent_at, verified_at, account, settled"
-#: Pending rows still carrying the given (id, token) pairs (parameters: two arrays).
-_HELD = "FROM unnest(%s::bigint[], %s::text[]) AS held(id, token) WHERE o.id = held.id AND o.lease_token = held.token"
+#: Rows still carrying the given (id, token) pairs (parameters: two arrays). A semi-join on the pairs, not a join:
+#: with a backlog that grew since the last ANALYZE, the join had the planner hash every pending row for each ack.
+_HELD = "WHERE (o.id, o.lease_token) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))"
 
 
 class PostgreSQLStore(Engine):
@@ -367,22 +368,25 @@ class PostgreSQLStore(Engine):
 
     def _take_slots(self, name: str, want: int, interval: float, horizon: float, now: float) -> tuple[float, int]:
         key = enc(name)
-
-        def work(cur: psycopg.Cursor[Any]) -> tuple[float, int]:
-            # The row exists before it is locked, so two first draws on a new schedule queue on one row lock.
-            cur.execute(
-                "INSERT INTO otp_schedules (name, next_slot, updated) VALUES (%s, NULL, %s)"
-                " ON CONFLICT (name) DO NOTHING",
-                (key, now),
-            )
-            cur.execute("SELECT next_slot FROM otp_schedules WHERE name = %s FOR UPDATE", (key,))
-            row = cur.fetchone()
-            state = None if row is None or row[0] is None else float(row[0])
+        # Compare-and-set, not a transaction holding a row lock: two autocommit statements instead of five, and a
+        # draw that lost the race to another process reads the schedule again (``draw_slots`` stays the one rule).
+        while True:
+            rows = self._execute("SELECT next_slot FROM otp_schedules WHERE name = %s", (key,))
+            if not rows:
+                self._rowcount(
+                    "INSERT INTO otp_schedules (name, next_slot, updated) VALUES (%s, NULL, %s)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    (key, now),
+                )
+                continue
+            state = None if rows[0][0] is None else float(rows[0][0])
             first, count, following = draw_slots(state, want=want, interval=interval, horizon=horizon, now=now)
-            cur.execute("UPDATE otp_schedules SET next_slot = %s, updated = %s WHERE name = %s", (following, now, key))
-            return first, count
-
-        return self._write(work)
+            if self._rowcount(
+                "UPDATE otp_schedules SET next_slot = %s, updated = %s WHERE name = %s"
+                " AND next_slot IS NOT DISTINCT FROM %s",
+                (following, now, key, state),
+            ):
+                return first, count
 
     # Send limits --------------------------------------------------------------------------------------
 
