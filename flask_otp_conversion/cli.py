@@ -254,8 +254,8 @@ def stats_command(since: str, as_json: bool) -> None:
 @otp_conversion_cli.command("alarms")
 @click.option("--json", "as_json", is_flag=True, help="Print the alarm's figures as JSON.")
 def alarms_command(as_json: bool) -> None:
-    """The SMS-pumping alarm: open episodes and every calling code's window rate against its baseline; exit
-    status 2 while an alarm is open (for a cron job or a health check)."""
+    """The SMS-pumping alarm: open episodes and every calling code's (and assessed prefix's) window rate against
+    its baseline; exit status 2 while an alarm is open (for a cron job or a health check)."""
     import json
 
     from .alarm import figures, report_lines
@@ -269,7 +269,7 @@ def alarms_command(as_json: bool) -> None:
     else:
         for line in report_lines(shown):
             click.echo(line)
-    if shown["open"]:
+    if shown["open"] or shown["open_prefixes"]:
         sys.exit(2)
 
 
@@ -293,9 +293,10 @@ def _stats_table(figures: dict[str, Any]) -> list[str]:
             f"retried          {delivery['retried']}",
             f"dead-lettered    {delivery['dead_lettered']}",
         ]
-    for episode in (figures.get("alarms") or {}).get("open", []):
-        code, since = episode["calling_code"], episode["since"]
-        lines.append(f"ALARM            +{code} since {since} (flask otp-conversion alarms)")
+    alarms = figures.get("alarms") or {}
+    for episode in alarms.get("open", []) + alarms.get("open_prefixes", []):
+        what = f"{episode['prefix']}..." if "prefix" in episode else f"+{episode['calling_code']}"
+        lines.append(f"ALARM            {what} since {episode['since']} (flask otp-conversion alarms)")
     for title, key in (("provider", "by_provider"), ("calling code", "by_calling_code")):
         lines.append("")
         lines.append(f"{title:<16} {'requested':>9} {'verified':>9} {'rate':>7}")

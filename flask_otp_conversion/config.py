@@ -65,6 +65,9 @@ class Settings(BaseModel):
     alarm_floor: float = Field(default=0.2, ge=0, lt=1)
     alarm_clear_ratio: float = Field(default=0.7, gt=0, le=1)
     alarm_baseline_min_sends: int = Field(default=200, ge=1)
+    #: The per-prefix alarm: digits after the calling code that make a prefix (0: off), and its window's minimum.
+    alarm_prefix_digits: int = Field(default=0, ge=0, le=12)
+    alarm_prefix_min_sends: int = Field(default=30, ge=1)
     send_limit_number: int = Field(default=5, ge=0)
     send_limit_prefix: int = Field(default=30, ge=0)
     send_limit_prefix_digits: int = Field(default=4, ge=0, le=12)

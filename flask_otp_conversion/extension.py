@@ -444,10 +444,11 @@ class OTPConversion:
         return 0 if state.reporter is None else state.reporter.flush(timeout)
 
     def send_allowed(self, phone: str) -> SendDecision:
-        """Advisory, before sending an OTP: no (with a reason) while the number's calling code is under an
-        SMS-pumping alarm, or the number or its prefix has too many unverified sends in the alarm window (counted
-        in the store: every worker and host agrees). Always yes on a disabled app, and while the store cannot
-        answer. ``ValueError`` for a phone that is not a plausible number."""
+        """Advisory, before sending an OTP: no (with a reason) while the number's calling code (or, with the
+        per-prefix alarm on, its prefix) is under an SMS-pumping alarm, or the number or its prefix has too many
+        unverified sends in the alarm window (counted in the store: every worker and host agrees). Always yes on a
+        disabled app, and while the store cannot answer. ``ValueError`` for a phone that is not a plausible
+        number."""
         limits = self._state().send_limits
         if limits is None:
             return SendDecision(True)

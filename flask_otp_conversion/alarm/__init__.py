@@ -3,7 +3,8 @@
 SMS pumping (traffic inflated to premium numbers) shows as sends that are never verified: a code's conversion
 *rate* falls while its volume rises. One module per job:
 
-- ``detection``: the arithmetic (``assess``): window rows and baseline rows in, a verdict per calling code out;
+- ``detection``: the arithmetic (``assess``, ``assess_prefixes``): window rows and baseline rows in, a verdict per
+  calling code (or number prefix) out;
 - ``episodes``: ``Alarms`` reads the store's counters, keeps the open episodes in one store flag and opens and
   closes them under a named lease, so each is logged and signalled once;
 - ``send_allowed``: the advisory check before a send (``SendLimits``), from the episodes and the store's counts;
@@ -14,7 +15,7 @@ SMS pumping (traffic inflated to premium numbers) shows as sends that are never 
 from __future__ import annotations
 
 from .app import for_app
-from .detection import AlarmSettings, CodeAssessment, assess
+from .detection import AlarmSettings, CodeAssessment, assess, assess_prefixes
 from .episodes import (
     BASELINE_CACHE_SECONDS,
     CACHE_SECONDS,
@@ -47,6 +48,7 @@ __all__ = [
     "SendDecision",
     "SendLimits",
     "assess",
+    "assess_prefixes",
     "figures",
     "for_app",
     "number_prefix",

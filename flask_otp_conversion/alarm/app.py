@@ -25,6 +25,7 @@ def for_app(
         conversion_anomaly.send(
             sender(),
             calling_code=episode.calling_code,
+            prefix=episode.prefix,
             rate=None if seen is None else seen.rate,
             baseline=None if seen is None else seen.baseline,
             sends=0 if seen is None else seen.sends,

@@ -1,6 +1,7 @@
 """Episodes: ``Alarms`` evaluates the detection from the store when asked, keeps the open episodes in one store
 flag (so that every process and host agrees) and makes the transitions under a short named lease, so an episode
-is logged and signalled once."""
+is logged and signalled once. A number prefix's alarm (``AlarmSettings.prefix_alarm_digits``) is an episode of
+its own, in the same flag."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .._forks import ForkLocal
+from ..phone import calling_code
 from ..redaction import describe_error
 from ..store import Store
 from ..store.base import HOUR, MINUTE, CountRow
-from .detection import AlarmSettings, CodeAssessment, assess, pct
+from .detection import AlarmSettings, CodeAssessment, assess, assess_prefixes, pct
 
-#: The store flag holding the open episodes, ``code=since;code=since``: every process reads the same.
+#: The store flag holding the open episodes, ``code=since;+prefix=since``: every process reads the same. A
+#: prefix's entry starts with "+", which a version without the prefix alarm drops as malformed.
 EPISODES_FLAG = "alarm:episodes"
 #: The named lease under which one process at a time opens and closes episodes (logs them, signals them).
 EPISODES_LEASE = "alarm:episodes"
@@ -40,19 +43,34 @@ class Episode:
     calling_code: str
     since: float
     assessment: CodeAssessment | None
+    #: The number prefix under alarm ("+", the code and more digits); None for the whole calling code.
+    prefix: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Its name in the episodes flag: the calling code, or the prefix with its "+"."""
+        return self.calling_code if self.prefix is None else self.prefix
 
 
 def parse_episodes(value: str | None) -> dict[str, float]:
-    """The episodes flag as ``{code: since}``; a malformed entry is dropped, not fatal."""
+    """The episodes flag as ``{key: since}``: a calling code's key is its digits, a prefix's is "+" and digits.
+    A malformed entry is dropped, not fatal."""
     out: dict[str, float] = {}
     for part in (value or "").split(";"):
-        code, _, since = part.partition("=")
-        if code.isdigit():
+        key, _, since = part.partition("=")
+        digits = key[1:] if key.startswith("+") else key
+        if digits.isascii() and digits.isdigit():
             try:
-                out[code] = float(since)
+                out[key] = float(since)
             except ValueError:
                 continue
     return out
+
+
+def _episode(key: str, since: float, seen: CodeAssessment | None) -> Episode:
+    if not key.startswith("+"):
+        return Episode(key, since, seen)
+    return Episode(calling_code(key), since, seen, prefix=key)
 
 
 def _format_episodes(episodes: dict[str, float]) -> str | None:
@@ -67,7 +85,22 @@ class Evaluation:
     window_start: float
     window_end: float
     codes: list[CodeAssessment]
+    #: Open episodes of whole calling codes, by code.
     episodes: dict[str, Episode] = field(default_factory=dict)
+    #: The prefixes the per-prefix alarm assessed (``assess_prefixes``), and their open episodes, by prefix.
+    prefixes: list[CodeAssessment] = field(default_factory=list)
+    prefix_episodes: dict[str, Episode] = field(default_factory=dict)
+
+    def episode_for(self, phone: str) -> Episode | None:
+        """The open episode covering an E.164 number: its calling code's, else its prefix's, else None."""
+        code = calling_code(phone)
+        found = self.episodes.get(code)
+        if found is not None:
+            return found
+        for prefix, episode in self.prefix_episodes.items():
+            if phone.startswith(prefix):
+                return episode
+        return None
 
 
 #: ``on_episode(episode)``: called once when an episode opens (the extension sends ``conversion-anomaly``).
@@ -123,9 +156,23 @@ class Alarms(ForkLocal):
         s = self.settings
         end = int((now - s.settle) // MINUTE) * MINUTE
         start = end - int(s.window // MINUTE) * MINUTE
-        codes = assess(self._store.counts(since=start, until=end, span=MINUTE), self._baseline_rows(now, start), s)
-        evaluation = Evaluation(now, float(start), float(end), codes)
-        return Evaluation(now, float(start), float(end), codes, self._episodes(evaluation))
+        baseline = self._baseline_rows(now, start)
+        codes = assess(self._store.counts(since=start, until=end, span=MINUTE), baseline, s)
+        prefixes = []
+        if s.prefix_alarm_digits:
+            rows = self._store.prefix_counts(since=start, until=end, digits=s.prefix_alarm_digits)
+            prefixes = assess_prefixes(rows, baseline, s)
+        seen = Evaluation(now, float(start), float(end), codes, prefixes=prefixes)
+        episodes = self._episodes(seen)
+        return Evaluation(
+            now,
+            float(start),
+            float(end),
+            codes,
+            {k: e for k, e in episodes.items() if e.prefix is None},
+            prefixes,
+            {k: e for k, e in episodes.items() if e.prefix is not None},
+        )
 
     def _baseline_rows(self, now: float, window_start: int) -> list[CountRow]:
         until = int(window_start // HOUR) * HOUR  # whole hours before the window's
@@ -137,11 +184,13 @@ class Alarms(ForkLocal):
         return rows
 
     def _episodes(self, evaluation: Evaluation) -> dict[str, Episode]:
-        """Open and close episodes by the verdicts, under the lease; without it, read what the holder wrote."""
+        """Open and close episodes by the verdicts, under the lease; without it, read what the holder wrote. By
+        key (``Episode.key``): calling codes and prefixes alike."""
         now = evaluation.at
-        by_code = {a.calling_code: a for a in evaluation.codes}
+        by_key = {a.calling_code: a for a in evaluation.codes}
+        by_key.update((a.prefix, a) for a in evaluation.prefixes if a.prefix is not None)
         stored = parse_episodes(self._store.get_flag(EPISODES_FLAG))
-        as_stored = {code: Episode(code, since, by_code.get(code)) for code, since in stored.items()}
+        as_stored = {key: _episode(key, since, by_key.get(key)) for key, since in stored.items()}
         if now < self._ask_lease_at:
             return as_stored
         try:
@@ -153,48 +202,57 @@ class Alarms(ForkLocal):
             return as_stored
         opened, closed = [], []
         episodes = dict(stored)
-        for code, since in stored.items():
-            seen = by_code.get(code)
+        for key, since in stored.items():
+            seen = by_key.get(key)
             if seen is None or seen.clears:  # no sends at all in the window clears it too
-                closed.append((code, since, seen))
-                del episodes[code]
+                closed.append((key, since, seen))
+                del episodes[key]
         for a in evaluation.codes:
             if a.triggered and a.calling_code not in episodes:
                 episodes[a.calling_code] = now
                 opened.append(a.calling_code)
+        for a in evaluation.prefixes:  # a range of a code under alarm is in that code's episode already
+            if a.triggered and a.prefix is not None and a.prefix not in episodes and a.calling_code not in episodes:
+                episodes[a.prefix] = now
+                opened.append(a.prefix)
         if opened or closed:
             try:
                 self._store.set_flag(EPISODES_FLAG, _format_episodes(episodes))
             except Exception as exc:  # as above: the next evaluation that can write makes the transitions
                 self.logger.debug("alarm episodes not updated: %s", describe_error(exc))
                 return as_stored
-        result = {code: Episode(code, since, by_code.get(code)) for code, since in episodes.items()}
-        for code, since, seen in closed:
+        result = {key: _episode(key, since, by_key.get(key)) for key, since in episodes.items()}
+        for key, since, seen in closed:
             self.logger.info(
-                "otp-conversion alarm cleared for +%s after %.0f s (window rate %s, %d sends)",
-                code,
+                "otp-conversion alarm cleared for %s after %.0f s (window rate %s, %d sends)",
+                _shown(key),
                 now - since,
                 pct(seen.rate if seen else None),
                 seen.sends if seen else 0,
             )
-        for code in opened:
-            a = by_code[code]
+        for key in opened:
+            a = by_key[key]
             self.logger.warning(
-                "otp-conversion alarm: conversion to +%s fell to %s over %d sends in the last %.0f min "
+                "otp-conversion alarm: conversion to %s fell to %s over %d sends in the last %.0f min "
                 "(baseline %s, %s): possible SMS pumping",
-                code,
+                _shown(key),
                 pct(a.rate),
                 a.sends,
                 self.settings.window / 60,
                 pct(a.baseline),
-                a.baseline_source,
+                a.baseline_source if a.prefix is None else f"{a.baseline_source}, of +{a.calling_code}",
             )
             if self._on_episode is not None:
                 try:
-                    self._on_episode(result[code], evaluation)
+                    self._on_episode(result[key], evaluation)
                 except Exception:  # an app's receiver failing must not stop the alarm
                     self.logger.exception("otp-conversion: a conversion-anomaly receiver raised")
         return result
+
+
+def _shown(key: str) -> str:
+    """An episode as the log lines name it: ``+234`` for a calling code, ``+447911...`` for a prefix."""
+    return key + "..." if key.startswith("+") else "+" + key
 
 
 _PROCESS_TOKEN = uuid.uuid4().hex[:8]

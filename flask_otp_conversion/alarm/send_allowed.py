@@ -1,5 +1,5 @@
-"""``send_allowed``: the advisory check before a send, from the alarm's episodes and the unverified sends to the
-number and its prefix.
+"""``send_allowed``: the advisory check before a send, from the alarm's episodes (the number's calling code's or
+its prefix's) and the unverified sends to the number and its prefix.
 
 Both come from the store, which every worker and host shares, so a limit is the app's, not a process's: sends
 through one host count on every other. The counts are read on each call (``Store.unverified_sends``, which stops
@@ -29,7 +29,8 @@ class SendDecision:
     """``send_allowed``'s answer: advisory, the app decides. Truthy when allowed."""
 
     allowed: bool
-    #: Why not (None when allowed): ``"calling-code-alarm"``, ``"number-limit"`` or ``"prefix-limit"``.
+    #: Why not (None when allowed): ``"calling-code-alarm"``, ``"prefix-alarm"`` (the number's prefix is under
+    #: the per-prefix alarm), ``"number-limit"`` or ``"prefix-limit"``.
     reason: str | None = None
     detail: str | None = None
     calling_code: str | None = None
@@ -62,7 +63,7 @@ class SendLimits:
         e164 = normalize_phone(phone)
         code = calling_code(e164)
         try:
-            episode = self.alarms.evaluate().episodes.get(code)
+            episode = self.alarms.evaluate().episode_for(e164)
         except Exception as exc:  # advisory: a store that cannot answer must not stop the app's sends
             self._failed("alarm", "the alarm could not be read", exc)
             episode = None
@@ -71,10 +72,11 @@ class SendLimits:
         if episode is not None:
             seen = episode.assessment
             since = time.strftime("%H:%M:%SZ", time.gmtime(episode.since))
-            detail = f"+{code} is under an SMS-pumping alarm since {since}"
+            what = f"+{code}" if episode.prefix is None else f"{episode.prefix}..."
+            detail = f"{what} is under an SMS-pumping alarm since {since}"
             if seen is not None:
                 detail += f" (conversion {pct(seen.rate)} over {seen.sends} sends, baseline {pct(seen.baseline)})"
-            return SendDecision(False, "calling-code-alarm", detail, code)
+            return SendDecision(False, "calling-code-alarm" if episode.prefix is None else "prefix-alarm", detail, code)
         s = self.settings
         minutes = f"{s.window / 60:.0f} min"
         try:

@@ -111,11 +111,15 @@ class Dashboard:
         """Everything the page shows, as JSON."""
         now = self.clock()
         figures = self.service.collect(parse_window({"since": "24h"}, provider=self.service.provider_class))
-        alarms = figures.get("alarms") or {"open": [], "codes": [], "window": None}
+        alarms = figures.get("alarms") or {"open": [], "codes": [], "open_prefixes": [], "prefixes": [], "window": None}
         window_by_code = {row["calling_code"]: row for row in alarms["codes"]}
         open_by_code = {row["calling_code"]: row for row in alarms["open"]}
+        prefixes_by_code: dict[str, list[dict[str, Any]]] = {}
+        for row in alarms["open_prefixes"]:
+            prefixes_by_code.setdefault(row["calling_code"], []).append(row)
         countries = []
-        for code in sorted(set(figures["by_calling_code"]) | set(window_by_code) | set(open_by_code)):
+        codes = set(figures["by_calling_code"]) | set(window_by_code) | set(open_by_code) | set(prefixes_by_code)
+        for code in sorted(codes):
             day = figures["by_calling_code"].get(code, {})
             seen = window_by_code.get(code, {})
             countries.append(
@@ -129,6 +133,7 @@ class Dashboard:
                     "baseline": seen.get("baseline"),
                     "alarm": code in open_by_code,
                     "alarm_since": open_by_code.get(code, {}).get("since"),
+                    "prefix_alarms": prefixes_by_code.get(code, []),
                 }
             )
         return {

@@ -29,7 +29,7 @@ from ..store.base import HOUR, LATENCY_BUCKETS
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from ..alarm import Alarms
+    from ..alarm import Alarms, Evaluation
     from .stats import StatsService
 
 __all__ = ["BREAKER_STATES", "CACHE_SECONDS", "StoreCollector", "available", "make_metrics_blueprint"]
@@ -254,6 +254,36 @@ class StoreCollector:
             if seen.baseline is not None:
                 baseline.add_metric([code], seen.baseline)
         yield from (active, rate, sends, baseline)
+        yield from _prefix_alarms(evaluation)
+
+
+def _prefix_alarms(evaluation: Evaluation) -> Iterable[Metric]:
+    """The per-prefix alarm's open episodes only: a bounded label set (a code has many prefixes, few under alarm)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    labels = ["calling_code", "prefix"]
+    active = GaugeMetricFamily(
+        "otp_conversion_prefix_alarm_active",
+        "1 while an SMS-pumping alarm is open for the number prefix",
+        labels=labels,
+    )
+    rate = GaugeMetricFamily(
+        "otp_conversion_prefix_window_conversion_ratio",
+        "Conversion rate of the alarm window of a number prefix under alarm",
+        labels=labels,
+    )
+    sends = GaugeMetricFamily(
+        "otp_conversion_prefix_window_sends", "Sends in the alarm window of a number prefix under alarm", labels=labels
+    )
+    for prefix, episode in sorted(evaluation.prefix_episodes.items()):
+        label = [episode.calling_code, prefix]
+        active.add_metric(label, 1.0)
+        seen = episode.assessment
+        if seen is not None:
+            sends.add_metric(label, float(seen.sends))
+            if seen.rate is not None:
+                rate.add_metric(label, seen.rate)
+    yield from (active, rate, sends)
 
 
 def _bound(value: float) -> str:

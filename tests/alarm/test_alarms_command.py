@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from tests.alarm.ranges import PREFIX, PREFIX_CONFIG, pump_a_range
 from tests.conftest import AppFactory
 
 PUMPED = "+2348031234567"
@@ -44,3 +45,19 @@ def test_the_stats_command_names_an_open_alarm(make_app: AppFactory) -> None:
             conversion.record_sent(PUMPED, f"p-{i}", sent_at=time.time() - 300)
     output = app.test_cli_runner().invoke(args=["otp-conversion", "stats"]).output
     assert any(line.startswith("ALARM") and "+234" in line for line in output.splitlines())
+
+
+def test_an_open_prefix_alarm_is_listed_with_its_code_and_exits_2(make_app: AppFactory) -> None:
+    app, conversion = make_app(**PREFIX_CONFIG)
+    pump_a_range(app, conversion)
+    result = app.test_cli_runner().invoke(args=["otp-conversion", "alarms"])
+    assert result.exit_code == 2
+    assert f"ALARM {PREFIX}... (in +44)" in result.output
+    assert any(line.startswith(PREFIX) and line.endswith("ALARM") for line in result.output.splitlines())
+
+
+def test_the_stats_command_names_an_open_prefix_alarm(make_app: AppFactory) -> None:
+    app, conversion = make_app(OTP_CONVERSION_TENCENT_ENDPOINT="http://127.0.0.1:9", **PREFIX_CONFIG)
+    pump_a_range(app, conversion)
+    output = app.test_cli_runner().invoke(args=["otp-conversion", "stats"]).output
+    assert any(line.startswith("ALARM") and f"{PREFIX}..." in line for line in output.splitlines())

@@ -1,11 +1,11 @@
-"""``assess``: the alarm's arithmetic over counter rows."""
+"""``assess`` and ``assess_prefixes``: the alarm's arithmetic over counter rows and prefix counts."""
 
 from __future__ import annotations
 
 import pytest
 
-from flask_otp_conversion.alarm import AlarmSettings, CodeAssessment, assess
-from flask_otp_conversion.store.base import CountRow
+from flask_otp_conversion.alarm import AlarmSettings, CodeAssessment, assess, assess_prefixes
+from flask_otp_conversion.store.base import CountRow, PrefixCount
 
 SETTINGS = AlarmSettings(min_sends=20, ratio=0.5, floor=0.2, clear_ratio=0.7, baseline_min_sends=200)
 
@@ -63,3 +63,26 @@ def test_a_recovered_rate_clears() -> None:
 
 def test_a_window_emptied_of_sends_clears() -> None:
     assert one(rows("234", 9, 0), rows("234", 1000, 850)).clears
+
+
+PREFIXES = AlarmSettings(prefix_alarm_digits=3, prefix_alarm_min_sends=30, baseline_min_sends=200)
+
+
+def test_a_prefix_is_judged_against_its_calling_codes_baseline() -> None:
+    (result,) = assess_prefixes([PrefixCount("+44791", "44", 30, 3)], rows("44", 1000, 900), PREFIXES)
+    assert (result.prefix, result.baseline, result.baseline_source, result.triggered) == ("+44791", 0.9, "own", True)
+
+
+def test_a_prefix_needs_its_own_minimum_of_sends() -> None:
+    (result,) = assess_prefixes([PrefixCount("+44791", "44", 29, 0)], rows("44", 1000, 900), PREFIXES)
+    assert (result.sends, result.triggered) == (29, False)
+
+
+def test_prefixes_too_small_to_hold_an_alarm_are_left_out() -> None:
+    counted = [PrefixCount("+1415", "1", 14, 0), PrefixCount("+1646", "1", 15, 0)]
+    assert [a.prefix for a in assess_prefixes(counted, rows("1", 1000, 850), PREFIXES)] == ["+1646"]
+
+
+def test_a_prefix_of_a_code_with_little_history_is_judged_against_every_code() -> None:
+    (result,) = assess_prefixes([PrefixCount("+234803", "234", 30, 10)], rows("86", 1000, 800), PREFIXES)
+    assert (result.calling_code, result.baseline_source, result.baseline) == ("234", "all", 0.8)

@@ -40,11 +40,14 @@ def pump(store: Store, at: float, sends: int, verified: int, phone: str = PUMPED
             )
 
 
-def alarms_on(store: Store, clock: FakeClock, opened: list[Episode], name: str = "a") -> Alarms:
+def alarms_on(
+    store: Store, clock: FakeClock, opened: list[Episode], name: str = "a", settings: AlarmSettings | None = None
+) -> Alarms:
     def on_episode(episode: Episode, evaluation: Evaluation) -> None:
         opened.append(episode)
 
-    return Alarms(store, AlarmSettings(), on_episode=on_episode, clock=clock, logger=logging.getLogger(name))
+    chosen = settings or AlarmSettings()
+    return Alarms(store, chosen, on_episode=on_episode, clock=clock, logger=logging.getLogger(name))
 
 
 def test_an_episode_opens_once_however_often_it_is_evaluated(store: Store, clock: FakeClock) -> None:
@@ -137,3 +140,82 @@ def test_another_process_takes_the_transitions_over_once_the_first_stops(store: 
     pump(store, clock.now - 300, 40, 0)
     other.evaluate()
     assert (first, [e.calling_code for e in second]) == ([], ["234"])
+
+
+# The per-prefix alarm ------------------------------------------------------------------------------------
+
+PREFIXES = AlarmSettings(prefix_alarm_digits=3)
+RANGE = "+447911123456"
+
+
+def pump_a_range(store: Store, at: float) -> None:
+    """+44 converting at 75 % as a whole (200 good sends to +44770, 40 pumped to +44791 never verified)."""
+    pump(store, at, 200, 180, phone="+447700900123")
+    pump(store, at, 40, 0, phone=RANGE)
+
+
+def test_a_pumped_range_opens_a_prefix_episode(store: Store, clock: FakeClock) -> None:
+    opened: list[Episode] = []
+    pump_a_range(store, clock.now - 300)
+    seen = alarms_on(store, clock, opened, settings=PREFIXES).evaluate()
+    assert ([(e.calling_code, e.prefix) for e in opened], seen.episodes) == ([("44", "+44791")], {})
+    assert set(seen.prefix_episodes) == {"+44791"}
+
+
+def test_a_prefix_episode_is_kept_in_the_flag_under_its_prefix(store: Store, clock: FakeClock) -> None:
+    pump_a_range(store, clock.now - 300)
+    alarms_on(store, clock, [], settings=PREFIXES).evaluate()
+    assert parse_episodes(store.get_flag(EPISODES_FLAG)) == {"+44791": pytest.approx(clock.now, abs=1)}
+
+
+def test_a_prefix_episode_is_logged_once_naming_its_range(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    alarms = alarms_on(store, clock, [], settings=PREFIXES)
+    pump_a_range(store, clock.now - 300)
+    with caplog.at_level(logging.INFO):
+        alarms.evaluate()
+        clock.advance(5)
+        alarms.evaluate()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "+44791..." in warnings[0] and "of +44" in warnings[0]
+
+
+def test_a_range_of_a_code_under_alarm_opens_no_episode_of_its_own(store: Store, clock: FakeClock) -> None:
+    opened: list[Episode] = []
+    pump(store, clock.now - 300, 40, 0, phone=RANGE)  # the range is all of +44's traffic: the code's alarm
+    seen = alarms_on(store, clock, opened, settings=PREFIXES).evaluate()
+    assert ([e.key for e in opened], seen.prefix_episodes) == (["44"], {})
+
+
+def test_a_prefix_episode_clears_once_the_range_recovers(store: Store, clock: FakeClock) -> None:
+    alarms = alarms_on(store, clock, [], settings=PREFIXES)
+    pump_a_range(store, clock.now - 300)
+    assert alarms.evaluate().prefix_episodes
+    clock.advance(20 * 60)
+    pump(store, clock.now - 300, 40, 36, phone=RANGE)
+    assert alarms.evaluate(fresh=True).prefix_episodes == {}
+    assert store.get_flag(EPISODES_FLAG) is None
+
+
+def test_turning_the_prefix_alarm_off_clears_its_open_episodes(store: Store, clock: FakeClock) -> None:
+    pump_a_range(store, clock.now - 300)
+    alarms_on(store, clock, [], "on", settings=PREFIXES).evaluate()
+    clock.advance(LEASE_TTL + 1)
+    assert alarms_on(store, clock, [], "off").evaluate().prefix_episodes == {}
+    assert store.get_flag(EPISODES_FLAG) is None
+
+
+def test_a_flag_written_before_prefix_episodes_still_parses(store: Store, clock: FakeClock) -> None:
+    """The value an earlier version wrote: calling codes only."""
+    since = float(round(clock.now - 600))
+    store.set_flag(EPISODES_FLAG, f"234={since:.0f};86={since + 500:.0f}")
+    assert parse_episodes(store.get_flag(EPISODES_FLAG)) == {"234": since, "86": since + 500}
+    pump(store, clock.now - 300, 40, 0)
+    seen = alarms_on(store, clock, [], settings=PREFIXES).evaluate()
+    assert (seen.episodes["234"].since, seen.episodes["234"].prefix, seen.prefix_episodes) == (since, None, {})
+
+
+@pytest.mark.parametrize("entry", ["+=1", "+44a=1", "+\uff14\uff14=1", "+44791=x", "44791", "=5"], ids=repr)
+def test_a_malformed_prefix_entry_is_dropped(entry: str) -> None:
+    assert parse_episodes(f"{entry};+44791=100;234=50") == {"+44791": 100.0, "234": 50.0}

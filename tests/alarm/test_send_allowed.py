@@ -11,6 +11,7 @@ from flask import Flask
 from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.alarm import Alarms, AlarmSettings, SendLimits
 from flask_otp_conversion.store import open_store
+from tests.alarm.ranges import PREFIX, PREFIX_CONFIG, pump_a_range
 from tests.conftest import AppFactory
 
 PUMPED = "+2348031234567"
@@ -39,6 +40,22 @@ def test_a_number_elsewhere_is_allowed_during_an_alarm(make_app: AppFactory) -> 
     sent(app, conversion, PUMPED, 40)
     with app.app_context():
         assert conversion.send_allowed("+8613711112222")
+
+
+def test_a_number_in_a_range_under_alarm_is_refused(make_app: AppFactory) -> None:
+    app, conversion = make_app(**PREFIX_CONFIG)
+    pump_a_range(app, conversion)
+    with app.app_context():
+        decision = conversion.send_allowed("+447911000000")
+    assert (decision.allowed, decision.reason, decision.calling_code) == (False, "prefix-alarm", "44")
+    assert f"{PREFIX}..." in (decision.detail or "")
+
+
+def test_a_number_of_the_same_code_outside_the_range_is_allowed(make_app: AppFactory) -> None:
+    app, conversion = make_app(**PREFIX_CONFIG)
+    pump_a_range(app, conversion)
+    with app.app_context():
+        assert conversion.send_allowed("+447700111222")
 
 
 def test_too_many_unverified_sends_to_one_number_are_refused(make_app: AppFactory) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from flask_otp_conversion import ConfigurationError, conversion_anomaly
+from tests.alarm.ranges import PREFIX, PREFIX_CONFIG, pump_a_range
 from tests.conftest import AppFactory
 
 PUMPED = "+2348031234567"
@@ -72,3 +73,67 @@ def test_a_clear_ratio_not_above_the_ratio_is_refused_at_init(make_app: AppFacto
 def test_a_bad_threshold_names_its_key(make_app: AppFactory) -> None:
     with pytest.raises(ConfigurationError, match="OTP_CONVERSION_ALARM_MIN_SENDS"):
         make_app(OTP_CONVERSION_ALARM_MIN_SENDS=0)
+
+
+def test_a_prefix_alarm_sends_conversion_anomaly_with_its_prefix(make_app: AppFactory) -> None:
+    app, conversion = make_app(**PREFIX_CONFIG)
+    received: list[dict[str, Any]] = []
+
+    def receiver(sender: object, **kwargs: Any) -> None:
+        received.append(kwargs)
+
+    conversion_anomaly.connect(receiver)
+    try:
+        pump_a_range(app, conversion)
+        with app.app_context():
+            app.extensions["otp_conversion"].alarms.evaluate(fresh=True)
+    finally:
+        conversion_anomaly.disconnect(receiver)
+    assert [(r["calling_code"], r["prefix"], r["sends"], r["rate"]) for r in received] == [("44", PREFIX, 40, 0.0)]
+
+
+def test_a_whole_code_alarm_signals_no_prefix(make_app: AppFactory) -> None:
+    app, conversion = make_app()
+    received: list[object] = []
+
+    def receiver(sender: object, **kwargs: Any) -> None:
+        received.append(kwargs["prefix"])
+
+    conversion_anomaly.connect(receiver)
+    try:
+        pump(app, conversion)
+        with app.app_context():
+            app.extensions["otp_conversion"].alarms.evaluate(fresh=True)
+    finally:
+        conversion_anomaly.disconnect(receiver)
+    assert received == [None]
+
+
+def test_an_open_prefix_alarm_is_in_the_stats(make_app: AppFactory) -> None:
+    app, conversion = make_app(
+        OTP_CONVERSION_STATS_TOKEN=TOKEN, OTP_CONVERSION_TENCENT_ENDPOINT="http://127.0.0.1:9", **PREFIX_CONFIG
+    )
+    pump_a_range(app, conversion)
+    body = app.test_client().get("/otp-conversion/stats", headers={"Authorization": f"Bearer {TOKEN}"}).get_json()
+    alarms = body["alarms"]
+    assert (alarms["open"], [(a["calling_code"], a["prefix"]) for a in alarms["open_prefixes"]]) == (
+        [],
+        [("44", PREFIX)],
+    )
+    assert [(p["prefix"], p["sends"], p["alarm"]) for p in alarms["prefixes"]] == [
+        ("+44770", 200, False),
+        (PREFIX, 40, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("OTP_CONVERSION_ALARM_PREFIX_DIGITS", 13),
+        ("OTP_CONVERSION_ALARM_PREFIX_DIGITS", -1),
+        ("OTP_CONVERSION_ALARM_PREFIX_MIN_SENDS", 0),
+    ],
+)
+def test_a_bad_prefix_alarm_setting_names_its_key(make_app: AppFactory, key: str, value: int) -> None:
+    with pytest.raises(ConfigurationError, match=key):
+        make_app(**{key: value})

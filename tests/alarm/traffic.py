@@ -2,7 +2,8 @@
 
 Normal traffic: per calling code, Poisson sends per minute following a daily swing (night at a fifth of the
 peak, each code's peak at its own hour), each send verified with a probability of 80-90 % (also swinging daily)
-after a delay of a few seconds to a few minutes. A pumping burst: many sends to one code, almost none verified.
+after a delay of a few seconds to a few minutes. A pumping burst: many sends to one code (or one number range of
+it), almost none verified.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ class Code:
     peak: float
     #: UTC hour of the peak.
     peak_hour: float
-    #: A national number prefix: numbers are this followed by random digits.
+    #: A national number prefix: numbers are this followed by random digits ...
     prefix: str
+    #: ... or one of these, picked at random for each send (several ranges of one country).
+    ranges: tuple[str, ...] = ()
+
+    def pick(self, rng: random.Random) -> str:
+        return rng.choice(self.ranges) if self.ranges else self.prefix
 
 
 #: A mix like a real app's: one big market, a medium one, a small one, and one it rarely sends to.
@@ -34,6 +40,15 @@ CODES = (
     Code("86", 8.0, 12.0, "+86137"),
     Code("1", 4.0, 20.0, "+1415"),
     Code("44", 1.5, 15.0, "+447700"),
+    Code("234", 0.1, 11.0, "+234803"),
+)
+#: The same mix with each code's numbers spread over ranges (mobile operators' blocks), for the per-prefix alarm:
+#: with three digits after the code, +86 is three prefixes of ~2.7 sends a minute each at its peak (40 in a
+#: window), ~0.5 at night, so every day each passes through the prefix alarm's minimum volume twice.
+RANGED_CODES = (
+    Code("86", 8.0, 12.0, "+86137", ("+86137", "+86139", "+86186")),
+    Code("1", 4.0, 20.0, "+1415", ("+1415", "+1646")),
+    Code("44", 1.5, 15.0, "+447700", ("+447700", "+447911")),
     Code("234", 0.1, 11.0, "+234803"),
 )
 
@@ -68,6 +83,7 @@ class Traffic:
 
     store: Store
     rng: random.Random
+    codes: tuple[Code, ...] = CODES
     provider: str = "tencent"
     sent: int = 0
     verified: int = 0
@@ -108,11 +124,10 @@ class Traffic:
         for i in range(minutes):
             begin = start + i * MINUTE
             sends: list[tuple[float, str, bool]] = []
-            for code in CODES:
+            for code in self.codes:
                 for _ in range(_poisson(self.rng, volume(code, begin))):
-                    sends.append(
-                        (begin + self.rng.random() * MINUTE, code.prefix, self.rng.random() < conversion(code, begin))
-                    )
+                    at, prefix = begin + self.rng.random() * MINUTE, code.pick(self.rng)
+                    sends.append((at, prefix, self.rng.random() < conversion(code, begin)))
             if pump is not None:
                 for _ in range(_poisson(self.rng, pump_per_minute)):
                     sends.append((begin + self.rng.random() * MINUTE, pump.prefix, self.rng.random() < pump_conversion))

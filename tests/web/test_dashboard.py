@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 import flask_otp_conversion
 from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.web.dashboard import CHART_MINUTES, COOKIE
+from tests.alarm.ranges import PREFIX, PREFIX_CONFIG, pump_a_range
 from tests.conftest import AppFactory
 
 TOKEN = "dashboard-token"
@@ -106,6 +107,13 @@ def test_the_figures_hold_the_sends_per_country(make_app: AppFactory) -> None:
     sends(app, conversion)
     (row,) = signed_in(app).get("/otp-conversion/dashboard.json").get_json()["countries"]
     assert (row["calling_code"], row["requested"], row["verified"], row["conversion_rate"]) == ("86", 4, 1, 0.25)
+
+
+def test_a_prefix_alarm_is_on_its_countrys_row_and_not_the_whole_code(make_app: AppFactory) -> None:
+    app, conversion = dashboard_app(make_app, **PREFIX_CONFIG)
+    pump_a_range(app, conversion)
+    (row,) = signed_in(app).get("/otp-conversion/dashboard.json").get_json()["countries"]
+    assert (row["calling_code"], row["alarm"], [a["prefix"] for a in row["prefix_alarms"]]) == ("44", False, [PREFIX])
 
 
 def test_the_chart_has_every_minute_and_the_sends_in_theirs(make_app: AppFactory) -> None:

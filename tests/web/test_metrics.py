@@ -15,6 +15,7 @@ from flask_otp_conversion import OTPConversion
 from flask_otp_conversion.store import SQLiteStore
 from flask_otp_conversion.testing import EmulatorServer
 from flask_otp_conversion.web.metrics import StoreCollector, counting_since
+from tests.alarm.ranges import PREFIX, PREFIX_CONFIG, pump_a_range
 from tests.conftest import AppFactory, FakeClock
 
 TOKEN = "metrics-token"
@@ -145,6 +146,20 @@ def test_an_open_alarm_is_a_gauge_of_its_calling_code(make_app: AppFactory) -> N
     samples = scrape(app)
     assert samples[("otp_conversion_alarm_active", (("calling_code", "234"),))] == 1
     assert samples[("otp_conversion_window_sends", (("calling_code", "234"),))] == 40
+
+
+def test_an_open_prefix_alarm_is_a_gauge_of_its_prefix_alone(make_app: AppFactory) -> None:
+    app, conversion = metrics_app(make_app, **PREFIX_CONFIG)
+    pump_a_range(app, conversion)
+    samples = scrape(app)
+    labels = (("calling_code", "44"), ("prefix", PREFIX))
+    assert samples[("otp_conversion_prefix_alarm_active", labels)] == 1
+    assert samples[("otp_conversion_prefix_window_sends", labels)] == 40
+    assert [key for key in samples if key[0].startswith("otp_conversion_prefix_")] == [
+        ("otp_conversion_prefix_alarm_active", labels),
+        ("otp_conversion_prefix_window_conversion_ratio", labels),
+        ("otp_conversion_prefix_window_sends", labels),
+    ]  # the healthy prefix +44770 has no series: only prefixes under alarm are labels
 
 
 def test_every_worker_on_one_store_serves_the_same_counts(make_app: AppFactory, tmp_path: Any) -> None:

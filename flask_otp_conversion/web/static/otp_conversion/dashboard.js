@@ -66,18 +66,22 @@
     $("unmatched").textContent = num(data.totals.unmatched);
     chart(data.chart);
 
-    const open = data.alarms.open || [];
+    const open = (data.alarms.open || []).concat(data.alarms.open_prefixes || []);
+    const named = (a) => (a.prefix ? a.prefix + "... (+" + a.calling_code + ")" : "+" + a.calling_code);
     $("alarm-banner").hidden = open.length === 0;
     $("alarm-list").textContent = open
-      .map((a) => "+" + a.calling_code + " at " + pct(a.rate) + " over " + a.sends + " sends (baseline " + pct(a.baseline) + ") since " + a.since)
+      .map((a) => named(a) + " at " + pct(a.rate) + " over " + a.sends + " sends (baseline " + pct(a.baseline) + ") since " + a.since)
       .join("; ");
 
     const body = $("countries").tBodies[0];
     body.replaceChildren();
     for (const c of data.countries) {
-      const row = el("tr", c.alarm ? { class: "alarm" } : {});
+      const ranges = c.prefix_alarms || [];
+      const alarms = (c.alarm ? ["ALARM since " + c.alarm_since] : [])
+        .concat(ranges.map((a) => a.prefix + "... ALARM at " + pct(a.rate) + " since " + a.since));
+      const row = el("tr", alarms.length ? { class: "alarm" } : {});
       for (const cell of ["+" + c.calling_code, num(c.requested), num(c.verified), pct(c.conversion_rate),
-                          num(c.window_sends), pct(c.window_rate), pct(c.baseline), c.alarm ? "ALARM since " + c.alarm_since : "-"]) {
+                          num(c.window_sends), pct(c.window_rate), pct(c.baseline), alarms.join("; ") || "-"]) {
         row.append(el("td", {}, cell));
       }
       body.append(row);
