@@ -25,8 +25,8 @@ breaker_opened = _signals.signal("breaker-opened")
 #: The circuit breaker closed after a successful probe.
 breaker_closed = _signals.signal("breaker-closed")
 #: An SMS-pumping alarm opened: a calling code's conversion rate fell (``alarm/``). kwargs: ``calling_code``,
-#: ``prefix`` (the number prefix under alarm, None for the whole code), ``rate``, ``baseline`` (None when
-#: unknown), ``sends``, ``window`` (seconds), ``since`` (epoch s).
+#: ``rate``, ``baseline`` (None when unknown), ``sends``, ``window`` (seconds), ``since`` (epoch s); and ``prefix``
+#: (the number prefix under alarm) for a per-prefix alarm only: take it as ``prefix=None``.
 conversion_anomaly = _signals.signal("conversion-anomaly")
 
 __all__ = [

@@ -22,15 +22,18 @@ def for_app(
 
     def on_episode(episode: Episode, evaluation: Evaluation) -> None:
         seen = episode.assessment
+        # ``prefix`` only for a prefix's alarm: a receiver written before it (no ``prefix`` parameter, no
+        # ``**kwargs``) keeps receiving every whole-code alarm.
+        where = {} if episode.prefix is None else {"prefix": episode.prefix}
         conversion_anomaly.send(
             sender(),
             calling_code=episode.calling_code,
-            prefix=episode.prefix,
             rate=None if seen is None else seen.rate,
             baseline=None if seen is None else seen.baseline,
             sends=0 if seen is None else seen.sends,
             window=evaluation.window_end - evaluation.window_start,
             since=episode.since,
+            **where,
         )
 
     alarms = Alarms(store, alarm_settings, on_episode=on_episode, logger=logger)

@@ -92,12 +92,15 @@ def test_a_prefix_alarm_sends_conversion_anomaly_with_its_prefix(make_app: AppFa
     assert [(r["calling_code"], r["prefix"], r["sends"], r["rate"]) for r in received] == [("44", PREFIX, 40, 0.0)]
 
 
-def test_a_whole_code_alarm_signals_no_prefix(make_app: AppFactory) -> None:
-    app, conversion = make_app()
-    received: list[object] = []
+def test_a_receiver_without_a_prefix_parameter_still_gets_whole_code_alarms(make_app: AppFactory) -> None:
+    """A receiver written before the per-prefix alarm, with exactly the keywords documented then."""
+    app, conversion = make_app(**PREFIX_CONFIG)
+    received: list[str] = []
 
-    def receiver(sender: object, **kwargs: Any) -> None:
-        received.append(kwargs["prefix"])
+    def receiver(
+        sender: object, calling_code: str, rate: float, baseline: float, sends: int, window: float, since: float
+    ) -> None:
+        received.append(calling_code)
 
     conversion_anomaly.connect(receiver)
     try:
@@ -106,7 +109,7 @@ def test_a_whole_code_alarm_signals_no_prefix(make_app: AppFactory) -> None:
             app.extensions["otp_conversion"].alarms.evaluate(fresh=True)
     finally:
         conversion_anomaly.disconnect(receiver)
-    assert received == [None]
+    assert received == ["234"]
 
 
 def test_an_open_prefix_alarm_is_in_the_stats(make_app: AppFactory) -> None:
