@@ -4,6 +4,7 @@ kept in ``test-artifacts/`` (gitignored)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
-from tests.conftest import ExampleAppFactory
+from tests.alarm.ranges import PREFIX, PREFIX_CONFIG, pump_a_range
+from tests.conftest import AppFactory, ExampleAppFactory
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -45,18 +47,25 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-@pytest.fixture
-def served_example(make_example_app: ExampleAppFactory) -> Iterator[tuple[Flask, str]]:
-    """The example app on its sandbox, served over HTTP on a loopback port by a threaded werkzeug server."""
-    app = make_example_app()
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` served over HTTP on a loopback port by a threaded werkzeug server; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield app, f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(5)
+
+
+@pytest.fixture
+def served_example(make_example_app: ExampleAppFactory) -> Iterator[tuple[Flask, str]]:
+    """The example app on its sandbox, served over HTTP."""
+    app = make_example_app()
+    with serving(app) as base:
+        yield app, base
 
 
 def click_through(driver: WebDriver, base: str, phone: str, *, verify: bool) -> None:
@@ -109,3 +118,29 @@ def test_the_dashboard_shows_the_traffic_clicked_through_the_example_app(
     )
     assert figures == ("2", "66.7 %", [["+1", "1", "0", "0.0 %"], ["+86", "2", "2", "100.0 %"]], True, True)
     assert severe(browser) == []
+
+
+def test_the_dashboard_shows_a_prefix_alarm_on_its_countrys_row(make_app: AppFactory, browser: WebDriver) -> None:
+    token = "browser-token"
+    app, conversion = make_app(
+        OTP_CONVERSION_STATS_TOKEN=token, OTP_CONVERSION_TENCENT_ENDPOINT="http://127.0.0.1:9", **PREFIX_CONFIG
+    )
+    pump_a_range(app, conversion)
+    with serving(app) as base:
+        browser.get(base + "/otp-conversion/")
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.ID, "sign-in").click()
+        WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "alarm-banner").is_displayed())
+        banner = browser.find_element(By.ID, "alarm-list").text
+        (row,) = browser.find_elements(By.CSS_SELECTOR, "#countries tbody tr")
+        cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "dashboard-prefix-alarm.png"))
+        logged = severe(browser)
+    assert banner.startswith(f"{PREFIX}... (+44) at 0.0 % over 40 sends")
+    assert (cells[0], cells[-1].startswith(f"{PREFIX}... ALARM at 0.0 % since "), row.get_attribute("class")) == (
+        "+44",
+        True,
+        "alarm",
+    )
+    assert logged == []
