@@ -26,6 +26,7 @@ from .transport import (
     environment_proxy,
     request_deadline,
 )
+from .transport_bounds import START_BY, check_start, start_by
 
 __all__ = [
     "USER_AGENT",
@@ -63,6 +64,10 @@ class HTTPSender:
     is read in pieces, refused past the bound, and the deadline is checked between pieces (so it may run
     over by one read timeout).
 
+    A request made inside ``starting_by(moment)`` carries it as the ``start_by`` extension: ``StdlibTransport``
+    checks it right before the first byte; before another transport, it is checked here (earlier: the time it
+    takes to connect is not covered).
+
     ``transport`` exists so tests can route requests elsewhere (e.g. to a recording server while the signed
     ``Host`` stays the cloud's); production passes nothing.
     """
@@ -99,8 +104,13 @@ class HTTPSender:
         the bound and within the deadline."""
         transport = self._transport_for(url)
         # StdlibTransport keeps the deadline itself, exactly; another one is checked between body pieces.
-        deadline = Deadline(None if isinstance(transport, StdlibTransport) else self._deadline)
-        request = httpx.Request("POST", url, headers=headers, content=content, extensions=self._extensions)
+        stdlib = isinstance(transport, StdlibTransport)
+        deadline = Deadline(None if stdlib else self._deadline)
+        moment = start_by()
+        extensions = self._extensions if moment is None else {**self._extensions, START_BY: moment}
+        request = httpx.Request("POST", url, headers=headers, content=content, extensions=extensions)
+        if not stdlib:
+            check_start(moment)
         response = transport.handle_request(request)
         try:
             pieces: list[bytes] = []

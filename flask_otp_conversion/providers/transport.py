@@ -28,9 +28,12 @@ from .transport_bounds import (
     DEFAULT_TIMEOUT,
     HEAD_ALLOWANCE,
     MAX_ANSWER_BYTES,
+    START_BY,
     AnswerTooLarge,
     BoundedSocket,
     Deadline,
+    NotStarted,
+    check_start,
     read_bounded,
     request_deadline,
 )
@@ -140,6 +143,9 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
     - The answer body is read up to the ``max_answer_bytes`` extension (``MAX_ANSWER_BYTES`` by default); a
       larger one (declared or not) is ``AnswerTooLarge`` and the connection is closed, having held at most
       the bound in memory.
+    - The ``start_by`` extension (``START_BY``: a ``time.time()`` moment) is checked right before the first
+      byte is written, after connecting: past it, nothing is written and ``NotStarted`` is raised (the
+      connection stays pooled).
     - No redirects, no retries, with one exception: an idle connection found closed by the server before a
       byte of the request was written is replaced by a new one. Once the request was written, a failure is
       an error, even on a reused connection: a resent report could be counted twice.
@@ -267,6 +273,7 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
         deadline = Deadline(request_deadline(timeouts))
         connect_timeout = timeouts.get("connect", DEFAULT_TIMEOUT)
         write_timeout = timeouts.get("write", DEFAULT_TIMEOUT)
+        start_by = request.extensions.get(START_BY)
         data = self._request_bytes(request)
 
         sock = self._checkout(origin)
@@ -274,6 +281,11 @@ class StdlibTransport(httpx.BaseTransport, ForkLocal):
             fresh = sock is None
             if sock is None:
                 sock = self._connect(origin, connect_timeout, deadline)
+            try:
+                check_start(start_by)  # the last moment before the first byte
+            except NotStarted:
+                self._checkin(origin, sock)
+                raise
             try:
                 sock.settimeout(deadline.timeout(write_timeout))
                 sent = sock.send(data)
@@ -390,8 +402,10 @@ def describe_os_error(exc: BaseException) -> str:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_ANSWER_BYTES",
+    "START_BY",
     "AnswerTooLarge",
     "Deadline",
+    "NotStarted",
     "StdlibTransport",
     "default_ssl_context",
     "describe_os_error",

@@ -1,8 +1,13 @@
-"""The bounds on one request of ``StdlibTransport``: a total deadline, and answers read up to a bounded size.
+"""The bounds on one request of ``StdlibTransport``: a total deadline, answers read up to a bounded size, and
+a moment after which it must not start at all.
 
 A per-operation socket timeout alone lets an answer that trickles in one byte at a time run for ever, and an
 answer of unbounded size would be held in memory whole: each ``recv`` here gets what is left of the request's
 deadline (at most the read timeout) and the answer is refused once it passes the bound.
+
+A caller that paces requests (the reporter's rate limit) says when each may start at the latest with
+``starting_by``; the transport checks it right before writing the first byte, so whatever delays the request
+before that (signing, the GIL) cannot make it start late: it is not sent (``NotStarted``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import http.client
 import io
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -19,11 +27,16 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "HEAD_ALLOWANCE",
     "MAX_ANSWER_BYTES",
+    "START_BY",
     "AnswerTooLarge",
     "BoundedSocket",
     "Deadline",
+    "NotStarted",
+    "check_start",
     "read_bounded",
     "request_deadline",
+    "start_by",
+    "starting_by",
 ]
 
 DEFAULT_TIMEOUT = 5.0  # seconds, httpx's own default, for a request that carries no timeout extension
@@ -36,6 +49,40 @@ HEAD_ALLOWANCE = 64 << 10
 
 class AnswerTooLarge(httpx.RemoteProtocolError):
     """The answer was larger than the bound: refused, its connection closed, never held whole in memory."""
+
+
+#: The request extension holding the last moment (``time.time()``) its first byte may be written.
+START_BY = "start_by"
+
+
+class NotStarted(Exception):
+    """Not a byte of the request was written: it could not start by its ``START_BY``. Not an httpx error, so a
+    provider client passes it on rather than report a failed call; the provider never saw the request."""
+
+
+_start_by: ContextVar[float | None] = ContextVar("otp_conversion_start_by", default=None)
+
+
+@contextmanager
+def starting_by(moment: float) -> Iterator[None]:
+    """Requests that ``HTTPSender`` makes in this block, in this thread, start by ``moment`` (``time.time()``) or
+    are not sent (``NotStarted``): how a caller bounds a provider client's request through the client's API."""
+    token = _start_by.set(moment)
+    try:
+        yield
+    finally:
+        _start_by.reset(token)
+
+
+def start_by() -> float | None:
+    """The moment set by the innermost ``starting_by`` around this call, if any."""
+    return _start_by.get()
+
+
+def check_start(moment: float | None) -> None:
+    """``NotStarted`` if ``moment`` (``time.time()``) has passed: called with nothing yet written."""
+    if moment is not None and (late := time.time() - moment) > 0:
+        raise NotStarted(f"the request could not start by its deadline ({late * 1000:.1f} ms late)")
 
 
 def request_deadline(timeouts: dict[str, float | None]) -> float | None:
