@@ -3,15 +3,18 @@
 The budget is one schedule of request starts in the store (``Store.take_slots``, a GCRA): slots ``interval``
 seconds apart, shared by every process that delivers, so no two requests anywhere start on one slot. A process
 reserves a few slots at a time (those within ``HORIZON`` seconds, and no more than its senders can use), hands
-them out in order, and a sender waits for its slot and must start within ``LATENESS`` of it: one that could not (a
-thread scheduled late on a busy machine) forfeits it and takes another. So no process can sit on slots and spend
-them in a clump later.
+them out in order, and a sender waits for its slot and must start within ``LATENESS`` of it. "Start" is the
+first byte of the request written to the socket: the sender makes its request inside
+``starting_by(slot.start_by)`` and the transport checks that moment right before writing, so a request delayed
+on its way (signing, the HTTP client, a thread scheduled late on a busy machine) is not sent at all, and the
+sender takes another slot. So no process can sit on slots and spend them in a clump later.
 
 The arithmetic: starts in any window of ``T`` seconds come from slots in a stretch of ``T + LATENESS``, so there are
-at most ``(T + LATENESS) / interval + 1`` of them; the provider counts *arrivals*, which trail the start by up to
-``JITTER_ALLOWANCE``. ``interval_for_cap`` makes one second hold at most ``cap`` arrivals:
-``(1 + LATENESS + JITTER_ALLOWANCE) / interval + 1 <= cap``. Unlike a token bucket there is no burst to pay for, so
-the sustained rate is only those allowances under the cap; idle time earns nothing.
+at most ``(T + LATENESS) / interval + 1`` of them; the provider counts *arrivals*, which trail the first byte by
+the kernel's and the network's delay, varying by up to ``JITTER_ALLOWANCE``. ``interval_for_cap`` makes one second
+hold at most ``cap`` arrivals: ``(1 + LATENESS + JITTER_ALLOWANCE) / interval + 1 <= cap``. Unlike a token bucket
+there is no burst to pay for, so the sustained rate is only those allowances under the cap; idle time earns
+nothing.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from dataclasses import dataclass
 
 #: Seconds ahead a process reserves slots: one store write buys what this much of the rate is worth.
 HORIZON = 0.02
-#: Seconds after its slot by which a request must start, or the slot is forfeited.
+#: Seconds after its slot by which a request's first byte must be written, or the slot is forfeited.
 LATENESS = 0.01
-#: Seconds by which start-to-arrival jitter may squeeze requests together; ``interval_for_cap`` pays for it.
-JITTER_ALLOWANCE = 0.05
+#: Seconds by which first-byte-to-arrival jitter may squeeze requests together; ``interval_for_cap`` pays for it.
+JITTER_ALLOWANCE = 0.03
 
 #: ``take(want, interval, horizon) -> (first, count)``: one atomic reservation on the shared schedule.
 TakeSlots = Callable[[int, float, float], "tuple[float, int]"]
@@ -52,6 +55,11 @@ class Slot:
     """The right to start one request at ``at`` (the store's clock), and no later than ``LATENESS`` after."""
 
     at: float
+
+    @property
+    def start_by(self) -> float:
+        """The last moment the request may start: what the transport is given (``starting_by``)."""
+        return self.at + LATENESS
 
 
 class SharedSchedule:
@@ -130,7 +138,7 @@ class SharedSchedule:
         delay = slot.at - self._clock()
         if delay > 0:
             self._sleep(delay)
-        return self._clock() <= slot.at + LATENESS
+        return self._clock() <= slot.start_by
 
     def __repr__(self) -> str:
         return f"<SharedSchedule {self.rate:g}/s>"

@@ -1,12 +1,13 @@
 """The sender threads: one request each, then the answer recorded as the policy decides.
 
-The drain loop (``worker.py``) claims rows and hands them here as a ready list (``offer``). Each sender takes
-one, waits for its slot on the shared schedule (``ratelimit.SharedSchedule``) right before the request, makes the
-request on a provider client of its own and writes what the policy makes of the answer: acks in batches (one
-store write for up to ``ACK_BATCH`` rows, at most ``ACK_MAX_DELAY`` late), a retry at a time, a dead letter. A
-sender blocks in its HTTP request, so reaching the provider's cap at its latency needs that many in flight
-(1,000/s at 50 ms is 50); an idle one sleeps on a condition and costs nothing. Threads start as rows wait for them
-(``add``, ``grow_to``), never more than the concurrency.
+The drain loop (``worker.py``) claims rows and hands them here as a ready list (``offer``). Each sender takes one,
+waits for its slot on the shared schedule (``ratelimit.SharedSchedule``) right before the request, makes the request
+on a provider client of its own inside the slot's start deadline (``starting_by``: a request that could not start by
+it is not sent, and takes another slot) and writes what the policy makes of the answer: acks in batches (one store
+write for up to ``ACK_BATCH`` rows, at most ``ACK_MAX_DELAY`` late), a retry at a time, a dead letter. A sender
+blocks in its HTTP request, so reaching the provider's cap at its latency needs that many in flight (1,000/s at 50
+ms is 50); an idle one sleeps on a condition and costs nothing. Threads start as rows wait for them (``add``,
+``grow_to``), never more than the concurrency.
 
 A row that cannot start in time (its send window passed, the breaker opened, the process is stopping) is handed
 back, due now: by the loop's next pass (``hand_back_pending``), or at once while closing. At exit ``cut_off``
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from ..phone import mask_phone
 from ..providers.base import ConversionReport, Provider
+from ..providers.transport_bounds import NotStarted, starting_by
 from ..redaction import describe_error, safe_text
 from ..signals import conversion_dead_lettered, conversion_failed, conversion_reported
 from ..store.base import OutboxItem, Store
@@ -341,20 +343,26 @@ class Senders:
             asked = time.monotonic()
             while True:
                 slot = schedule.acquire(timeout=min(TOKEN_WAIT, job.cutoff - time.time()), upcoming=upcoming)
+                # A slot this thread is too late for is forfeited, before the call or at its first byte (the
+                # transport's check): that only lowers the rate, and the next slot is taken.
                 if slot is not None and schedule.wait(slot):
-                    break  # a slot this thread was too late for is forfeited: that only lowers the rate
+                    started, cpu_before = time.monotonic(), time.thread_time()
+                    try:
+                        with starting_by(slot.start_by):
+                            client.report_conversion(report)
+                        answer = P.OK
+                    except NotStarted:
+                        answer = None
+                    except Exception as exc:
+                        answer = P.classify(exc)
+                    if answer is not None:
+                        break
                 if self._closing or time.time() >= job.cutoff:
                     self._hand_back([item], "no rate-limit slot before the send window closed")
                     return
-            started, cpu_before = time.monotonic(), time.thread_time()
             if started - asked > RATE_WAIT_NOTED:
                 with self._lock:
                     self._rate_waits = (self._rate_waits[0] + 1, self._rate_waits[1] + started - asked)
-            try:
-                client.report_conversion(report)
-                answer = P.OK
-            except Exception as exc:
-                answer = P.classify(exc)
             took, cpu = time.monotonic() - started, time.thread_time() - cpu_before
             now = time.time()
             with self._policy_lock:
