@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ..config import Settings
 from ..signals import conversion_anomaly
@@ -24,7 +25,7 @@ def for_app(
         seen = episode.assessment
         # ``prefix`` only for a prefix's alarm: a receiver written before it (no ``prefix`` parameter, no
         # ``**kwargs``) keeps receiving every whole-code alarm.
-        where = {} if episode.prefix is None else {"prefix": episode.prefix}
+        where: dict[str, Any] = {} if episode.prefix is None else {"prefix": episode.prefix}
         conversion_anomaly.send(
             sender(),
             calling_code=episode.calling_code,
