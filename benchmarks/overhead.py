@@ -100,6 +100,8 @@ class _Run:
     result: h.WrkResult
     #: CPU ms per request during the run: (the workers and a sidecar, the emulator)
     cpu: tuple[float, float]
+    #: CPU ms per request of the variant's store server during the run (PostgreSQL, Redis; None: no server)
+    store_cpu: float | None
     #: the busier worker's share of the workers' CPU: ~0.5 when the connections are spread evenly
     share: float
     #: verifications the run left unapplied or undelivered (ours only)
@@ -118,11 +120,14 @@ def run(
     latency: float = 0.0,
     paired_rounds: int = 0,
     paired_variants: list[str] | None = None,
+    store_cpu: Mapping[str, Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
     """Sequential rounds of ``variants``, then ``paired_rounds`` rounds in which each of ``paired_variants``
     (default: ``variants`` but plain) runs at the same time as plain. ``max_rps``: pairs pre-issued per second of
     a run, for every variant or per variant; a run that outruns them reuses spent codes, whose 4xx answers would
-    pass for fast verifies (see ``non2xx`` in the figures)."""
+    pass for fast verifies (see ``non2xx`` in the figures). ``store_cpu``: per variant, the CPU seconds so far of
+    the store server it uses, which shares the machine's cores with the workers."""
+    store_cpu = store_cpu or {}
 
     def per_run(name: str) -> int:
         rate = max_rps if isinstance(max_rps, int) else max_rps[name]
@@ -167,9 +172,12 @@ def run(
             workers = servers[name].worker_pids()
             costs = workers + ([sidecars[name].pid] if name in sidecars else [])
             split0 = [h.cpu_seconds([pid]) for pid in workers]
+            server_cpu = store_cpu.get(name)
             cpu0 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
+            store0 = server_cpu() if server_cpu else 0.0
             result = h.wrk_verify(servers[name].url, fresh[name].pop(0), seconds=seconds, connections=connections)
             cpu1 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
+            store1 = server_cpu() if server_cpu else 0.0
             split = [h.cpu_seconds([pid]) - before for pid, before in zip(workers, split0, strict=True)]
             after()
             backlog, deferred = 0, None
@@ -180,7 +188,8 @@ def run(
                     deferred = (h.cpu_seconds(costs) - cpu1[0]) / result.requests * 1000
             per_request = (cpu1[0] - cpu0[0]) / result.requests * 1000, (cpu1[1] - cpu0[1]) / result.requests * 1000
             share = max(split) / sum(split) if sum(split) else 0.0
-            return _Run(result, per_request, share, backlog, deferred)
+            store = (store1 - store0) / result.requests * 1000 if server_cpu else None
+            return _Run(result, per_request, store, share, backlog, deferred)
 
         try:
             for name in served:
@@ -275,6 +284,12 @@ def summarise(
             # CPU milliseconds per verification during the run: the gunicorn workers, the emulator process
             "worker_cpu_ms_per_request": h.spread([m.cpu[0] for m in measured]),
             "emulator_cpu_ms_per_request": h.spread([m.cpu[1] for m in measured]),
+            # the store server's CPU milliseconds per verification during the run (None: the store is a file)
+            "store_cpu_ms_per_request": (
+                h.spread([m.store_cpu for m in measured if m.store_cpu is not None])
+                if any(m.store_cpu is not None for m in measured)
+                else None
+            ),
             # the workers' CPU after the run, applying and delivering what it left (None for a variant that does
             # not deliver in the workers)
             "deferred_cpu_ms_per_request": h.spread(deferred) if deferred else None,

@@ -176,17 +176,28 @@ def _stores_section(entry: dict[str, Any] | None) -> list[str]:
             "rotated): `ours` on SQLite, `ours-postgresql` the same app with the store on PostgreSQL, `ours-redis` "
             f"on Redis {f.get('redis', '')} (AOF, appendfsync always); the spool keeps every store out of the request.",
             "",
-            "| variant | req/s | p50 ms | p99 ms | non-2xx | workers CPU ms/req |",
-            "|---|---|---|---|---|---|",
+            "| variant | req/s | p50 ms | p99 ms | non-2xx | workers CPU ms/req | store server CPU ms/req |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, v in verify["variants"].items():
+            store = v.get("store_cpu_ms_per_request")
+            store_text = "-" if store is None else f"{store['median']:.3f}"
+            workers = v["worker_cpu_ms_per_request"]["median"]
             lines.append(f"| {name} | {v['rps']['median']:,.0f} | {v['p50_ms']['median']:.1f} | "
-                         f"{v['p99_ms']['median']:.1f} | {v['non2xx']} | {v['worker_cpu_ms_per_request']['median']:.2f} |")
+                         f"{v['p99_ms']['median']:.1f} | {v['non2xx']} | {workers:.2f} | {store_text} |")
         lines.append("")
         for name, r in verify["ratios"].items():
             c = verify["cpu_ratios"][name]
             lines.append(f"- {name} / plain: **{r['median']:.3f}** by req/s (rounds {r['min']:.3f} to "
                          f"{r['max']:.3f}), **{c['median']:.3f}** by requests per worker CPU second")
+        paired = verify.get("paired")
+        if paired:
+            lines += ["", f"Paired rounds ({paired['setup']['rounds']}: plain loaded at the same time as each "
+                      "variant, each by its own wrk, so that both see the same machine):", ""]
+            for name, r in paired["ratios"].items():
+                c = paired["cpu_ratios"][name]
+                lines.append(f"- {name} / plain: **{r['median']:.3f}** by req/s (rounds {r['min']:.3f} to "
+                             f"{r['max']:.3f}), **{c['median']:.3f}** by requests per worker CPU second")
         lines.append("")
     drain = f.get("drain")
     if drain:
@@ -536,7 +547,7 @@ def main() -> int:
         "cap": ["--rows", str(args.cap_rows), *base],
         "steady": ["--seconds", f"{args.steady_seconds:g}", *base],
         "stats_load": ["--seconds", f"{args.stats_seconds:g}"],
-        "stores": ["--seconds", f"{args.seconds:g}", "--rounds", "2"],
+        "stores": ["--seconds", f"{args.seconds:g}", "--rounds", "2", "--paired-rounds", "2"],
     }  # fmt: skip
     assert list(plan) == PLAN
     chosen = args.only.split(",") if args.only else PLAN

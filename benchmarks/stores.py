@@ -7,7 +7,9 @@ verify
     ``OTP_CONVERSION_STORE_URL`` on a PostgreSQL server this script starts: ``initdb`` in a temporary folder,
     fsync on, ``tests/servers/postgresql.py``) and ``ours-redis`` (on a Redis server it starts:
     ``tests/servers/redis.py``, AOF with ``appendfsync always``). The spool keeps the store out of the request in
-    all of them, so the ratios to plain should match.
+    all of them, so the ratios to plain should match; the store server's CPU per request is measured beside the
+    workers', since here it shares their two cores (on a deployment it has a host of its own).
+    ``--paired-rounds N`` then loads plain at the same time as each variant (``overhead.py``).
 drain
     An outbox of ``--rows`` due rows in a fresh PostgreSQL schema (inserted by SQL), or under a fresh Redis key
     prefix (recorded through the store's own API: a send and a verification a row), drained by 1, 2 and 4
@@ -17,7 +19,8 @@ drain
     in any 1 s, and CPU per report of the drainers (every thread) and of the store server (PostgreSQL's
     processes, or ``redis-server``).
 
-    python benchmarks/stores.py [--seconds 8] [--rounds 2] [--rows 4000] [--only verify,drain] [--json PATH]
+    python benchmarks/stores.py [--seconds 8] [--rounds 2] [--paired-rounds 0] [--rows 4000] [--only verify,drain]
+                                [--json PATH]
 """
 
 from __future__ import annotations
@@ -72,15 +75,19 @@ def redis_cpu(server: RedisServer) -> float:
     return sum(int(value) for value in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
-def verify_part(server: PostgreSQLServer, *, seconds: float, rounds: int, redis_url: str) -> dict[str, Any]:
+def verify_part(
+    server: PostgreSQLServer, redis: RedisServer, *, seconds: float, rounds: int, paired_rounds: int
+) -> dict[str, Any]:
     overhead.VARIANTS["ours-postgresql"] = ("ours", {"OTP_CONVERSION_STORE_URL": server.fresh_url()})
-    overhead.VARIANTS["ours-redis"] = ("ours", {"OTP_CONVERSION_STORE_URL": redis_url})
+    overhead.VARIANTS["ours-redis"] = ("ours", {"OTP_CONVERSION_STORE_URL": redis.url(fresh_prefix())})
     figures = overhead.run(
         seconds=seconds,
         rounds=rounds,
         connections=16,
         max_rps=3500,
         variants=["plain", "ours", "ours-postgresql", "ours-redis"],
+        paired_rounds=paired_rounds,
+        store_cpu={"ours-postgresql": lambda: postgres_cpu(server), "ours-redis": lambda: redis_cpu(redis)},
     )
     return figures
 
@@ -225,6 +232,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per verify run (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each part (default 2)")
     parser.add_argument("--rows", type=int, default=4000, help="outbox rows per drain (default 4000)")
+    parser.add_argument(
+        "--paired-rounds", type=int, default=0, help="verify rounds with plain loaded at the same time (default 0)"
+    )
     parser.add_argument("--only", default="verify,drain", help="parts to run (default verify,drain)")
     parser.add_argument("--json", help="write the figures as JSON to this path")
     args = parser.parse_args()
@@ -235,17 +245,26 @@ def main() -> int:
         figures["postgresql"] = server.psql("SHOW server_version")
         figures["redis"] = redis.client().info("server")["redis_version"]
         if "verify" in parts:
-            verify = verify_part(server, seconds=args.seconds, rounds=args.rounds, redis_url=redis.url(fresh_prefix()))
+            verify = verify_part(
+                server, redis, seconds=args.seconds, rounds=args.rounds, paired_rounds=args.paired_rounds
+            )
             figures["verify"] = verify
             for name, v in verify["variants"].items():
+                store = v["store_cpu_ms_per_request"]
                 print(
                     f"{name:15s} req/s {v['rps']['median']:7.0f}  p99 {v['p99_ms']['median']:.1f} ms"
-                    f"  CPU/request {v['worker_cpu_ms_per_request']['median']:.2f} ms",
+                    f"  CPU/request {v['worker_cpu_ms_per_request']['median']:.2f} ms"
+                    + ("" if store is None else f" + store server {store['median']:.3f} ms"),
                     flush=True,
                 )
             for name, ratio in verify["ratios"].items():
                 print(
                     f"throughput ratio {name}/plain: {ratio['median']:.3f} ({ratio['min']:.3f} to {ratio['max']:.3f})"
+                )
+            for name, ratio in verify.get("paired", {}).get("ratios", {}).items():
+                print(
+                    f"paired throughput ratio {name}/plain: {ratio['median']:.3f}"
+                    f" ({ratio['min']:.3f} to {ratio['max']:.3f})"
                 )
         if "drain" in parts:
             drains: list[tuple[str, str, Callable[[int], str], Callable[[], float], str]] = [
