@@ -50,6 +50,12 @@ from .redis_scripts_outbox import (
 )
 from .redis_scripts_records import COMMIT, PREFIX_COUNTS, READ, SPANS, UNVERIFIED
 
+
+def time_arg(value: float) -> str:
+    """A time as the scripts take it and Redis keeps it: the shortest decimal that reads back as the same double."""
+    return repr(float(value))
+
+
 SCRIPTS = {
     "read": READ,
     "commit": COMMIT,
