@@ -19,9 +19,8 @@ Connections
     where the file's integrity check lives too); the schema and its migrations are ``sqlite_schema.py``.
 
 Matching
-    A batch of verifications is a handful of statements in one ``BEGIN IMMEDIATE`` transaction however long
-    it is: the candidate sends in one query per kind (by id; by phone and window), the rule in Python
-    (``rules.match``), then one ``executemany`` per kind of write, counters aggregated to one upsert per row.
+    A batch of verifications is one ``BEGIN IMMEDIATE`` transaction of a handful of statements
+    (``sqlite_records.py``).
 """
 
 from __future__ import annotations
@@ -37,18 +36,13 @@ from typing import Any
 from .base import Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
 from .checks import check_positive
 from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
-from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
+from .rules import draw_slots, first_kept_hour
 from .sqlite_connections import SYNCHRONOUS_MODES, ConnectionPool, DamagedStoreError
+from .sqlite_records import SQLiteTransaction
 from .sqlite_schema import SCHEMA_VERSION, ensure_schema
 
 #: Rows deleted per transaction when pruning, so a large prune never holds the write lock for long.
 PRUNE_BATCH = 2000
-_BUMP = """INSERT INTO tallies (start, span, provider, calling_code, requested, verified, unmatched)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (span, start, provider, calling_code) DO UPDATE SET
-        requested = requested + excluded.requested,
-        verified = verified + excluded.verified,
-        unmatched = unmatched + excluded.unmatched"""
 
 #: ``unverified_sends`` (parameters: prefix, upper, since, limit). Both scans are ranges of the (phone, sent_at)
 #: index, in SQLite's BINARY (byte) order, which the range's bounds assume; LIMIT stops the count at the limit.
@@ -73,7 +67,6 @@ _DUE = "state = 'pending' AND provider = ? AND next_attempt_at <= ? AND (lease_u
 _ITEM_COLUMNS = (
     "id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, last_error, account, converted"
 )
-_SENT_COLUMNS = "messages.id, provider, message_id, phone, sent_at, verified_at, account, settled"
 #: Pending rows still carrying the given items' tokens (parameters: ``_held_params``).
 _HELD = (
     "id IN (SELECT value FROM json_each(?)) AND +state = 'pending'"
@@ -138,11 +131,11 @@ class SQLiteStore(Engine):
 
     def _in_records(self, body: Callable[[RecordsTransaction], T]) -> T:
         with self._write() as conn:
-            return body(_Records(conn))
+            return body(SQLiteTransaction(conn))
 
     def _spool_position(self, name: str) -> int:
         with self._connection() as conn:
-            return _Records(conn).spool_position(name)
+            return SQLiteTransaction(conn).spool_position(name)
 
     def _forget_spool(self, name: str) -> None:
         with self._write() as conn:
@@ -380,100 +373,6 @@ class SQLiteStore(Engine):
         return first, count
 
 
-class _Records:
-    """``engine.RecordsTransaction`` on a connection in a ``BEGIN IMMEDIATE`` transaction: the write lock is
-    held from the first read, so the sends read cannot change before the effects are written."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float, account: str) -> bool:
-        return bool(
-            self.conn.execute(
-                "INSERT INTO messages (provider, message_id, phone, sent_at, account) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (provider, message_id) DO NOTHING",
-                (provider, message_id, phone, sent_at, account),
-            ).rowcount
-        )
-
-    def find_sends(self, wanted: Wanted) -> list[Sent]:
-        found: list[Sent] = []
-        if wanted.ids:
-            rows = self.conn.execute(
-                f"SELECT {_SENT_COLUMNS} FROM messages WHERE provider = ?"  # noqa: S608
-                " AND message_id IN (SELECT value FROM json_each(?))",
-                (wanted.provider, json.dumps(list(wanted.ids))),
-            ).fetchall()
-            found.extend(_sent(row) for row in rows)
-        if wanted.phones:
-            # CROSS JOIN keeps the phone list as the outer loop: one index range of messages per phone.
-            ranges = [[phone, earliest, latest] for phone, (earliest, latest) in wanted.phones.items()]
-            rows = self.conn.execute(
-                f"SELECT {_SENT_COLUMNS} FROM json_each(?) AS w CROSS JOIN messages"  # noqa: S608
-                " ON messages.phone = json_extract(w.value, '$[0]')"
-                " AND messages.sent_at >= json_extract(w.value, '$[1]')"
-                " AND messages.sent_at <= json_extract(w.value, '$[2]')",
-                (json.dumps(ranges),),
-            ).fetchall()
-            found.extend(_sent(row) for row in rows)
-        return found
-
-    def mark_verified(self, verified: Sequence[tuple[int, float]]) -> None:
-        self.conn.executemany("UPDATE messages SET verified_at = ? WHERE id = ?", [(at, key) for key, at in verified])
-
-    def find_unsettled(
-        self, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int
-    ) -> list[Sent]:
-        mine, params = ("", ()) if account is None else (" AND account = ?", (account,))
-        rows = self.conn.execute(
-            f"SELECT {_SENT_COLUMNS} FROM messages WHERE provider = ? AND sent_at >= ? AND sent_at < ?"  # noqa: S608
-            f" AND verified_at IS NULL AND settled = 0{mine} ORDER BY sent_at, id LIMIT ?",
-            (provider, sent_after, sent_before, *params, limit),
-        ).fetchall()
-        return [_sent(row) for row in rows]
-
-    def mark_settled(self, keys: Sequence[int]) -> None:
-        self.conn.executemany("UPDATE messages SET settled = 1 WHERE id = ?", [(key,) for key in keys])
-
-    def insert_reports(self, reports: Sequence[Report]) -> None:
-        self.conn.executemany(
-            "INSERT INTO outbox (message_id, phone, provider, sent_at, verified_at, created_at, state, attempts,"
-            " next_attempt_at, account, converted) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            [
-                (
-                    r.message_id,
-                    r.phone,
-                    r.provider,
-                    r.sent_at,
-                    r.verified_at,
-                    r.verified_at,
-                    r.verified_at,
-                    r.account,
-                    int(r.converted),
-                )
-                for r in reports
-            ],
-        )
-
-    def add_counts(self, counters: Mapping[CounterKey, Tally]) -> None:
-        self.conn.executemany(
-            _BUMP, [(*key, tally.requested, tally.verified, tally.unmatched) for key, tally in counters.items()]
-        )
-
-    def spool_position(self, name: str) -> int:
-        row = self.conn.execute("SELECT position FROM spools WHERE name = ?", (name,)).fetchone()
-        return 0 if row is None else int(row[0])
-
-    def set_spool_position(self, name: str, position: int) -> None:
-        self.conn.execute(
-            "INSERT INTO spools (name, position) VALUES (?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            (name, position),
-        )
-
-
 def _item(row: Sequence[Any], token: str) -> OutboxItem:
     row_id, message_id, phone, provider, sent_at, verified_at, created_at, attempts, error, account, converted = row
     return OutboxItem(
@@ -497,11 +396,6 @@ def _dead_letter(row: Sequence[Any]) -> DeadLetter:
     return DeadLetter(
         row_id, message_id, phone, provider, verified, created, attempts, reason, done_at, account, bool(converted)
     )
-
-
-def _sent(row: Sequence[Any]) -> Sent:
-    key, provider, message_id, phone, sent_at, verified_at, account, settled = row
-    return Sent(key, provider, message_id, phone, sent_at, verified_at, account, bool(settled))
 
 
 def _held_params(items: Sequence[OutboxItem]) -> tuple[str, str]:
