@@ -30,7 +30,7 @@ from .store.base import Verification, VerifyOutcome
 from .store.checks import check_message_id
 from .store.holding import HeldSend, Holding
 from .store.quarantine import quarantined
-from .store.spool import APPLY_INTERVAL, SHARED_APPLY_INTERVAL, Spool, folder_for, unapplied
+from .store.spool import Spool, folder_for, unapplied
 from .verify import FieldSource, make_verify_route
 from .web.operator import register_operator_views
 from .web.stats import DeliveryStatus, StatsService, make_blueprint
@@ -92,7 +92,6 @@ class ConversionState:
                 # Without autostart the web workers only append: `flask otp-conversion deliver` applies. With
                 # one deliverer, it applies everyone's (start_background starts its applier).
                 autostart=settings.reporter_autostart and self.delivery_lock is None,
-                apply_interval=APPLY_INTERVAL if isinstance(self.store, SQLiteStore) else SHARED_APPLY_INTERVAL,
             )
         assert settings.provider is not None
         spool = self.spool

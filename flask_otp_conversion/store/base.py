@@ -20,6 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 #: Longest message id we accept (Tencent serial numbers are ~40 chars, Alibaba BizIds ~25).
 MAX_MESSAGE_ID_LENGTH = 128
@@ -385,6 +386,10 @@ class Coordination(ABC):
 
 class Store(Records, Outbox, Coordination):
     """Durable record of OTP sends and verifications, the outbox of conversion reports, and coordination."""
+
+    #: Seconds a background writer (the spool's applier) gathers lines between its transactions. An engine whose
+    #: transactions cost mostly per statement on a server (PostgreSQL) asks for fewer, larger ones.
+    batch_interval: ClassVar[float] = 0.05
 
     @abstractmethod
     def reopen(self) -> None:

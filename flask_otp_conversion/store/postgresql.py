@@ -64,6 +64,8 @@ _HELD = "WHERE (o.id, o.lease_token) IN (SELECT * FROM unnest(%s::bigint[], %s::
 class PostgreSQLStore(Engine):
     """A :class:`Store` in PostgreSQL tables (``open_store("postgresql://...")``)."""
 
+    batch_interval = 0.25
+
     def __init__(self, url: str | PostgreSQLOptions) -> None:
         self._options = parse_url(url) if isinstance(url, str) else url
         schema = self._options.schema

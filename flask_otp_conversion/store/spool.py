@@ -71,7 +71,6 @@ __all__ = [
     "RECOVERY",
     "ROTATE_BYTES",
     "SEND_GRACE",
-    "SHARED_APPLY_INTERVAL",
     "STORE_TROUBLE",
     "SUFFIX",
     "SWEEP_EVERY",
@@ -85,11 +84,8 @@ __all__ = [
     "unapplied",
 ]
 
-#: Seconds between the background thread's passes.
+#: Seconds between the background thread's passes, unless the store asks for another (``Store.batch_interval``).
 APPLY_INTERVAL = 0.05
-#: The same for a store on a server (PostgreSQL, Redis): each pass is a transaction there per segment, and its
-#: cost is mostly per statement, so fewer, larger batches cost that server and this process less per line.
-SHARED_APPLY_INTERVAL = 0.25
 #: A fully applied segment at least this large is replaced by a fresh one.
 ROTATE_BYTES = 4 << 20
 #: Seconds between sweeps of the folder for segments of processes that died.
@@ -118,11 +114,11 @@ class Spool(ForkLocal):
         autostart: bool = True,
         rotate_bytes: int = ROTATE_BYTES,
         send_grace: float = SEND_GRACE,
-        apply_interval: float = APPLY_INTERVAL,
+        apply_interval: float | None = None,
     ) -> None:
         self._store = store
-        #: Seconds between the background thread's passes.
-        self.apply_interval = apply_interval
+        #: Seconds between the background thread's passes (None: as the store asks).
+        self.apply_interval = store.batch_interval if apply_interval is None else apply_interval
         self._dir = directory
         self._provider = provider
         self._match_window = match_window
