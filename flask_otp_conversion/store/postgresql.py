@@ -423,32 +423,41 @@ class _Records:
         return self.cur.rowcount > 0
 
     def find_sends(self, wanted: Wanted) -> list[Sent]:
-        ids = [enc(message_id) for message_id in wanted.ids]
-        phones = list(wanted.phones.items())
-        if not ids and not phones:
+        parts: list[str] = []
+        params: list[Any] = []
+        # Each candidate through a LATERAL lookup (OFFSET 0 keeps the planner from turning it back into a join)
+        # and the rows by ``id = ANY``: index scans whatever the statistics say. A join here became a scan of
+        # every send when the table had grown since the last ANALYZE.
+        if wanted.ids:
+            parts.append(
+                "SELECT s.id FROM unnest(%s::text[]) AS m(message_id) CROSS JOIN LATERAL"
+                " (SELECT id FROM otp_sends WHERE provider = %s AND message_id = m.message_id OFFSET 0) AS s"
+            )
+            params += [[enc(message_id) for message_id in wanted.ids], enc(wanted.provider)]
+        if wanted.phones:
+            phones = list(wanted.phones.items())
+            parts.append(
+                "SELECT s.id FROM unnest(%s::text[], %s::float8[], %s::float8[]) AS w(phone, lo, hi) CROSS JOIN"
+                " LATERAL (SELECT id FROM otp_sends WHERE phone = w.phone AND sent_at >= w.lo AND sent_at <= w.hi"
+                " OFFSET 0) AS s"
+            )
+            params += [[phone for phone, _ in phones], [span[0] for _, span in phones], [span[1] for _, span in phones]]
+        if not parts:
             return []
         # One statement, so the candidates are locked in one order (by id) whatever mix a batch asks for.
         self.cur.execute(
-            f"SELECT {_SENT_COLUMNS} FROM otp_sends WHERE id IN ("  # noqa: S608 (no value in it)
-            "SELECT id FROM otp_sends WHERE provider = %s AND message_id = ANY(%s::text[])"
-            " UNION ALL SELECT s.id FROM unnest(%s::text[], %s::float8[], %s::float8[]) AS w(phone, lo, hi)"
-            " JOIN otp_sends AS s ON s.phone = w.phone AND s.sent_at >= w.lo AND s.sent_at <= w.hi"
-            ") ORDER BY id FOR UPDATE",
-            (
-                enc(wanted.provider),
-                ids,
-                [phone for phone, _ in phones],
-                [span[0] for _, span in phones],
-                [span[1] for _, span in phones],
-            ),
+            f"SELECT {_SENT_COLUMNS} FROM otp_sends WHERE id = ANY(ARRAY({' UNION ALL '.join(parts)}))"  # noqa: S608
+            " ORDER BY id FOR UPDATE",
+            params,
         )
         return [_sent(row) for row in self.cur.fetchall()]
 
     def mark_verified(self, verified: Sequence[tuple[int, float]]) -> None:
+        keys = [key for key, _ in verified]
         self.cur.execute(
             "UPDATE otp_sends AS s SET verified_at = v.at FROM unnest(%s::bigint[], %s::float8[]) AS v(id, at)"
-            " WHERE s.id = v.id",
-            ([key for key, _ in verified], [at for _, at in verified]),
+            " WHERE s.id = ANY(%s::bigint[]) AND s.id = v.id",  # ANY: by the primary key, whatever the statistics
+            (keys, [at for _, at in verified], keys),
         )
 
     def find_unsettled(
