@@ -84,8 +84,8 @@ __all__ = [
     "unapplied",
 ]
 
-#: Seconds between the background thread's passes, unless the store asks for another (``Store.batch_interval``).
-APPLY_INTERVAL = 0.05
+#: Seconds between the background thread's passes by default; the store may ask for others (``batch_interval``).
+APPLY_INTERVAL = Store.batch_interval
 #: A fully applied segment at least this large is replaced by a fresh one.
 ROTATE_BYTES = 4 << 20
 #: Seconds between sweeps of the folder for segments of processes that died.
