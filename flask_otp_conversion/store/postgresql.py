@@ -15,8 +15,12 @@ Transactions
 Claims and leases
     ``claim`` is one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)``: processes claiming at once
     on any number of hosts each take rows no other holds, without waiting on each other. Acks, releases,
-    retries and dead letters change a row only while it carries the caller's lease token (a join on
-    ``unnest(ids, tokens)``). A take of request slots reads and writes the schedule row under ``FOR UPDATE``.
+    retries and dead letters change a row only while it carries the caller's lease token (a semi-join on the
+    ``unnest(ids, tokens)`` pairs). A take of request slots reads the schedule row and moves it by
+    compare-and-set, reading again if another process moved it first.
+
+Records
+    Sends, verifications, reports and counters in one transaction: ``postgresql_records.py``.
 
 Connections
     Each store call borrows a connection of its process's bounded, fork-safe pool (``postgresql_connections.py``,
@@ -35,15 +39,15 @@ import psycopg
 from .base import Backlog, CountRow, DeadLetter, OutboxItem, OutboxStats
 from .engine import Engine, FigureKey, RecordsTransaction, T, foreign_reason
 from .postgresql_connections import ConnectionPool, PostgreSQLUnavailableError
+from .postgresql_records import BIGINT_MAX, PostgreSQLTransaction
 from .postgresql_schema import SCHEMA_VERSION, PostgreSQLSchemaError, ensure_schema
 from .postgresql_text import dec, dec_optional, enc
 from .postgresql_url import PostgreSQLOptions, parse_url
-from .rules import CounterKey, Report, Sent, Tally, Wanted, draw_slots, first_kept_hour
+from .rules import draw_slots, first_kept_hour
 
 #: Rows deleted per transaction when pruning.
 PRUNE_BATCH = 5000
 #: Largest value of a ``bigint``: ids and positions past it cannot be in a table.
-_BIGINT = (1 << 63) - 1
 #: ``prefix_counts`` (parameters: length, since, until): a range of the otp_sends_sent index, the window's sends.
 PREFIX_COUNTS_SQL = (
     "SELECT substr(phone, 1, %s), count(*), count(verified_at) FROM otp_sends WHERE sent_at >= %s AND sent_at < %s"
@@ -55,7 +59,6 @@ _ITEM_COLUMNS = (
     "o.id, o.message_id, o.phone, o.provider, o.sent_at, o.verified_at, o.created_at, o.attempts, o.last_error,"
     " o.account, o.converted, o.next_attempt_at"
 )
-_SENT_COLUMNS = "id, provider, message_id, phone, sent_at, verified_at, account, settled"
 #: Rows still carrying the given (id, token) pairs (parameters: two arrays). A semi-join on the pairs, not a join:
 #: with a backlog that grew since the last ANALYZE, the join had the planner hash every pending row for each ack.
 _HELD = "WHERE (o.id, o.lease_token) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))"
@@ -128,7 +131,7 @@ class PostgreSQLStore(Engine):
     # Records ------------------------------------------------------------------------------------------
 
     def _in_records(self, body: Callable[[RecordsTransaction], T]) -> T:
-        return self._write(lambda cur: body(_Records(cur)))
+        return self._write(lambda cur: body(PostgreSQLTransaction(cur)))
 
     def _spool_position(self, name: str) -> int:
         rows = self._execute("SELECT position FROM otp_spools WHERE name = %s", (enc(name),))
@@ -184,7 +187,7 @@ class PostgreSQLStore(Engine):
             f" AND (lease_until IS NULL OR lease_until <= %s){mine}"
             " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due"
             f" WHERE o.id = due.id RETURNING {_ITEM_COLUMNS}",
-            (token, lease_until, enc(provider), now, now, *params, min(limit, _BIGINT)),
+            (token, lease_until, enc(provider), now, now, *params, min(limit, BIGINT_MAX)),
         )
         rows.sort(key=lambda row: (row[-1], row[0]))
         return [_item(row, token) for row in rows]
@@ -205,7 +208,7 @@ class PostgreSQLStore(Engine):
         )
 
     def _retry(self, item: OutboxItem, next_attempt_at: float, error: str) -> bool:
-        if not 0 < item.id <= _BIGINT:
+        if not 0 < item.id <= BIGINT_MAX:
             return False
         return bool(
             self._rowcount(
@@ -216,7 +219,7 @@ class PostgreSQLStore(Engine):
         )
 
     def _dead_letter(self, item: OutboxItem, reason: str, now: float) -> bool:
-        if not 0 < item.id <= _BIGINT:
+        if not 0 < item.id <= BIGINT_MAX:
             return False
         return bool(
             self._rowcount(
@@ -264,7 +267,7 @@ class PostgreSQLStore(Engine):
         rows = self._execute(
             "SELECT id, message_id, phone, provider, verified_at, created_at, attempts, reason, done_at,"  # noqa: S608
             f" account, converted FROM otp_outbox WHERE {dead} ORDER BY done_at DESC, id DESC LIMIT %s",
-            (*params, min(limit, _BIGINT)),
+            (*params, min(limit, BIGINT_MAX)),
         )
         return [
             DeadLetter(
@@ -401,139 +404,9 @@ class PostgreSQLStore(Engine):
             " AND m.verified_at IS NULL AND NOT EXISTS (SELECT 1 FROM otp_sends AS v"
             " WHERE v.phone = m.phone AND v.sent_at >= m.sent_at AND v.verified_at IS NOT NULL)"
             " LIMIT %s) AS counted",
-            (prefix, upper, since, min(limit, _BIGINT)),
+            (prefix, upper, since, min(limit, BIGINT_MAX)),
         )
         return int(rows[0][0])
-
-
-class _Records:
-    """``engine.RecordsTransaction`` on a cursor inside one transaction (see "Transactions")."""
-
-    __slots__ = ("cur",)
-
-    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
-        self.cur = cur
-
-    def insert_send(self, *, provider: str, message_id: str, phone: str, sent_at: float, account: str) -> bool:
-        self.cur.execute(
-            "INSERT INTO otp_sends (provider, message_id, phone, sent_at, account) VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (provider, message_id) DO NOTHING",
-            (enc(provider), enc(message_id), phone, sent_at, enc(account)),
-        )
-        return self.cur.rowcount > 0
-
-    def find_sends(self, wanted: Wanted) -> list[Sent]:
-        parts: list[str] = []
-        params: list[Any] = []
-        # Each candidate through a LATERAL lookup (OFFSET 0 keeps the planner from turning it back into a join)
-        # and the rows by ``id = ANY``: index scans whatever the statistics say. A join here became a scan of
-        # every send when the table had grown since the last ANALYZE.
-        if wanted.ids:
-            parts.append(
-                "SELECT s.id FROM unnest(%s::text[]) AS m(message_id) CROSS JOIN LATERAL"
-                " (SELECT id FROM otp_sends WHERE provider = %s AND message_id = m.message_id OFFSET 0) AS s"
-            )
-            params += [[enc(message_id) for message_id in wanted.ids], enc(wanted.provider)]
-        if wanted.phones:
-            phones = list(wanted.phones.items())
-            parts.append(
-                "SELECT s.id FROM unnest(%s::text[], %s::float8[], %s::float8[]) AS w(phone, lo, hi) CROSS JOIN"
-                " LATERAL (SELECT id FROM otp_sends WHERE phone = w.phone AND sent_at >= w.lo AND sent_at <= w.hi"
-                " OFFSET 0) AS s"
-            )
-            params += [[phone for phone, _ in phones], [span[0] for _, span in phones], [span[1] for _, span in phones]]
-        if not parts:
-            return []
-        # One statement, so the candidates are locked in one order (by id) whatever mix a batch asks for.
-        self.cur.execute(
-            f"SELECT {_SENT_COLUMNS} FROM otp_sends WHERE id = ANY(ARRAY({' UNION ALL '.join(parts)}))"  # noqa: S608
-            " ORDER BY id FOR UPDATE",
-            params,
-        )
-        return [_sent(row) for row in self.cur.fetchall()]
-
-    def mark_verified(self, verified: Sequence[tuple[int, float]]) -> None:
-        keys = [key for key, _ in verified]
-        self.cur.execute(
-            "UPDATE otp_sends AS s SET verified_at = v.at FROM unnest(%s::bigint[], %s::float8[]) AS v(id, at)"
-            " WHERE s.id = ANY(%s::bigint[]) AND s.id = v.id",  # ANY: by the primary key, whatever the statistics
-            (keys, [at for _, at in verified], keys),
-        )
-
-    def find_unsettled(
-        self, provider: str, account: str | None, sent_after: float, sent_before: float, limit: int
-    ) -> list[Sent]:
-        mine, params = ("", ()) if account is None else (" AND account = %s", (enc(account),))
-        # SKIP LOCKED: a send being verified right now is not settled as unverified; two settlers split the rest.
-        self.cur.execute(
-            f"SELECT {_SENT_COLUMNS} FROM otp_sends WHERE provider = %s AND sent_at >= %s AND sent_at < %s"  # noqa: S608
-            f" AND verified_at IS NULL AND NOT settled{mine} ORDER BY sent_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (enc(provider), sent_after, sent_before, *params, min(limit, _BIGINT)),
-        )
-        return [_sent(row) for row in self.cur.fetchall()]
-
-    def mark_settled(self, keys: Sequence[int]) -> None:
-        self.cur.execute("UPDATE otp_sends SET settled = true WHERE id = ANY(%s::bigint[])", (list(keys),))
-
-    def insert_reports(self, reports: Sequence[Report]) -> None:
-        # ORDER BY the input's position: ids are drawn in that order.
-        self.cur.execute(
-            "INSERT INTO otp_outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
-            " attempts, next_attempt_at, account, converted)"
-            " SELECT m, p, pr, s, v, v, 'pending', 0, v, a, c FROM unnest(%s::text[], %s::text[], %s::text[],"
-            " %s::float8[], %s::float8[], %s::text[], %s::boolean[]) WITH ORDINALITY AS r(m, p, pr, s, v, a, c, n)"
-            " ORDER BY n",
-            (
-                [enc(r.message_id) for r in reports],
-                [r.phone for r in reports],
-                [enc(r.provider) for r in reports],
-                [r.sent_at for r in reports],
-                [r.verified_at for r in reports],
-                [enc(r.account) for r in reports],
-                [r.converted for r in reports],
-            ),
-        )
-
-    def add_counts(self, counters: Mapping[CounterKey, Tally]) -> None:
-        keys = sorted(counters)  # one lock order for every writer
-        tallies = [counters[key] for key in keys]
-        self.cur.execute(
-            "INSERT INTO otp_counters (start, span, provider, calling_code, requested, verified, unmatched)"
-            " SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],"
-            " %s::bigint[]) ON CONFLICT (span, start, provider, calling_code) DO UPDATE SET"
-            " requested = otp_counters.requested + excluded.requested,"
-            " verified = otp_counters.verified + excluded.verified,"
-            " unmatched = otp_counters.unmatched + excluded.unmatched",
-            (
-                [key[0] for key in keys],
-                [key[1] for key in keys],
-                [enc(key[2]) for key in keys],
-                [key[3] for key in keys],
-                [t.requested for t in tallies],
-                [t.verified for t in tallies],
-                [t.unmatched for t in tallies],
-            ),
-        )
-
-    def spool_position(self, name: str) -> int:
-        # An upsert that changes nothing but locks the row (creating it if missing) and returns it: a second
-        # transaction reading the same position waits here, then sees the moved one.
-        self.cur.execute(
-            "INSERT INTO otp_spools (name, position) VALUES (%s, 0)"
-            " ON CONFLICT (name) DO UPDATE SET position = otp_spools.position RETURNING position",
-            (enc(name),),
-        )
-        row = self.cur.fetchone()
-        return 0 if row is None else int(row[0])
-
-    def set_spool_position(self, name: str, position: int) -> None:
-        if position > _BIGINT:
-            raise ValueError("spool position is out of range")
-        self.cur.execute(
-            "INSERT INTO otp_spools (name, position) VALUES (%s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            (enc(name), position),
-        )
 
 
 def _item(row: Sequence[Any], token: str) -> OutboxItem:
@@ -554,14 +427,9 @@ def _item(row: Sequence[Any], token: str) -> OutboxItem:
     )
 
 
-def _sent(row: Sequence[Any]) -> Sent:
-    key, provider, message_id, phone, sent_at, verified_at, account, settled = row
-    return Sent(int(key), dec(provider), dec(message_id), phone, float(sent_at), verified_at, dec(account), settled)
-
-
 def _held(items: Sequence[OutboxItem]) -> tuple[list[int], list[str]]:
     """The items' (id, token) pairs as two arrays; an id no bigint can hold is in no table, so left out."""
-    kept = [item for item in items if 0 < item.id <= _BIGINT]
+    kept = [item for item in items if 0 < item.id <= BIGINT_MAX]
     return [item.id for item in kept], [enc(item.lease_token) for item in kept]
 
 
@@ -569,7 +437,7 @@ def _dead(ids: list[int] | None) -> tuple[str, tuple[Any, ...]]:
     """The condition for dead letters (all, or those of ``ids``, looked up by id)."""
     if ids is None:
         return "state = 'dead'", ()
-    return "id = ANY(%s::bigint[]) AND state = 'dead'", ([i for i in ids if 0 < i <= _BIGINT],)
+    return "id = ANY(%s::bigint[]) AND state = 'dead'", ([i for i in ids if 0 < i <= BIGINT_MAX],)
 
 
 __all__ = ["SCHEMA_VERSION", "PostgreSQLSchemaError", "PostgreSQLStore", "PostgreSQLUnavailableError"]
