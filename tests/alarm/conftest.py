@@ -77,9 +77,8 @@ def _play(store: MemoryStore, clock: FakeClock, alarms: Alarms, played: Played, 
     played.sent, played.verified = traffic.sent, traffic.verified
 
 
-@pytest.fixture(scope="package")
-def played_week() -> Iterator[Played]:
-    """Eight simulated days (about 95 000 sends) with one burst; takes ~10 s, so played once for the package."""
+def _recording(settings: AlarmSettings) -> tuple[MemoryStore, FakeClock, Played, Alarms]:
+    """A memory store, a clock at ``START``, and alarms with ``settings`` whose episodes are recorded."""
     store = MemoryStore()
     clock = FakeClock()
     clock.now = START
@@ -88,7 +87,13 @@ def played_week() -> Iterator[Played]:
     def on_episode(episode: Episode, evaluation: Evaluation) -> None:
         played.opened.append((evaluation.at, episode))
 
-    alarms = Alarms(store, AlarmSettings(), on_episode=on_episode, clock=clock)
+    return store, clock, played, Alarms(store, settings, on_episode=on_episode, clock=clock)
+
+
+@pytest.fixture(scope="package")
+def played_week() -> Iterator[Played]:
+    """Eight simulated days (about 95 000 sends) with one burst; takes ~10 s, so played once for the package."""
+    store, clock, played, alarms = _recording(AlarmSettings())
     _play(store, clock, alarms, played, Traffic(store, random.Random(20260101)))
     yield played
     store.close()
@@ -98,15 +103,7 @@ def played_week() -> Iterator[Played]:
 def played_ranged_week() -> Iterator[Played]:
     """A simulated week of ``RANGED_CODES`` traffic (about 88 000 sends) with the per-prefix alarm on (three
     digits, the other thresholds at their defaults), then the range burst; played once for the package."""
-    store = MemoryStore()
-    clock = FakeClock()
-    clock.now = START
-    played = Played()
-
-    def on_episode(episode: Episode, evaluation: Evaluation) -> None:
-        played.opened.append((evaluation.at, episode))
-
-    alarms = Alarms(store, AlarmSettings(prefix_alarm_digits=RANGE_DIGITS), on_episode=on_episode, clock=clock)
+    store, clock, played, alarms = _recording(AlarmSettings(prefix_alarm_digits=RANGE_DIGITS))
     tick = _ticker(store, clock, alarms, played)
     traffic = Traffic(store, random.Random(20260102), codes=RANGED_CODES)
     traffic.play(START, 7 * 1440 + 12 * 60, on_minute=tick)  # a week, then day 8 up to the burst

@@ -28,14 +28,11 @@ def test_an_alarm_sends_conversion_anomaly_once_with_its_figures(make_app: AppFa
     def receiver(sender: object, **kwargs: Any) -> None:
         received.append({"sender": sender, **kwargs})
 
-    conversion_anomaly.connect(receiver)
-    try:
+    with conversion_anomaly.connected_to(receiver):
         pump(app, conversion)
         with app.app_context():
             conversion.send_allowed("+2348030000000")
             app.extensions["otp_conversion"].alarms.evaluate(fresh=True)  # evaluated again: no second signal
-    finally:
-        conversion_anomaly.disconnect(receiver)
     assert len(received) == 1
     got = received[0]
     assert (got["sender"], got["calling_code"], got["sends"], got["rate"], got["window"]) == (app, "234", 40, 0.0, 900)
@@ -48,13 +45,10 @@ def test_the_deliverer_opens_an_episode_with_no_one_reading(make_app: AppFactory
     def receiver(sender: object, **kwargs: Any) -> None:
         received.append(kwargs["calling_code"])
 
-    conversion_anomaly.connect(receiver)
-    try:
+    with conversion_anomaly.connected_to(receiver):
         pump(app, conversion)
         with app.app_context():
             conversion.flush(timeout=5)  # the delivery loop's pass, no stats, dashboard or send_allowed read
-    finally:
-        conversion_anomaly.disconnect(receiver)
     assert received == ["234"]
 
 
@@ -82,13 +76,10 @@ def test_a_prefix_alarm_sends_conversion_anomaly_with_its_prefix(make_app: AppFa
     def receiver(sender: object, **kwargs: Any) -> None:
         received.append(kwargs)
 
-    conversion_anomaly.connect(receiver)
-    try:
+    with conversion_anomaly.connected_to(receiver):
         pump_a_range(app, conversion)
         with app.app_context():
             app.extensions["otp_conversion"].alarms.evaluate(fresh=True)
-    finally:
-        conversion_anomaly.disconnect(receiver)
     assert [(r["calling_code"], r["prefix"], r["sends"], r["rate"]) for r in received] == [("44", PREFIX, 40, 0.0)]
 
 
@@ -102,13 +93,10 @@ def test_a_receiver_without_a_prefix_parameter_still_gets_whole_code_alarms(make
     ) -> None:
         received.append(calling_code)
 
-    conversion_anomaly.connect(receiver)
-    try:
+    with conversion_anomaly.connected_to(receiver):
         pump(app, conversion)
         with app.app_context():
             app.extensions["otp_conversion"].alarms.evaluate(fresh=True)
-    finally:
-        conversion_anomaly.disconnect(receiver)
     assert received == ["234"]
 
 
