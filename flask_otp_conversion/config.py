@@ -44,6 +44,10 @@ class Settings(BaseModel):
     reporter_autostart: bool = True
     #: With a SQLite store, only the process holding a lock beside it applies the spools and delivers.
     single_deliverer: bool = True
+    #: The deliverer delivers from a child process (None: unless the app is testing or the store is memory://).
+    delivery_process: bool | None = None
+    #: The niceness the delivery process adds to itself: the kernel runs the requests first.
+    delivery_nice: int = Field(default=10, ge=0, le=19)
     report_concurrency: int = Field(default=64, ge=1, le=512)
     #: Per-action rate caps in requests/s overriding the provider's documented ones.
     rate_limits: dict[str, float] = Field(default_factory=dict)

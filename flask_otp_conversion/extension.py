@@ -17,7 +17,8 @@ from werkzeug.local import LocalProxy
 from .alarm import Alarms, SendDecision, SendLimits
 from .alarm import for_app as alarm_for_app
 from .cli import register_cli
-from .config import Settings, load_settings, make_provider
+from .config import ConfigurationError, Settings, load_settings, make_provider
+from .delivery import process as delivery_process
 from .delivery.activity import CountingMiddleware, RequestActivity
 from .delivery.election import DeliveryLock, lock_path
 from .delivery.status import DeliveryRecord, status_flag
@@ -64,6 +65,8 @@ class ConversionState:
         self.reporter: Reporter | None = None
         #: With one deliverer per host (``OTP_CONVERSION_SINGLE_DELIVERER``): the lock that makes this process it
         self.delivery_lock: DeliveryLock | None = None
+        #: The deliverer's child process that applies and delivers (``delivery/process.py``), if it uses one
+        self.delivery_process: delivery_process.DeliveryProcess | None = None
         self.stats: StatsService | None = None
         self.activity: RequestActivity | None = None
         self.alarms: Alarms | None = None
@@ -114,6 +117,19 @@ class ConversionState:
             # The deliverer evaluates the alarm on a period: episodes open with no one reading the stats.
             alarm_check=lambda: alarms.evaluate(fresh=True),
         )
+        if self.delivery_lock is not None:
+            try:
+                self.delivery_process = delivery_process.for_app(
+                    app, settings, shutdown_timeout=settings.shutdown_timeout, sender=self._app, logger=logger
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"OTP_CONVERSION_DELIVERY_PROCESS: {exc}") from None
+
+    @property
+    def delivering(self) -> bool:
+        """Whether this process delivers now: on its own threads, or through its delivery process."""
+        process = self.delivery_process
+        return (self.reporter is not None and self.reporter.running) or (process is not None and process.running)
 
     def _host_base(self, app: Flask) -> str:
         """The path this host's spool folder and deliverer lock are named after: a SQLite file (they sit beside
@@ -337,6 +353,8 @@ class ConversionState:
                     return
             except OSError as exc:  # deliver anyway: several deliverers are safe, none would stall the outbox
                 self.logger.error("otp-conversion deliverer lock %s: %s; delivering from this process", lock.path, exc)
+        if self.delivery_process is not None and self.delivery_process.ensure_running():
+            return  # the child applies and delivers
         if self.reporter is not None:
             self.reporter.ensure_running()
         if self.spool is not None:
@@ -358,6 +376,8 @@ class ConversionState:
             self.holding.close(max(0.0, deadline - time.monotonic()))
         if self.reporter is not None:
             self.reporter.stop(max(0.0, deadline - time.monotonic()))
+        if self.delivery_process is not None:  # it applies what is left and hands its claims back
+            self.delivery_process.stop(max(0.0, deadline - time.monotonic()))
         if self.delivery_lock is not None:  # after the last flush: another process may take over now
             self.delivery_lock.release()
         if self.store is not None:

@@ -36,6 +36,9 @@ def make_app(tmp_path: Path) -> Iterator[AppFactory]:
         app = Flask(name, instance_path=str(tmp_path / name / "instance"))
         app.config.update(TENCENT_KEYS)
         app.config["OTP_CONVERSION_REPORTER_AUTOSTART"] = False
+        # Several of these apps in one test process stand for processes: their delivery runs on their threads
+        # (tests/delivery/test_process.py, the gunicorn and multi-host tests run the delivery process).
+        app.config["OTP_CONVERSION_DELIVERY_PROCESS"] = False
         app.config.update(config)
         conversion = OTPConversion(app)
         made.append(app)

@@ -53,7 +53,8 @@ def create_app() -> Flask:
 
     @app.get("/delivering")
     def delivering() -> ResponseReturnValue:
-        reporter = app.extensions["otp_conversion"].reporter
-        return jsonify(pid=os.getpid(), delivering=reporter.running)
+        state = app.extensions["otp_conversion"]
+        child = None if state.delivery_process is None else state.delivery_process.child_pid
+        return jsonify(pid=os.getpid(), delivering=state.delivering, child=child)
 
     return app

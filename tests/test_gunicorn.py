@@ -146,6 +146,45 @@ def test_another_worker_delivers_after_the_deliverer_is_killed(
         assert reported == set(serials)
 
 
+def _gone(pid: int) -> bool:
+    """Whether the process has exited (a zombie nobody reaps counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _delivery_child(base: str, worker: int) -> int:
+    """The pid of ``worker``'s delivery process, asked until that worker answers with one."""
+    for _ in range(MAX_ATTEMPTS * 4):
+        body = httpx.get(base + "/delivering", timeout=5).json()
+        if body["pid"] == worker and body["child"]:
+            return int(body["child"])
+        time.sleep(0.05)
+    raise AssertionError(f"worker {worker} named no delivery process")
+
+
+@pytest.mark.timeout(120)
+def test_the_deliverers_delivery_process_ends_with_it_and_the_next_deliverer_starts_its_own(
+    tmp_path: Path, provider_emulator_server: EmulatorServer
+) -> None:
+    with serving(tmp_path, provider_emulator_server) as (base, _):
+        (deliverer,) = _deliverers(base)
+        child = _delivery_child(base, deliverer)
+        assert child != deliverer
+        os.kill(deliverer, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while not _gone(child):  # its pipe closed with the worker: it stops by itself
+            assert time.monotonic() < deadline, "the dead deliverer's delivery process is still running"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while not (survivors := _deliverers(base)):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        (successor,) = survivors
+        assert _delivery_child(base, successor) not in (child, successor)
+
+
 #: A slow provider, and few senders, so that a drain takes seconds and a stop finds requests in flight.
 SLOW_ANSWER = 0.4
 BACKLOG = 120

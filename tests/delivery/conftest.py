@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from delivery_helpers import Env
+from flask import Flask
 
-from flask_otp_conversion import signals
+from flask_otp_conversion import OTPConversion, signals
 from flask_otp_conversion.testing import EmulatorServer, ProviderEmulator
 
 
@@ -42,3 +43,31 @@ def received() -> Iterator[dict[str, list[dict[str, Any]]]]:
     yield seen
     for sig, receiver in receivers:
         sig.disconnect(receiver)
+
+
+@pytest.fixture
+def make_process_app(
+    tmp_path: Path, provider_emulator: ProviderEmulator, provider_emulator_server: EmulatorServer
+) -> Iterator[Callable[..., tuple[Flask, OTPConversion]]]:
+    """An app as production runs it: autostart on, not testing, so its deliverer delivers from a child process
+    (``delivery/process.py``); a POST to ``/verify`` is its verify route. Shut down after the test."""
+    made: list[Flask] = []
+
+    def factory(**config: Any) -> tuple[Flask, OTPConversion]:
+        app = Flask("process_app", instance_path=str(tmp_path / f"instance{len(made)}"))
+        app.config.update(provider_emulator.app_config("tencent", provider_emulator_server.url))
+        app.config["OTP_CONVERSION_PROVIDER"] = "tencent"
+        app.config.update(config)
+        conversion = OTPConversion(app)
+
+        @app.post("/verify")
+        @conversion.verify_route()
+        def verify() -> dict[str, bool]:
+            return {"ok": True}
+
+        made.append(app)
+        return app, conversion
+
+    yield factory
+    for app in made:
+        app.extensions["otp_conversion"].shutdown()

@@ -47,6 +47,6 @@ def create_app() -> Flask:
         state = app.extensions["otp_conversion"]
         reporter, holding = state.reporter, state.holding
         held = 0 if holding is None else holding.counts().held
-        return jsonify(pid=os.getpid(), delivering=reporter.running, degraded=reporter.degraded, held=held)
+        return jsonify(pid=os.getpid(), delivering=state.delivering, degraded=reporter.degraded, held=held)
 
     return app
