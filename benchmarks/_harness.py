@@ -198,6 +198,11 @@ class Server:
     def worker_pids(self) -> list[int]:
         return children(self.pid)
 
+    def cost_pids(self) -> list[int]:
+        """The workers and their children (a deliverer's delivery process): whose CPU the app costs."""
+        workers = self.worker_pids()
+        return workers + [child for pid in workers for child in children(pid)]
+
     def stop(self) -> None:
         if self._proc is None:
             return

@@ -170,7 +170,7 @@ def run(
             if not fresh[name]:  # a spare run: its pairs, before any CPU is counted
                 issue_runs(name, 1)
             workers = servers[name].worker_pids()
-            costs = workers + ([sidecars[name].pid] if name in sidecars else [])
+            costs = servers[name].cost_pids() + ([sidecars[name].pid] if name in sidecars else [])
             split0 = [h.cpu_seconds([pid]) for pid in workers]
             server_cpu = store_cpu.get(name)
             cpu0 = h.cpu_seconds(costs), h.cpu_seconds([emulator.pid])
