@@ -181,23 +181,26 @@ class DeliveryProcess(ForkLocal):
         failed: str | None = None
         for line in stream:
             try:
-                message = decode(line)
-            except ValueError:
-                continue
-            if "ready" in message:
-                self._ready.set()
-                self._failures = 0
-            elif "log" in message:
-                logging.getLogger(str(message.get("name") or self._logger.name)).log(
-                    int(message["log"]), "%s", message.get("msg", "")
-                )
-            elif "signal" in message:
-                self._emit(str(message["signal"]), message.get("kwargs") or {})
-            elif "failed" in message:
-                failed = str(message["failed"])
+                failed = self._take(decode(line)) or failed
+            except Exception as exc:  # one bad line must not stop the reading, or the child's end goes unseen
+                self._logger.error("otp-conversion delivery process: unreadable line: %s", describe_error(exc))
         code = proc.wait()
         self._ended(code, failed)
         self._proc = None  # last: from now on ensure_running may start the next child
+
+    def _take(self, message: dict[str, Any]) -> str | None:
+        """Act on one line of the child's; returns its reason when it says it could not start."""
+        if "ready" in message:
+            self._ready.set()
+            self._failures = 0
+        elif "log" in message:
+            name = str(message.get("name") or self._logger.name)
+            logging.getLogger(name).log(int(message["log"]), "%s", message.get("msg", ""))
+        elif "signal" in message:
+            self._emit(str(message["signal"]), message.get("kwargs") or {})
+        elif "failed" in message:
+            return str(message["failed"])
+        return None
 
     def _emit(self, name: str, args: dict[str, Any]) -> None:
         signal, sender = FORWARDED.get(name), self._sender()

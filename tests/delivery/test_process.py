@@ -237,7 +237,8 @@ def test_a_child_dying_before_it_is_ready_is_given_up_after_three_tries(tmp_path
         sender=lambda: None,
         logger=logging.getLogger("flask_otp_conversion"),
         clock=lambda: now[0],
-        command=[sys.executable, "-c", "raise SystemExit(3)"],
+        # a line the parent cannot act on first: its reader must survive it to see the death
+        command=[sys.executable, "-c", "print('{\"log\": \"loud\"}', flush=True); raise SystemExit(3)"],
     )
     children = set()
     while process.ensure_running():
