@@ -149,12 +149,14 @@ class ConversionState:
                 return DeliveryStatus(
                     True, reporter.breaker_state, reporter.degraded, reporter.last_error, time.time(), self.account()
                 )
-            # another process delivers (or none does): what the last deliverer wrote to the store
+            # another process delivers (this one's delivery process, or another's), or none does: what the last
+            # deliverer wrote to the store
             record = DeliveryRecord.load(store.get_flag(status_flag(settings.provider or "")))
-            if record is None:
-                return DeliveryStatus(False, "closed", reporter.degraded, None, None, self.account())  # never opened
+            delivering = self.delivering
+            if record is None:  # never opened
+                return DeliveryStatus(delivering, "closed", reporter.degraded, None, None, self.account())
             return DeliveryStatus(
-                False, record.breaker, reporter.degraded, record.last_error, record.at, self.account()
+                delivering, record.breaker, reporter.degraded, record.last_error, record.at, self.account()
             )
 
         def spooled() -> int | None:  # None: the folder cannot be read (the stats still answer)

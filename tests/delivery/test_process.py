@@ -297,3 +297,11 @@ def test_the_child_exits_cleanly_when_its_stdin_ends(
     assert child.returncode == 0, child.stderr.decode()
     assert child.stderr == b""
     assert child_pid_of(child.stdout) not in (0, os.getpid())  # it came up, then stopped on the end of stdin
+
+
+def test_the_deliverers_stats_say_it_delivers_through_its_child(make_process_app: ProcessApp) -> None:
+    app, _ = make_process_app(OTP_CONVERSION_STATS_TOKEN="token")
+    start_child(app)
+    shown = app.test_client().get("/otp-conversion/stats", headers={"Authorization": "Bearer token"}).get_json()
+    assert shown["reporter"]["delivering"] is True
+    assert not app.extensions["otp_conversion"].reporter.running
