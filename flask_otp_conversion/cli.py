@@ -25,7 +25,7 @@ from .store import Store
 from .store.quarantine import quarantined
 
 if TYPE_CHECKING:
-    from .extension import ConversionState
+    from .state import ConversionState
 
 otp_conversion_cli = AppGroup("otp-conversion", help="Operate flask-otp-conversion's outbox and reporter.")
 
@@ -39,7 +39,7 @@ def register_cli(app: Flask) -> None:
 
 
 def _parts() -> tuple[ConversionState, Store, Reporter]:
-    from .extension import EXTENSION_KEY
+    from .state import EXTENSION_KEY
 
     state: ConversionState | None = current_app.extensions.get(EXTENSION_KEY)
     if state is None:

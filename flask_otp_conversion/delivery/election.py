@@ -4,7 +4,7 @@ The web workers of one host share one spool folder; one of them is enough to app
 others then spend no CPU on background threads. It stays with shared stores too: delivery scales across hosts
 (each host's deliverer claims from the shared outbox and draws on the shared rate budget), and within a host one
 process per store is what the CPU allows anyway. The lock sits beside a SQLite store file, or in the instance
-folder for a shared store (``extension.ConversionState._host_base``).
+folder for a shared store (``state.ConversionState._host_base``).
 
 The kernel drops the lock when its holder exits, however it exits (``kill -9`` included), and the other workers try
 again at most once per ``RETRY_EVERY``, so another one takes over about a second after the deliverer dies. A forked

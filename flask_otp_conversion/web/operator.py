@@ -13,7 +13,7 @@ from .dashboard import Dashboard, make_dashboard_blueprint
 from .metrics import StoreCollector, make_metrics_blueprint
 
 if TYPE_CHECKING:
-    from ..extension import ConversionState
+    from ..state import ConversionState
 
 __all__ = ["register_operator_views"]
 
