@@ -296,8 +296,8 @@ class DrainLoop:
         growing = bool(jobs) and self._senders.can_grow
         if behind:
             with self._lock:
-                wanted = P.senders_needed(self._policy.cap, self._policy.latency, self._policy.cpu)
-            self._senders.grow_to(wanted)  # to what the cap (or the GIL) lets the observed latency use, no more
+                wanted = self._policy.senders_wanted()
+            self._senders.grow_to(wanted)  # to what the cap (or the GIL) lets the provider's latency use, no more
         if idle:
             self._note_idle(now)
         # With a backlog, a sender wakes the loop as soon as the ready list runs low; while the senders may still be

@@ -42,6 +42,8 @@ MAX_CLAIM = 500
 INITIAL_LATENCY = 0.25
 #: Weight of each new request in the moving average of the latency.
 LATENCY_WEIGHT = 0.1
+#: Answers per half of the window whose fastest one sizes the senders (``DeliveryPolicy.senders_wanted``).
+FLOOR_WINDOW = 100
 #: Time allowed between a request's end and its ack, inside the row lease.
 ACK_MARGIN = 2.0
 #: Seconds between INFO summaries of delivery (only when something happened).
@@ -201,6 +203,9 @@ class DeliveryPolicy:
     latency: float = INITIAL_LATENCY
     latency_samples: int = 0
     cpu: float = 0.0
+    _floor_before: float = math.inf  # the fastest answer of the previous FLOOR_WINDOW, and of the current one
+    _floor_current: float = math.inf
+    _floor_count: int = 0
     pause_until: float = -math.inf
     degraded: bool = False
     degraded_checked_at: float = -math.inf
@@ -267,6 +272,7 @@ class DeliveryPolicy:
         weight = max(LATENCY_WEIGHT, 1.0 / self.latency_samples)
         self.latency += weight * (max(took, 0.0) - self.latency)
         self.cpu += weight * (max(cpu, 0.0) - self.cpu)
+        self._note_floor(max(took, 0.0))
         outcome = answer.outcome
         transition: Transition
         if outcome is Outcome.OK:
@@ -292,6 +298,26 @@ class DeliveryPolicy:
         self._summary.retried += 1
         delay = backoff_delay(row.attempts, answer.retry_after, rng=self.rng)
         return Decision(Retry(now + delay, answer.error), transition)
+
+    def _note_floor(self, took: float) -> None:
+        if self._floor_count >= FLOOR_WINDOW:  # a new half: the older one is forgotten
+            self._floor_before, self._floor_current, self._floor_count = self._floor_current, math.inf, 0
+        self._floor_count += 1
+        self._floor_current = min(self._floor_current, took)
+
+    @property
+    def latency_floor(self) -> float:
+        """The fastest of the last ``FLOOR_WINDOW`` to ``2 * FLOOR_WINDOW`` answers (inf before any)."""
+        return min(self._floor_before, self._floor_current)
+
+    def senders_wanted(self) -> int:
+        """Sender threads that keep up with the cap (``senders_needed``) at the fastest recent answer, not the
+        average: a request's time includes its wait for the GIL, which every sender added lengthens, so sizing
+        by the average feeds on itself up to the concurrency; the fastest answer is what the provider and the
+        network take. Before any answer, none: the first answers come within a pass or two."""
+        if math.isinf(self.latency_floor):
+            return 0
+        return min(self.concurrency, senders_needed(self.cap, self.latency_floor, self.cpu))
 
     def cancel(self, probe: Probe | None) -> None:
         """A claimed row did not go out after all (handed back); a probe it carried is settled."""

@@ -93,6 +93,31 @@ def test_senders_needed_stop_at_what_the_cpu_per_request_allows() -> None:
     assert P.senders_needed(1e6, 0.0004, cpu=0.0002) == 4
 
 
+def test_senders_are_sized_by_the_fastest_recent_answer_not_the_average() -> None:
+    policy = make_policy()
+    for took in (0.05, 0.2, 0.2, 0.2):  # the slow ones waited for the GIL behind other senders
+        policy.decide(P.OK, FRESH, T0, took=took)
+    assert policy.senders_wanted() == P.senders_needed(1000.0, 0.05)
+
+
+def test_no_more_senders_are_wanted_before_the_first_answer() -> None:
+    assert make_policy().senders_wanted() == 0
+
+
+def test_a_fast_answer_is_forgotten_after_two_windows_of_slower_ones() -> None:
+    policy = make_policy()
+    policy.decide(P.OK, FRESH, T0, took=0.001)
+    for _ in range(2 * P.FLOOR_WINDOW):
+        policy.decide(P.OK, FRESH, T0, took=0.04)
+    assert policy.latency_floor == pytest.approx(0.04)
+
+
+def test_senders_wanted_never_exceed_the_concurrency() -> None:
+    policy = make_policy()
+    policy.decide(P.OK, FRESH, T0, took=5.0)
+    assert policy.senders_wanted() == 64
+
+
 def test_the_cpu_estimate_follows_the_answers() -> None:
     policy = make_policy()
     policy.decide(P.OK, FRESH, T0, took=0.001, cpu=0.0002)
