@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +29,9 @@ from dataclasses import dataclass
 HORIZON = 0.02
 #: Seconds after its slot by which a request's first byte must be written, or the slot is forfeited.
 LATENESS = 0.01
+#: Seconds a slot must still leave its caller to reach the first byte (signing, building the request), or it is
+#: not handed out: a slot about to lapse would only be forfeited after that work, wasting it.
+MARGIN = LATENESS / 2
 #: Seconds by which first-byte-to-arrival jitter may squeeze requests together; ``interval_for_cap`` pays for it.
 JITTER_ALLOWANCE = 0.03
 
@@ -88,7 +90,10 @@ class SharedSchedule:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._slots: deque[float] = deque()
+        # The slots held: ``_first + i * interval`` for ``_next <= i < _count``, kept as a range, not a list, so
+        # that dropping the lapsed ones is one division however many there are.
+        self._first = 0.0
+        self._next = self._count = 0
 
     @classmethod
     def for_cap(
@@ -106,8 +111,8 @@ class SharedSchedule:
         return 1.0 / self.interval
 
     def acquire(self, timeout: float | None = None, *, upcoming: int = 1) -> Slot | None:
-        """The next slot this process holds that can still be met, reserving more when it holds none; None if
-        none came within ``timeout``. It does not wait for the slot itself (``wait`` does).
+        """The next slot this process holds that can still be met (``MARGIN`` to spare), reserving more when it
+        holds none; None if none came within ``timeout``. It does not wait for the slot itself (``wait`` does).
 
         ``upcoming``: how many slots the caller expects to use now, this one included. A reservation is never
         larger, since slots nobody starts on are budget lost to every process.
@@ -118,13 +123,19 @@ class SharedSchedule:
         try:
             while True:
                 now = self._clock()
-                while self._slots and self._slots[0] + LATENESS < now:
-                    self._slots.popleft()  # nobody asked in time: dropped, never spent late
-                if self._slots:
-                    return Slot(self._slots.popleft())
+                if self._next < self._count:
+                    # the slots nobody asked for in time are dropped, never spent late
+                    lapsed = math.ceil((now + MARGIN - LATENESS - self._first) / self.interval)
+                    index = max(self._next, lapsed)
+                    while index < self._count and self._first + index * self.interval + LATENESS < now + MARGIN:
+                        index += 1  # the division's rounding
+                    if index < self._count:
+                        self._next = index + 1
+                        return Slot(self._first + index * self.interval)
+                    self._next = self._count
                 first, count = self._take(max(1, min(self._most, upcoming)), self.interval, self._horizon)
                 if count:
-                    self._slots.extend(first + i * self.interval for i in range(count))
+                    self._first, self._next, self._count = first, 0, count
                     continue
                 remaining = math.inf if deadline is None else deadline - self._clock()
                 if remaining <= 0:

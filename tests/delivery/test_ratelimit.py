@@ -11,6 +11,7 @@ from flask_otp_conversion.delivery.ratelimit import (
     HORIZON,
     JITTER_ALLOWANCE,
     LATENESS,
+    MARGIN,
     SharedSchedule,
     Slot,
     TakeSlots,
@@ -109,6 +110,17 @@ def test_a_slot_nobody_took_in_time_is_dropped_not_spent_late(store: MemoryStore
     later = sched.acquire()
     assert later is not None and later.at >= t.now
     assert draws == [5, 1]
+
+
+def test_after_a_pause_the_first_slot_leaving_the_margin_is_given(store: MemoryStore, t: FakeTime) -> None:
+    draws: list[int] = []
+    sched = schedule(store, t, 0.001, draws)
+    assert sched.acquire(upcoming=21) is not None
+    t.now += 0.0105  # the slots up to 10 ms have less than the margin left to reach their first byte
+    slot = sched.acquire()
+    assert slot is not None and slot.at == pytest.approx(EPOCH + 0.0105 - LATENESS + MARGIN, abs=0.001)
+    assert slot.start_by - t.now >= MARGIN
+    assert draws == [21]
 
 
 def test_wait_sleeps_until_the_slot(store: MemoryStore, t: FakeTime) -> None:
