@@ -13,10 +13,12 @@ Transactions
     times): every body reads and writes only through its transaction.
 
 Claims and leases
-    ``claim`` is one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)``: processes claiming at once
-    on any number of hosts each take rows no other holds, without waiting on each other. Acks, releases,
-    retries and dead letters change a row only while it carries the caller's lease token (a semi-join on the
-    ``unnest(ids, tokens)`` pairs). A take of request slots reads the schedule row and moves it by
+    ``claim`` is one ``UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED LIMIT n))``:
+    processes claiming at once on any number of hosts each take rows no other holds, without waiting on each
+    other. Acks, releases, retries and dead letters change a row only while it carries the caller's lease
+    token. Every statement on claimed rows finds them by the primary key whatever the statistics say
+    (``_HELD``): a queue's table changes faster than ANALYZE follows, and a plan that read every pending row
+    made each ack cost as much as the backlog. A take of request slots reads the schedule row and moves it by
     compare-and-set, reading again if another process moved it first.
 
 Records
@@ -59,9 +61,16 @@ _ITEM_COLUMNS = (
     "o.id, o.message_id, o.phone, o.provider, o.sent_at, o.verified_at, o.created_at, o.attempts, o.last_error,"
     " o.account, o.converted, o.next_attempt_at"
 )
-#: Rows still carrying the given (id, token) pairs (parameters: two arrays). A semi-join on the pairs, not a join:
-#: with a backlog that grew since the last ANALYZE, the join had the planner hash every pending row for each ack.
-_HELD = "WHERE (o.id, o.lease_token) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))"
+#: Pending rows still carrying the given (id, token) pairs (parameters: ids, then ``_held``'s keys). The rows are
+#: found by ``id = ANY(ARRAY(...))``, whose length the planner cannot see, and the condition names no
+#: ``state = 'pending'`` of its own: a join on the pairs, or that predicate, let stale statistics (a pending set
+#: they take for tiny) choose a hash over every pending row or a full scan of the partial index otp_outbox_due.
+#: State and token are rechecked on the row being changed (READ COMMITTED), as one key per pair, exact even when a
+#: batch holds an id twice.
+_HELD = (
+    "WHERE o.id = ANY(ARRAY(SELECT unnest(%s::bigint[])))"
+    " AND o.id::text || ':' || o.state || ':' || o.lease_token = ANY(%s::text[])"
+)
 
 
 class PostgreSQLStore(Engine):
@@ -181,12 +190,13 @@ class PostgreSQLStore(Engine):
     ) -> list[OutboxItem]:
         token = uuid.uuid4().hex
         mine, params = ("", ()) if account is None else (" AND account IN (%s, '')", (enc(account),))
+        # The due rows come locked from the partial index; the update then takes them by the primary key
+        # (``id = ANY``, no state condition of its own: see ``_HELD``), never by a join that may scan the table.
         rows = self._execute(
-            "UPDATE otp_outbox AS o SET lease_token = %s, lease_until = %s FROM ("  # noqa: S608 (no value in it)
+            "UPDATE otp_outbox AS o SET lease_token = %s, lease_until = %s WHERE o.id = ANY(ARRAY("  # noqa: S608
             "SELECT id FROM otp_outbox WHERE state = 'pending' AND provider = %s AND next_attempt_at <= %s"
             f" AND (lease_until IS NULL OR lease_until <= %s){mine}"
-            " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due"
-            f" WHERE o.id = due.id RETURNING {_ITEM_COLUMNS}",
+            f" ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING {_ITEM_COLUMNS}",
             (token, lease_until, enc(provider), now, now, *params, min(limit, BIGINT_MAX)),
         )
         rows.sort(key=lambda row: (row[-1], row[0]))
@@ -195,7 +205,7 @@ class PostgreSQLStore(Engine):
     def _ack(self, items: Sequence[OutboxItem], now: float) -> list[int]:
         rows = self._execute(
             "UPDATE otp_outbox AS o SET state = 'reported', done_at = %s, lease_token = NULL, lease_until = NULL"  # noqa: S608
-            f" {_HELD} AND o.state = 'pending' RETURNING o.id",
+            f" {_HELD} RETURNING o.id",
             (now, *_held(items)),
         )
         return [int(row[0]) for row in rows]
@@ -203,7 +213,7 @@ class PostgreSQLStore(Engine):
     def _release(self, items: Sequence[OutboxItem]) -> int:
         """``next_attempt_at`` is left alone: a claimed row was due already, so it keeps its place in line."""
         return self._rowcount(
-            f"UPDATE otp_outbox AS o SET lease_token = NULL, lease_until = NULL {_HELD} AND o.state = 'pending'",  # noqa: S608
+            f"UPDATE otp_outbox AS o SET lease_token = NULL, lease_until = NULL {_HELD}",  # noqa: S608
             _held(items),
         )
 
@@ -242,11 +252,13 @@ class PostgreSQLStore(Engine):
                 cur.execute(
                     "UPDATE otp_outbox AS o SET state = 'dead', reason = moved.reason, done_at = %s,"
                     " lease_token = NULL, lease_until = NULL"
-                    " FROM unnest(%s::bigint[], %s::text[]) AS moved(id, reason) WHERE o.id = moved.id",
+                    " FROM unnest(%s::bigint[], %s::text[]) AS moved(id, reason)"
+                    " WHERE o.id = ANY(ARRAY(SELECT unnest(%s::bigint[]))) AND o.id = moved.id",  # see _HELD
                     (
                         now,
                         [row_id for row_id, _, _ in rows],
                         [enc(foreign_reason(owner, row_account)) for _, owner, row_account in rows],
+                        [row_id for row_id, _, _ in rows],
                     ),
                 )
             return [owner for _, owner, _ in rows]
@@ -428,9 +440,10 @@ def _item(row: Sequence[Any], token: str) -> OutboxItem:
 
 
 def _held(items: Sequence[OutboxItem]) -> tuple[list[int], list[str]]:
-    """The items' (id, token) pairs as two arrays; an id no bigint can hold is in no table, so left out."""
+    """``_HELD``'s parameters: the items' ids, and the key ``id:pending:token`` of each (the id is digits and the
+    state letters, so the first two colons split it); an id no bigint can hold is in no table, so left out."""
     kept = [item for item in items if 0 < item.id <= BIGINT_MAX]
-    return [item.id for item in kept], [enc(item.lease_token) for item in kept]
+    return [item.id for item in kept], [f"{item.id}:pending:{enc(item.lease_token)}" for item in kept]
 
 
 def _dead(ids: list[int] | None) -> tuple[str, tuple[Any, ...]]:

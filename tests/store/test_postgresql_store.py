@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
@@ -17,7 +17,7 @@ from store_helpers import CN, HOUR0, send, verify
 
 from flask_otp_conversion.config import ConfigurationError, load_settings
 from flask_otp_conversion.store import open_store
-from flask_otp_conversion.store.base import Verification
+from flask_otp_conversion.store.base import OutboxItem, Verification
 from flask_otp_conversion.store.postgresql import (
     SCHEMA_VERSION,
     PostgreSQLSchemaError,
@@ -221,6 +221,109 @@ def test_verifications_find_their_sends_by_index_on_a_table_never_analyzed(
     assert after[1] > before[1]  # the counters moved: the batch's scans are in them
     assert after[0] == before[0], "a sequential scan of otp_sends"
     store.close()
+
+
+def _outbox_scans(server: PostgreSQLServer, schema: str) -> tuple[int, int, int]:
+    """(sequential scans of otp_outbox, index scans of it, scans of its partial index otp_outbox_due) so far."""
+    row = server.psql(
+        "SELECT t.seq_scan, coalesce(t.idx_scan, 0), i.idx_scan FROM pg_stat_user_tables AS t"
+        " JOIN pg_stat_user_indexes AS i ON i.relid = t.relid AND i.indexrelname = 'otp_outbox_due'"
+        f" WHERE t.schemaname = '{schema}' AND t.relname = 'otp_outbox'"
+    )
+    seq, idx, due = row.split("|")
+    return int(seq), int(idx), int(due)
+
+
+def _settled_scans(
+    server: PostgreSQLServer, store: PostgreSQLStore, schema: str, arrived: Callable[[tuple[int, int, int]], bool]
+) -> tuple[int, int, int]:
+    """The counters once the store's last statements are in them (``arrived``): its connections are closed
+    first, as a backend reports its counters when it exits (an idle one, up to 10 s later)."""
+    store.close()
+    deadline = time.monotonic() + 20
+    while not arrived(now := _outbox_scans(server, schema)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert arrived(now), "the statements' scans never reached the statistics"
+    return now
+
+
+def _stale_outbox(server: PostgreSQLServer, *, done: int, pending: int) -> tuple[PostgreSQLStore, str]:
+    """A store whose outbox was analyzed holding 20 pending rows and ``done`` reported ones, then grew by
+    ``pending`` pending rows with autovacuum off: statistics that take the backlog for tiny."""
+    url = server.fresh_url()
+    store = open_store(url)
+    assert isinstance(store, PostgreSQLStore)
+    schema = parse_url(url).schema
+    assert schema is not None
+    rows = (
+        f"INSERT INTO {schema}.otp_outbox (message_id, phone, provider, sent_at, verified_at, created_at, state,"
+        " next_attempt_at, done_at) SELECT 'm' || n, '+8613' || lpad(n::text, 9, '0'), 'tencent', {at}, {at}, {at},"
+        " '{state}', {at} + n, {done_at} FROM generate_series({first}, {last}) AS n"
+    )
+    server.psql(
+        f"ALTER TABLE {schema}.otp_outbox SET (autovacuum_enabled = false);"
+        + rows.format(at=HOUR0, state="pending", done_at="NULL", first=1, last=20)
+        + ";"
+        + rows.format(at=HOUR0, state="reported", done_at=HOUR0, first=10**6, last=10**6 + done - 1)
+        + f"; ANALYZE {schema}.otp_outbox;"
+        + rows.format(at=HOUR0, state="pending", done_at="NULL", first=21, last=20 + pending)
+    )
+    return store, schema
+
+
+def _ack(store: PostgreSQLStore, items: list[OutboxItem]) -> None:
+    assert store.ack(items, now=HOUR0 + 10**6) == len(items)
+
+
+def _release(store: PostgreSQLStore, items: list[OutboxItem]) -> None:
+    assert store.release(items) == len(items)
+
+
+def _claim(store: PostgreSQLStore, items: list[OutboxItem]) -> None:
+    assert len(store.claim(provider="tencent", limit=50, lease_seconds=60, now=HOUR0 + 10**6)) == 50
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("change", [_ack, _release, _claim], ids=["ack", "release", "claim"])
+def test_claimed_rows_are_changed_without_a_sequential_scan_of_a_backlog_grown_since_analyze(
+    postgresql_server: PostgreSQLServer, change: Callable[[PostgreSQLStore, list[OutboxItem]], None]
+) -> None:
+    # Grown from 20 rows at the last ANALYZE, the backlog was hashed whole for each ack, release and claim.
+    store, schema = _stale_outbox(postgresql_server, done=0, pending=5000)
+    items = store.claim(provider="tencent", limit=50, lease_seconds=600, now=HOUR0 + 10**6)
+    assert len(items) == 50
+    before = _settled_scans(postgresql_server, store, schema, lambda scans: scans[1] > 0)  # the claim's
+    change(store, items)
+    after = _settled_scans(postgresql_server, store, schema, lambda scans: scans[:2] != before[:2])
+    assert after[0] == before[0], "a sequential scan of otp_outbox"
+    store.close()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("change", [_ack, _release], ids=["ack", "release"])
+def test_claimed_rows_are_changed_without_scanning_the_due_index_statistics_call_tiny(
+    postgresql_server: PostgreSQLServer, change: Callable[[PostgreSQLStore, list[OutboxItem]], None]
+) -> None:
+    # Analyzed when nearly every row was reported, the pending set looks tiny: the planner read the whole
+    # partial index otp_outbox_due (by its third column, id) for each ack instead of the primary key.
+    store, schema = _stale_outbox(postgresql_server, done=20000, pending=20000)
+    items = store.claim(provider="tencent", limit=50, lease_seconds=600, now=HOUR0 + 10**6)
+    assert len(items) == 50
+    before = _settled_scans(postgresql_server, store, schema, lambda scans: scans[1] > 0)  # the claim's
+    change(store, items)
+    after = _settled_scans(postgresql_server, store, schema, lambda scans: scans[:2] != before[:2])
+    assert (after[0], after[2]) == (before[0], before[2]), "a scan of the table or of otp_outbox_due"
+    store.close()
+
+
+def test_an_ack_holding_an_id_twice_counts_the_pair_that_holds_it(pg: PostgreSQLStore) -> None:
+    # The same row claimed again after its lease ran out can sit in one ack batch under both tokens.
+    send(pg, CN, "m1", HOUR0)
+    verify(pg, CN, HOUR0 + 1, message_id="m1")
+    (stale,) = pg.claim(provider="tencent", limit=1, lease_seconds=1, now=HOUR0 + 2)
+    (held,) = pg.claim(provider="tencent", limit=1, lease_seconds=60, now=HOUR0 + 4)
+    assert pg.ack([stale, held], now=HOUR0 + 5) == 1
+    assert pg.outbox_stats(now=HOUR0 + 5).pending == 0
 
 
 # Hostile values -------------------------------------------------------------------------------------------
