@@ -36,6 +36,21 @@ RESTART_FIRST, RESTART_MOST = 1.0, 60.0
 GIVE_UP_AFTER = 3
 #: Seconds a stopping child may take beyond its own shutdown budget before it is killed.
 STOP_GRACE = 3.0
+#: Seconds a child may take to say it is ready; one that takes longer is killed (and counts as not ready).
+READY_TIMEOUT = 60.0
+
+
+def interpreter() -> str:
+    """The Python to run the child with: ``sys.executable``, unless a server that embeds Python (uWSGI,
+    mod_wsgi) made it its own binary; then the environment's own ``python3``."""
+    executable = sys.executable
+    if executable and os.path.basename(executable).lower().startswith("python"):
+        return executable
+    for name in ("python3", "python"):
+        candidate = os.path.join(sys.prefix, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return executable or "python3"
 
 
 def restart_delay(failures: int) -> float:
@@ -72,7 +87,7 @@ class DeliveryProcess(ForkLocal):
         clock: Callable[[], float] = time.monotonic,
         command: Sequence[str] | None = None,
     ) -> None:
-        self._command = list(command or (sys.executable, "-m", "flask_otp_conversion.delivery.child"))
+        self._command = list(command or (interpreter(), "-m", "flask_otp_conversion.delivery.child"))
         self._start = {"config": config, "instance_path": instance_path, "nice": nice}
         self._shutdown_timeout = shutdown_timeout
         self._sender = sender
@@ -125,7 +140,9 @@ class DeliveryProcess(ForkLocal):
             self._check_fork()
             if self._given_up or self._stopped:
                 return not self._given_up
-            if self._proc is not None:  # running, or its reader has not recorded its end yet
+            if (proc := self._proc) is not None:  # running, or its reader has not recorded its end yet
+                if not self._ready.is_set() and self._clock() - self._started_at > READY_TIMEOUT:
+                    self._kill_unready(proc)
                 self._update_forwarded()
                 return True
             if self._clock() < self._next_start:
@@ -161,6 +178,16 @@ class DeliveryProcess(ForkLocal):
         )
         self._reader.start()
         self._logger.debug("otp-conversion delivery process %d started", proc.pid)
+
+    def _kill_unready(self, proc: subprocess.Popen[bytes]) -> None:
+        """A child that never said it was ready (a wrong interpreter may just sit there): its end counts as a
+        failed start."""
+        if proc.poll() is None:
+            self._logger.warning(
+                "otp-conversion delivery process %d not ready after %.0f s; killing it", proc.pid, READY_TIMEOUT
+            )
+            with contextlib.suppress(OSError):
+                proc.kill()
 
     def _update_forwarded(self) -> None:
         """Tell the child which signals have receivers and which log level the app's logger has, if changed."""

@@ -21,10 +21,12 @@ from flask import Flask
 from flask_otp_conversion import ConfigurationError, OTPConversion, signals
 from flask_otp_conversion.delivery.process import (
     GIVE_UP_AFTER,
+    READY_TIMEOUT,
     RESTART_MOST,
     DeliveryProcess,
     child_config,
     for_app,
+    interpreter,
     restart_delay,
 )
 from flask_otp_conversion.store.base import OutboxItem
@@ -227,7 +229,16 @@ def test_a_child_that_cannot_build_the_app_hands_delivery_back(
     assert state.reporter.running  # the web worker delivers itself now
 
 
-def test_a_child_dying_before_it_is_ready_is_given_up_after_three_tries(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        # a line the parent cannot act on first: its reader must survive it to see the death
+        "print('{\"log\": \"loud\"}', flush=True); raise SystemExit(3)",
+        "import time; time.sleep(120)",  # never ready, never gone: killed after READY_TIMEOUT
+    ],
+    ids=["exits", "hangs"],
+)
+def test_a_child_that_never_gets_ready_is_given_up_after_three_tries(tmp_path: Path, code: str) -> None:
     now = [0.0]
     process = DeliveryProcess(
         config={},
@@ -237,16 +248,23 @@ def test_a_child_dying_before_it_is_ready_is_given_up_after_three_tries(tmp_path
         sender=lambda: None,
         logger=logging.getLogger("flask_otp_conversion"),
         clock=lambda: now[0],
-        # a line the parent cannot act on first: its reader must survive it to see the death
-        command=[sys.executable, "-c", "print('{\"log\": \"loud\"}', flush=True); raise SystemExit(3)"],
+        command=[sys.executable, "-c", code],
     )
     children = set()
     while process.ensure_running():
         if process._proc is not None:
             children.add(process._proc.pid)
-        now[0] += RESTART_MOST  # past any restart delay
+        now[0] += max(RESTART_MOST, READY_TIMEOUT) + 1  # past any restart delay, and any wait for readiness
         time.sleep(0.01)
     assert len(children) == GIVE_UP_AFTER
+    assert all(gone(pid) for pid in children)
+
+
+def test_the_child_runs_on_a_python_even_where_sys_executable_is_not_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")
+    found = interpreter()
+    assert os.path.basename(found).startswith("python")
+    assert subprocess.run([found, "-c", "import flask_otp_conversion"], check=False).returncode == 0
 
 
 def test_the_child_stops_when_its_parent_is_killed(
