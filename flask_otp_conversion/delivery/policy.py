@@ -311,13 +311,13 @@ class DeliveryPolicy:
         return min(self._floor_before, self._floor_current)
 
     def senders_wanted(self) -> int:
-        """Sender threads that keep up with the cap (``senders_needed``) at the fastest recent answer, not the
-        average: a request's time includes its wait for the GIL, which every sender added lengthens, so sizing
-        by the average feeds on itself up to the concurrency; the fastest answer is what the provider and the
-        network take. Before any answer, none: the first answers come within a pass or two."""
+        """Sender threads for the cap at the average latency, but no more than the GIL can use at the fastest
+        recent answer (``senders_needed``): a request's time includes its wait for the GIL, which every sender
+        added lengthens, so bounding by the average would feed on itself up to the concurrency; the fastest
+        answer is what the provider and the network take. Before any answer, none: they come within a pass."""
         if math.isinf(self.latency_floor):
             return 0
-        return min(self.concurrency, senders_needed(self.cap, self.latency_floor, self.cpu))
+        return min(self.concurrency, senders_needed(self.cap, self.latency, self.cpu, fastest=self.latency_floor))
 
     def cancel(self, probe: Probe | None) -> None:
         """A claimed row did not go out after all (handed back); a probe it carried is settled."""
@@ -374,9 +374,12 @@ def claim_as_of(now: float, *, busy: bool, window: float) -> float:
     return now - window if busy and window > 0 else now
 
 
-def senders_needed(cap: float, latency: float, cpu: float = 0.0) -> int:
+def senders_needed(cap: float, latency: float, cpu: float = 0.0, *, fastest: float | None = None) -> int:
     """Requests in flight that keep up with ``cap`` at the observed ``latency``, a fifth more for its swings. A
-    request that costs ``cpu`` seconds of the process's one GIL caps the rate at ``1 / cpu`` whatever the cap: more
-    threads than that rate needs only contend for it."""
-    rate = cap if cpu <= 0 else min(cap, 1.0 / cpu)
-    return math.ceil(rate * max(latency, 0.0) * 1.2) + 1
+    request that costs ``cpu`` seconds of the process's one GIL caps the rate at ``1 / cpu`` whatever the cap, so
+    no more are in flight than that rate fills at the ``fastest`` latency (default ``latency``): more threads only
+    contend for the GIL."""
+    in_flight = cap * max(latency, 0.0)
+    if cpu > 0:
+        in_flight = min(in_flight, max(latency if fastest is None else fastest, 0.0) / cpu)
+    return math.ceil(in_flight * 1.2) + 1

@@ -31,7 +31,7 @@ HORIZON = 0.02
 LATENESS = 0.01
 #: Seconds a slot must still leave its caller to reach the first byte (signing, building the request), or it is
 #: not handed out: a slot about to lapse would only be forfeited after that work, wasting it.
-MARGIN = LATENESS / 2
+MARGIN = LATENESS / 5
 #: Seconds by which first-byte-to-arrival jitter may squeeze requests together; ``interval_for_cap`` pays for it.
 JITTER_ALLOWANCE = 0.03
 

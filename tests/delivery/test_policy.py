@@ -93,11 +93,19 @@ def test_senders_needed_stop_at_what_the_cpu_per_request_allows() -> None:
     assert P.senders_needed(1e6, 0.0004, cpu=0.0002) == 4
 
 
-def test_senders_are_sized_by_the_fastest_recent_answer_not_the_average() -> None:
+def test_senders_are_bounded_by_what_the_gil_fills_at_the_fastest_recent_answer() -> None:
     policy = make_policy()
-    for took in (0.05, 0.2, 0.2, 0.2):  # the slow ones waited for the GIL behind other senders
-        policy.decide(P.OK, FRESH, T0, took=took)
-    assert policy.senders_wanted() == P.senders_needed(1000.0, 0.05)
+    policy.cap = 1e6
+    for took in (0.0004, 0.004, 0.004, 0.004):  # the slow ones waited for the GIL behind other senders
+        policy.decide(P.OK, FRESH, T0, took=took, cpu=0.0002)
+    assert policy.senders_wanted() == 4  # 2 in flight keep the GIL busy at 0.4 ms, and the margins
+
+
+def test_a_slow_provider_gets_senders_for_its_average_latency() -> None:
+    policy = make_policy()
+    for took in (0.02, 0.06) * 5:  # the plain mean of the first answers: 40 ms
+        policy.decide(P.OK, FRESH, T0, took=took, cpu=0.0003)
+    assert policy.senders_wanted() == P.senders_needed(1000.0, 0.04) == 49
 
 
 def test_no_more_senders_are_wanted_before_the_first_answer() -> None:
