@@ -27,7 +27,7 @@ from .providers import Provider, provider_class
 from .signals import otp_verified
 from .store import MemoryStore, SQLiteStore, Store, open_store
 from .store.base import Verification, VerifyOutcome
-from .store.checks import check_message_id
+from .store.checks import MAX_TIME, check_message_id
 from .store.holding import HeldSend, Holding
 from .store.quarantine import quarantined
 from .store.spool import Spool, folder_for, unapplied
@@ -40,10 +40,14 @@ def _message_id(value: object) -> str:
 
 
 def _timestamp(value: object, name: str) -> float:
+    """UNIX seconds as the store takes them (``checks.check_time``): a spooled time it would refuse would only be
+    quarantined by the applier, long after the request."""
     if value is None:
         return time.time()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be UNIX seconds (a finite int or float)")
+    if not -MAX_TIME <= value <= MAX_TIME:
+        raise ValueError(f"{name} is out of range (at most {MAX_TIME:g} seconds either side of 1970)")
     return float(value)
 
 

@@ -14,6 +14,7 @@ from flask_otp_conversion import OTPConversion, otp_sent, otp_verified
 from flask_otp_conversion.delivery import election as deliverer
 from flask_otp_conversion.store import Store
 from flask_otp_conversion.store.checks import check_verification
+from flask_otp_conversion.store.quarantine import quarantined
 from flask_otp_conversion.store.spool import APPLY_INTERVAL
 from flask_otp_conversion.testing import EmulatorServer
 from tests.conftest import AppFactory
@@ -201,6 +202,17 @@ def test_bad_signal_payload_is_logged_masked_and_never_raises(
         otp_verified.send(app, phone=PHONE, message_id=["not", "a", "string"])
     assert "not recorded" in caplog.text
     assert "1111" not in caplog.text
+
+
+def test_otp_verified_with_a_time_the_store_cannot_keep_is_refused_not_spooled(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = make_app()
+    with caplog.at_level(logging.WARNING, logger="flask_otp_conversion"):
+        otp_verified.send(app, phone=PHONE, verified_at=1e13)
+    assert "verified_at is out of range" in caplog.text
+    assert verifications(app) == 0  # applies what the spool holds: nothing
+    assert quarantined(app.extensions["otp_conversion"].spool.directory) == 0
 
 
 def test_verify_route_marks_verified_on_2xx(make_app: AppFactory) -> None:
