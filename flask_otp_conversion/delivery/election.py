@@ -25,8 +25,7 @@ from collections.abc import Callable
 from .._forks import ForkLocal
 
 #: Seconds between a non-deliverer's attempts to take the lock (an attempt is a syscall). The extension's
-#: middleware already asks at most once per ``extension.RECHECK_BACKGROUND_EVERY``; the lock keeps its own limit
-#: so that ``acquire()`` stays cheap for whoever calls it.
+#: middleware asks on every request; this limit keeps a non-deliverer's ``acquire()`` to a clock read.
 RETRY_EVERY = 1.0
 
 
