@@ -24,7 +24,6 @@ from .delivery.status import DeliveryRecord, status_flag
 from .delivery.worker import Reporter
 from .phone import mask_phone, normalize_phone
 from .providers import Provider, provider_class
-from .signals import otp_verified
 from .store import MemoryStore, SQLiteStore, Store, open_store
 from .store.base import Verification, VerifyOutcome
 from .store.checks import MAX_TIME, check_message_id
@@ -73,8 +72,6 @@ class ConversionState:
         #: Records held in memory while the spool and the store both refuse writes.
         self.holding: Holding | None = None
         self._spool_refusing = False  # the spool refused the last append (logged once)
-        #: blinker's entry for ``on_otp_verified`` once seen as the only receiver (``sole_verified_receiver``)
-        self._sole_entry: object = None
         if not settings.enabled:
             return
         self.store = open_store(settings.store_url or "")
@@ -287,24 +284,6 @@ class ConversionState:
         if not self.is_our_app(sender):
             return
         self.on_verified(kwargs.get("phone"), kwargs.get("message_id"), kwargs.get("verified_at"))
-
-    def sole_verified_receiver(self) -> bool:
-        """Whether ``otp_verified`` would reach this state's ``on_otp_verified`` and nothing else: no other
-        receiver, for any sender, and not muted. ``verify_route`` then calls ``on_verified`` itself. Reads only
-        blinker's public ``receivers``; the entry found is remembered, so a request costs one identity test."""
-        entries = tuple(otp_verified.receivers.values())
-        if len(entries) != 1 or otp_verified.is_muted:
-            return False
-        entry = entries[0]
-        if entry is self._sole_entry:
-            return True
-        receiver = entry() if isinstance(entry, weakref.ref) else entry
-        if getattr(receiver, "__self__", None) is not self or getattr(receiver, "__func__", None) is not (
-            ConversionState.on_otp_verified
-        ):
-            return False
-        self._sole_entry = entry
-        return True
 
     def on_verified(self, phone: object, message_id: object, verified_at: object) -> None:
         """``record_verified`` for the request path: one append to the spool, applied to the store by a background

@@ -12,7 +12,6 @@ from flask import Request, current_app, request
 from werkzeug.sansio.response import Response as BaseResponse
 
 from .signals import otp_verified
-from .state import EXTENSION_KEY
 
 if TYPE_CHECKING:
     from .extension import OTPConversion
@@ -62,12 +61,7 @@ def make_verify_route(
                 ext.logger.exception("flask-otp-conversion: could not read the verify request's fields")
             else:
                 app = current_app._get_current_object()  # type: ignore[attr-defined]
-                state = app.extensions.get(EXTENSION_KEY)
-                if state is not None and state.sole_verified_receiver():
-                    # what blinker's dispatch would end in, without its cost on every verify request
-                    state.on_verified(phone_value, id_value, time.time())
-                else:
-                    otp_verified.send(app, phone=phone_value, message_id=id_value, verified_at=time.time())
+                otp_verified.send(app, phone=phone_value, message_id=id_value, verified_at=time.time())
         return rv
 
     def decorator(view: F) -> F:
