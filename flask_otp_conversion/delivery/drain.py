@@ -3,7 +3,7 @@ client, pass by pass, for the ``Reporter`` (``worker.py``) that starts, flushes 
 
 Shape
     Each pass claims due rows (``store.claim`` with a row lease) as the policy says and offers them to the sender
-    threads (``senders.py``: one request each, acks in batches, hand-back), up to
+    threads (``senders.py``: one request each; ``outcomes.py``: acks in batches, retries, hand-backs), up to
     ``OTP_CONVERSION_REPORT_CONCURRENCY`` of them; between claims it runs the upkeep (``upkeep.py``). The policy
     is shared with the senders under this loop's lock. A flush wakes the loop and waits for a pass that found
     nothing to do.
@@ -45,6 +45,7 @@ from . import policy as P
 from .activity import BUSY_POLL
 from .breaker import Breaker, Closed, Opened, Transition
 from .degraded import DegradedSwitch
+from .outcomes import Outcomes
 from .ratelimit import SharedSchedule
 from .senders import Job, Senders
 from .upkeep import Upkeep
@@ -118,8 +119,11 @@ class DrainLoop:
             logger=logger,
             applied=parent is not None and parent._degraded.applied,
         )
+        self._outcomes = Outcomes(
+            store=self._store, logger=self._logger, wake=self._wake.set, note_error=self._note_failure, emit=self._emit
+        )
         self._senders = Senders(
-            store=self._store,
+            outcomes=self._outcomes,
             provider_factory=self._provider_factory,
             concurrency=self._settings.report_concurrency,
             lease=self._lease,
@@ -129,7 +133,6 @@ class DrainLoop:
             wake=self._wake.set,
             note_error=self._note_failure,
             on_transition=self._transition,
-            emit=self._emit,
         )
         self._idle_passes = 0
         self._next_due: float | None = None
@@ -252,8 +255,8 @@ class DrainLoop:
         ``hold_back``: give way to this worker's requests (the background loop; a flush never does)."""
         if not self._degraded.applied:
             self._degraded.apply_configured()
-        self._senders.flush_acks(force=False)
-        self._senders.hand_back_pending()
+        self._outcomes.flush_acks(force=False)
+        self._outcomes.hand_back_pending()
         self._degraded.refresh()
         self._upkeep_if_due()
         self.log_summary(force=False)
@@ -284,7 +287,7 @@ class DrainLoop:
         for item in items:
             reason = self._policy_dead_on_claim(item, now)
             if reason is not None:
-                self._senders.dead_letter(item, reason, now)
+                self._outcomes.dead_letter(item, reason, now)
             else:
                 jobs.append(Job(item, plan.probe, now + P.SEND_WINDOW))
         if plan.probe is not None and not jobs:
@@ -306,7 +309,7 @@ class DrainLoop:
 
     def _note_idle(self, now: float) -> None:
         """A pass found nothing to do: what a waiting flush looks for."""
-        due = self._senders.next_retry(now)
+        due = self._outcomes.next_retry(now)
         with self._lock:
             self._idle_passes += 1
             self._next_due = due
@@ -365,8 +368,8 @@ class DrainLoop:
         if not self._running():
             self._senders.hand_back_ready("flush deadline reached")
         self._senders.wait_idle(deadline)
-        self._senders.flush_acks(force=True)
-        self._senders.hand_back_pending()
+        self._outcomes.flush_acks(force=True)
+        self._outcomes.hand_back_pending()
 
     def _upkeep_if_due(self) -> None:
         upkeep = self._upkeep

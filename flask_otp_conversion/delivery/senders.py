@@ -1,16 +1,16 @@
-"""The sender threads: one request each, then the answer recorded as the policy decides.
+"""The sender threads: one request each, then the answer handed on as the policy decides.
 
-The drain loop (``worker.py``) claims rows and hands them here as a ready list (``offer``). Each sender takes one,
+The drain loop (``drain.py``) claims rows and hands them here as a ready list (``offer``). Each sender takes one,
 waits for its slot on the shared schedule (``ratelimit.SharedSchedule``) right before the request, makes the request
 on a provider client of its own inside the slot's start deadline (``starting_by``: a request that could not start by
-it is not sent, and takes another slot) and writes what the policy makes of the answer: acks in batches (one store
-write for up to ``ACK_BATCH`` rows, at most ``ACK_MAX_DELAY`` late), a retry at a time, a dead letter. A sender
-blocks in its HTTP request, so reaching the provider's cap at its latency needs that many in flight (1,000/s at 50
-ms is 50); an idle one sleeps on a condition and costs nothing. Threads start as rows wait for them (``add``,
-``grow_to``), never more than the concurrency.
+it is not sent, and takes another slot) and gives what the policy makes of the answer (an ack, a retry at a time, a
+dead letter) to ``outcomes.Outcomes``, which writes it to the store. A sender blocks in its HTTP request, so
+reaching the provider's cap at its latency needs that many in flight (1,000/s at 50 ms is 50); an idle one sleeps
+on a condition and costs nothing. Threads start as rows wait for them (``add``, ``grow_to``), never more than the
+concurrency.
 
 A row that cannot start in time (its send window passed, the breaker opened, the process is stopping) is handed
-back, due now: by the loop's next pass (``hand_back_pending``), or at once while closing. At exit ``cut_off``
+back, due now: by the loop's next pass (``Outcomes.hand_back_pending``), or at once while closing. At exit ``cut_off``
 brings every row's last start in to the stop's deadline, ``wind_down`` lets the requests in flight end and records
 them, and ``close`` ends the threads and their clients.
 
@@ -21,7 +21,6 @@ taking the policy's.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import threading
@@ -33,15 +32,13 @@ from dataclasses import dataclass
 from ..phone import mask_phone
 from ..providers.base import ConversionReport, Provider
 from ..providers.transport_bounds import NotStarted, starting_by
-from ..redaction import describe_error, safe_text
-from ..signals import conversion_dead_lettered, conversion_failed, conversion_reported
-from ..store.base import OutboxItem, Store
+from ..redaction import describe_error
+from ..store.base import OutboxItem
 from . import policy as P
 from .breaker import Closed, Probe, Transition
+from .outcomes import Outcomes
 from .ratelimit import SharedSchedule
 
-ACK_BATCH = 100
-ACK_MAX_DELAY = 0.25
 #: A sender waiting for a rate-limit slot looks this often whether the process is stopping.
 TOKEN_WAIT = 0.05
 #: A wait for a rate-cap slot longer than this (seconds) is counted as one (a shorter one is the schedule's grain).
@@ -66,7 +63,7 @@ class Senders:
     def __init__(
         self,
         *,
-        store: Store,
+        outcomes: Outcomes,
         provider_factory: Callable[[], Provider],
         concurrency: int,
         lease: float,
@@ -76,11 +73,10 @@ class Senders:
         wake: Callable[[], None],
         note_error: Callable[[str], None],
         on_transition: Callable[[Transition], None],
-        emit: Callable[..., None],
     ) -> None:
-        """``wake``: the drain loop should look now; ``note_error``: the latest delivery failure, redacted;
-        ``on_transition``: the breaker moved; ``emit(signal, **kwargs)``: send a delivery signal."""
-        self._store = store
+        """``wake``: the drain loop should look now; ``note_error``: the latest failure, redacted;
+        ``on_transition``: the breaker moved."""
+        self.outcomes = outcomes
         self._provider_factory = provider_factory
         self._concurrency = concurrency
         self._lease = lease
@@ -90,28 +86,20 @@ class Senders:
         self._wake = wake
         self._note_error = note_error
         self._on_transition = on_transition
-        self._emit: Callable[..., None] = emit
-        self._lock = threading.Lock()  # the ready list, the rows in hand, the acks, the hand-backs, the hints
+        self._lock = threading.Lock()  # the ready list, the rows in hand, the rate waits
         self._rows = threading.Condition(self._lock)  # idle senders wait here for rows
         self._settled = threading.Condition(self._lock)  # flush and stop wait here for rows in hand to settle
         self._threads_lock = threading.Lock()  # the threads and their clients
         self._threads: list[threading.Thread] = []
         self._clients: list[Provider] = []
         self._schedule: SharedSchedule | None = None
-        self._provider_name = ""
         self._ready: deque[Job] = deque()
         self._low_water = 0
         self._backlog = False
         self._inflight = 0
         self._taken: dict[int, Job] = {}  # by id(): rows senders hold and have not settled, for cut_off()
-        self._acking = 0  # ack writes under way, which stop waits for
         self._start_by = math.inf  # while stopping: no request starts after this (time.time())
         self._closing = False
-        self._acks: list[OutboxItem] = []
-        self._acks_since = 0.0
-        self._handback: list[OutboxItem] = []
-        self._retry_hints: list[float] = []
-        self._auth_logged = False
         self._rate_waits = (0, 0.0)  # requests that waited for a rate-cap slot, and their wait in all (s)
 
     # What the drain loop uses ---------------------------------------------------------------------------
@@ -119,7 +107,7 @@ class Senders:
     def use(self, schedule: SharedSchedule, provider_name: str) -> None:
         """The schedule every request takes its slot on, and the provider's name for the logs: before ``add``."""
         self._schedule = schedule
-        self._provider_name = provider_name
+        self.outcomes.provider_name = provider_name
 
     def add(self, count: int) -> None:
         """Start up to ``count`` more sender threads, never more than the concurrency. Senders start as rows wait
@@ -162,26 +150,13 @@ class Senders:
                 self._rows.notify(len(jobs))
             return behind, not self._ready and self._inflight == 0
 
-    def next_retry(self, now: float) -> float | None:
-        """The earliest retry the senders scheduled that is still ahead, or ``now`` if one fell due (a hint for
-        flush: a full-jitter backoff can be shorter than a pass)."""
-        with self._lock:
-            hints = self._retry_hints
-            fell_due = False
-            while hints and hints[0] <= now:
-                heapq.heappop(hints)
-                fell_due = True
-            if fell_due:
-                return now
-            return hints[0] if hints else None
-
     def hand_back_ready(self, reason: str) -> None:
         """Every row still waiting for a sender goes back to the outbox, unsent; a probe it carried is settled."""
         with self._lock:
             jobs = list(self._ready)
             self._ready.clear()
         self._cancel(jobs)
-        self._hand_back([job.item for job in jobs], reason)
+        self.outcomes.hand_back([job.item for job in jobs], reason)
 
     def wait_idle(self, deadline: float) -> None:
         """Until ``deadline`` (monotonic): wait for the rows in the senders' hands to settle."""
@@ -209,12 +184,11 @@ class Senders:
             jobs = list(self._ready)
             self._ready.clear()
         self._cancel(jobs)
-        self._hand_back([job.item for job in jobs], "reporter stopping")
+        self.outcomes.hand_back([job.item for job in jobs], "reporter stopping")
         self._wait_settled(deadline)
-        with self._lock:
-            unsent = len(self._handback)
-        self.flush_acks(force=True)
-        self.hand_back_pending()
+        unsent = self.outcomes.handed_back()
+        self.outcomes.flush_acks(force=True)
+        self.outcomes.hand_back_pending()
         if waited or unsent:
             self._logger.info(
                 "otp-conversion reporter stopping: %d report(s) in flight at the stop, %d claimed handed back unsent",
@@ -226,15 +200,16 @@ class Senders:
         """End the sender threads and close their clients."""
         with self._lock:
             self._closing = True
+            self.outcomes.closing()
             left = list(self._ready)
             self._ready.clear()
             self._rows.notify_all()
         self._cancel(left)
-        self._hand_back([job.item for job in left], "reporter stopping")
+        self.outcomes.hand_back([job.item for job in left], "reporter stopping")
         # senders waiting for a slot hand their rows back within TOKEN_WAIT
         busy = self._wait_settled(time.monotonic() + 2 * TOKEN_WAIT)
-        self.flush_acks(force=True)
-        self.hand_back_pending()  # rows senders gave up between the wind-down and closing
+        self.outcomes.flush_acks(force=True)
+        self.outcomes.hand_back_pending()  # rows senders gave up between the wind-down and closing
         if busy:  # a request still runs on a client: the process is leaving anyway
             self._logger.warning(
                 "otp-conversion reporter stopped with %d report request(s) in flight: the provider may have "
@@ -256,9 +231,11 @@ class Senders:
         """Until ``end`` (monotonic): wait for the senders' rows to settle and their ack writes to end; how
         many rows are still in a sender's hands."""
         with self._lock:
-            while (self._inflight > 0 or self._acking > 0) and (remaining := end - time.monotonic()) > 0:
+            while self._inflight > 0 and (remaining := end - time.monotonic()) > 0:
                 self._settled.wait(remaining)
-            return self._inflight
+            inflight = self._inflight
+        self.outcomes.wait_written(end)
+        return inflight
 
     def _cancel(self, jobs: Sequence[Job]) -> None:
         if jobs:
@@ -309,7 +286,7 @@ class Senders:
                     self._settled.notify_all()
                 if quiet:  # the last ack of a burst goes now, whether or not a loop thread is there to do it
                     try:
-                        self.flush_acks(force=True)
+                        self.outcomes.flush_acks(force=True)
                     except Exception as exc:
                         self._note_error(describe_error(exc))
                         self._logger.error("could not ack delivered reports: %s", describe_error(exc))
@@ -319,14 +296,14 @@ class Senders:
         """One row: wait out a short pause, wait for a slot, make the call, act on the answer. A probe the job
         carries is always settled: by the answer, or cancelled in ``finally``."""
         item, probe = job.item, job.probe
-        settled = due = False
+        settled = False
         try:
             while True:
                 now = time.time()
                 with self._policy_lock:
                     wait = self._policy.send_blocked_for(now, probe)
                 if wait is None or now + wait > job.cutoff or self._closing:
-                    self._hand_back([item], "not sent in time")
+                    self.outcomes.hand_back([item], "not sent in time")
                     return
                 if wait <= 0:
                     break
@@ -358,7 +335,7 @@ class Senders:
                     if answer is not None:
                         break
                 if self._closing or time.time() >= job.cutoff:
-                    self._hand_back([item], "no rate-limit slot before the send window closed")
+                    self.outcomes.hand_back([item], "no rate-limit slot before the send window closed")
                     return
             if started - asked > RATE_WAIT_NOTED:
                 with self._lock:
@@ -372,20 +349,13 @@ class Senders:
                 settled = True
             verdict = decision.verdict
             if isinstance(verdict, P.Ack):
-                with self._lock:
-                    if not self._acks:
-                        self._acks_since = started
-                    self._acks.append(item)
-                    due = len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
-            if isinstance(verdict, P.Ack):
-                if due:
-                    self.flush_acks(force=True)
+                self.outcomes.delivered(item, started)
             elif isinstance(verdict, P.Retry):
-                self._retry(item, verdict, answer)
+                self.outcomes.retry(item, verdict, answer)
             else:
-                self.dead_letter(item, verdict.reason, now)
+                self.outcomes.dead_letter(item, verdict.reason, now)
             if isinstance(decision.transition, Closed):
-                self._auth_logged = False
+                self.outcomes.credentials_work()
             self._on_transition(decision.transition)  # after the retry: the status written names its error
         finally:
             if not settled and probe is not None:
@@ -393,90 +363,10 @@ class Senders:
                     self._policy.cancel(probe)
                 self._wake()
 
-    # Outcomes in the store ------------------------------------------------------------------------------
-
-    def _retry(self, item: OutboxItem, verdict: P.Retry, answer: P.Answer) -> None:
-        self._note_error(verdict.error)
-        if answer.outcome is P.Outcome.AUTH and not self._auth_logged:
-            self._auth_logged = True
-            self._logger.error(
-                "%s rejected our credentials or permissions (%s): conversion reports are stopped until a probe "
-                "succeeds; check the OTP_CONVERSION_%s_* settings",
-                self._provider_name,
-                verdict.error,
-                self._provider_name.upper(),
-            )
-        self._store.retry(item, next_attempt_at=verdict.at, error=verdict.error, now=time.time())
-        with self._lock:
-            if len(self._retry_hints) < 100_000:
-                heapq.heappush(self._retry_hints, verdict.at)
-        self._logger.debug(
-            "report %s for %s failed (%s); next attempt in %.1f s",
-            item.message_id,
-            mask_phone(item.phone),
-            verdict.error,
-            max(0.0, verdict.at - time.time()),
-        )
-        self._emit(conversion_failed, report=item, error=verdict.error, next_attempt_at=verdict.at)
-
-    def dead_letter(self, item: OutboxItem, reason: str, now: float) -> None:
-        """A row that will never be reported (the provider refused it, or it is too old to send)."""
-        reason = safe_text(reason)
-        self._store.dead_letter(item, reason=reason, now=now)
-        self._logger.warning("report %s for %s dead-lettered: %s", item.message_id, mask_phone(item.phone), reason)
-        self._emit(conversion_dead_lettered, report=item, reason=reason)
-
-    def flush_acks(self, *, force: bool) -> None:
-        """One store write for many delivered rows (at most ``ACK_MAX_DELAY`` late unless ``force``)."""
-        with self._lock:
-            if not self._acks or (
-                not force and len(self._acks) < ACK_BATCH and time.monotonic() - self._acks_since < ACK_MAX_DELAY
-            ):
-                return
-            items, self._acks = self._acks, []
-            self._acking += 1
-        try:
-            acked = self._store.ack(items, now=time.time())
-        except BaseException:
-            with self._lock:  # again on the next flush; the leases still cover them for a while
-                self._acks[:0] = items
-            raise
-        finally:
-            with self._lock:
-                self._acking -= 1
-                self._settled.notify_all()
-        if acked < len(items):
-            self._logger.warning(
-                "%d delivered report(s) had lost their lease before the ack (they may be reported twice)",
-                len(items) - acked,
-            )
-        for item in items:
-            self._emit(conversion_reported, report=item)
-
-    def _hand_back(self, items: Sequence[OutboxItem], reason: str) -> None:
-        """Claimed rows that did not go out: back to the outbox, due now, in the loop's next batch."""
-        if items:
-            with self._lock:
-                self._handback.extend(items)
-            self._logger.debug("handing back %d unsent report(s): %s", len(items), reason)
-            if self._closing:  # no loop pass will come for them
-                self.hand_back_pending()
-            else:
-                self._wake()
+    # Figures --------------------------------------------------------------------------------------------
 
     def take_rate_waits(self) -> tuple[int, float]:
         """The rate-cap waits since the last call: (requests that waited, seconds waited in all)."""
         with self._lock:
             waits, self._rate_waits = self._rate_waits, (0, 0.0)
         return waits
-
-    def hand_back_pending(self) -> None:
-        """Write the hand-backs gathered since the last call (the loop's pass, or at once while closing)."""
-        with self._lock:
-            items, self._handback = self._handback, []
-        if not items:
-            return
-        try:
-            self._store.release(items)
-        except Exception as exc:  # their leases expire anyway
-            self._logger.warning("could not hand back %d report(s): %s", len(items), describe_error(exc))
