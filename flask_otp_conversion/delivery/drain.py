@@ -268,6 +268,8 @@ class DrainLoop:
         with self._lock:
             plan = self._policy.plan(now, buffered=buffered)
         if isinstance(plan, P.Wait):
+            if plan.reason == "enough claimed" and buffered and self._grow_senders():
+                return GROW_POLL, False  # rows wait for senders that the next answers may still size
             idle = not busy and plan.reason != "enough claimed"
             if idle:
                 self._note_idle(now)
@@ -297,15 +299,26 @@ class DrainLoop:
         behind, quiet = self._senders.offer(jobs, backlog=len(items) >= plan.limit, low_water=max(1, plan.limit // 2))
         idle = not items and quiet
         growing = bool(jobs) and self._senders.can_grow
-        if behind:
-            with self._lock:
-                wanted = self._policy.senders_wanted()
-            self._senders.grow_to(wanted)  # to what the cap (or the GIL) lets the provider's latency use, no more
+        if behind and self._grow_senders():
+            growing = True
         if idle:
             self._note_idle(now)
         # With a backlog, a sender wakes the loop as soon as the ready list runs low; while the senders may still be
         # too few, the loop looks again soon, so that a slow provider gets its senders within a fraction of a second.
         return (GROW_POLL if growing else IDLE_POLL), idle
+
+    def _grow_senders(self) -> bool:
+        """Rows wait for a sender: as many senders as the cap (or the GIL) lets the provider's latency use, no
+        more. Whether to look again soon: no answer has come to size them by yet, or more were just started."""
+        if not self._senders.can_grow:
+            return False
+        with self._lock:
+            wanted = self._policy.senders_wanted()
+        if wanted == 0:
+            return True
+        before = self._senders.count
+        self._senders.grow_to(wanted)
+        return self._senders.count > before
 
     def _note_idle(self, now: float) -> None:
         """A pass found nothing to do: what a waiting flush looks for."""

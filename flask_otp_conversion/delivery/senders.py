@@ -132,6 +132,11 @@ class Senders:
     def can_grow(self) -> bool:
         return len(self._threads) < self._concurrency
 
+    @property
+    def count(self) -> int:
+        """Sender threads started."""
+        return len(self._threads)
+
     def load(self) -> tuple[int, bool]:
         """Rows waiting for a sender, and whether any row is waiting or in a sender's hands."""
         with self._lock:

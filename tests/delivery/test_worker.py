@@ -455,3 +455,17 @@ def test_requests_that_wait_for_the_rate_cap_are_counted_in_the_store(env: Env) 
     rows = store.delivery_counts(since=time.time() - 7200, until=time.time() + 3600)
     assert sum(row.rate_limit_waits for row in rows) >= 10  # 30 at 20/s: most wait for their slot
     assert sum(row.rate_limit_wait_seconds for row in rows) > 0.2
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_provider_gets_its_senders_while_claimed_rows_wait(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    # The first claim (sized for a 0.25 s latency before any answer) takes all 128 rows; at 0.3 s the next claim
+    # is smaller than what already waits, so the senders must grow without one. Two senders would leave most
+    # rows unstarted past their send window, to be handed back and claimed again.
+    reporter, store = env.reporter(report_concurrency=64)
+    ids = env.seed(store, 128)
+    env.emu.latency = 0.3
+    with caplog.at_level(logging.DEBUG, logger="flask_otp_conversion"):
+        assert reporter.flush(20) == 0
+    assert [r.getMessage() for r in caplog.records if "handing back" in r.getMessage()] == []
+    assert env.delivered() == Counter({i: 1 for i in ids})
