@@ -133,14 +133,18 @@ class SharedSchedule:
                         self._next = index + 1
                         return Slot(self._first + index * self.interval)
                     self._next = self._count
-                first, count = self._take(max(1, min(self._most, upcoming)), self.interval, self._horizon)
+                want = max(1, min(self._most, upcoming))
+                first, count = self._take(want, self.interval, self._horizon)
                 if count:
                     self._first, self._next, self._count = first, 0, count
                     continue
                 remaining = math.inf if deadline is None else deadline - self._clock()
                 if remaining <= 0:
                     return None
-                self._sleep(min(max(first - self._horizon - now, 0.001), remaining))
+                # Another process holds the horizon: wait until a chunk of it can be ours (half what we want, at
+                # most half the horizon), not a slot at a time, each a store write, as its edge moves.
+                chunk = max(1, min(want, self._most) // 2)
+                self._sleep(min(max(first + (chunk - 1) * self.interval - self._horizon - now, 0.001), remaining))
         finally:
             self._lock.release()
 

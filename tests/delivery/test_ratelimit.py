@@ -218,3 +218,18 @@ def test_rejects_a_nonsense_cap(cap: float) -> None:
 def test_rejects_nonsense_settings(store: MemoryStore, t: FakeTime, interval: float, horizon: float) -> None:
     with pytest.raises(ValueError):
         SharedSchedule(taker(store, t.clock), interval, horizon=horizon)
+
+
+
+def test_a_process_waiting_on_anothers_reservation_then_reserves_a_chunk_not_a_slot(
+    store: MemoryStore, t: FakeTime
+) -> None:
+    interval = 0.001
+    most = int(HORIZON / interval) + 1
+    draws: list[int] = []
+    other, ours = schedule(store, t, interval), schedule(store, t, interval, draws)
+    assert other.acquire(upcoming=100) is not None  # the other process holds the horizon
+    for _ in range(most // 2 + 1):
+        assert ours.acquire(upcoming=100) is not None
+    # the slot left at the horizon's edge, one draw that found none, then half a horizon's worth in one write
+    assert len(draws) <= 3
