@@ -22,6 +22,8 @@ from typing import Any
 
 import _harness as h
 
+from flask_otp_conversion.delivery.ratelimit import interval_for_cap
+
 RESULTS = h.BENCH / "RESULTS.md"
 #: Every script run.py runs, in this order.
 PLAN = ["overhead", "inline", "outage", "report_cpu", "cap", "steady", "stats_load", "stores"]
@@ -153,6 +155,11 @@ def _stores_targets(results: dict[str, Any]) -> list[list[str]]:
         if variant in ratios and "ours" in ratios:
             ratio, lite = ratios[variant]["median"], ratios["ours"]["median"]
             rows.append([f"6. {store} store: verify throughput / plain, against SQLite's in the same run",
+                         "the same ratio as SQLite", f"{ratio:.3f} vs {lite:.3f}", _verdict(ratio >= lite - 0.03)])
+        paired = ((f.get("verify") or {}).get("paired") or {}).get("ratios") or {}
+        if variant in paired and "ours" in paired:
+            ratio, lite = paired[variant]["median"], paired["ours"]["median"]
+            rows.append([f"6. the same, paired: {store} and SQLite each loaded at the same time as plain",
                          "the same ratio as SQLite", f"{ratio:.3f} vs {lite:.3f}", _verdict(ratio >= lite - 0.03)])
         drain = f.get(drain_key)
         if drain:
@@ -382,6 +389,13 @@ def _delivery_targets(results: dict[str, Any]) -> list[list[str]]:
                      "included)", "<= 0.35 ms",
                      f"{d['median']:.3f} ms (rounds {d['min']:.3f} to {d['max']:.3f}); same run, ms per request: "
                      f"{scale}", _verdict(d["median"] <= 0.35)])
+        # The issue set 0.35 ms beside the loops it measured on its own machine (a stock httpx.Client POST ~0.31 ms,
+        # http.client ~0.08 ms): the same target as ratios to those loops in this run, whatever this machine's speed.
+        ratios = rc["ratios"]["delivery"]
+        rows.append(["A. the same, against the loops the issue measured beside it (httpx.Client ~0.31 ms, "
+                     "http.client ~0.08 ms)", f"<= {0.35 / 0.31:.2f}x httpx.Client, <= {0.35 / 0.08:.1f}x http.client",
+                     f"{ratios['vs_httpx_client']:.2f}x httpx.Client, {ratios['vs_http_client']:.2f}x http.client",
+                     _verdict(ratios["vs_httpx_client"] <= 0.35 / 0.31 and ratios["vs_http_client"] <= 0.35 / 0.08)])
     cp = (results.get("cap") or {}).get("figures")
     if cp:
         o = cp["variants"]["ours"]
@@ -392,6 +406,11 @@ def _delivery_targets(results: dict[str, Any]) -> list[list[str]]:
                      f"{cp['setup']['latency_s'] * 1000:g} ms provider latency: reports/s",
                      ">= 950/s", f"{rate['median']:,.1f}/s (rounds {rate['min']:,.1f} to {rate['max']:,.1f}){versus}",
                      _verdict(rate["median"] >= 950)])
+        middle, most = o["middle_reports_per_s"], 1 / interval_for_cap(cp["setup"]["cap_per_s"])
+        rows.append(["B. the same, sustained: without the first and last 0.5 s (the senders' start, sized by the first "
+                     "answers, and the last requests' round trip)", ">= 950/s",
+                     f"{middle['median']:,.1f}/s (rounds {middle['min']:,.1f} to {middle['max']:,.1f}); the schedule's "
+                     f"most: {most:,.1f}/s", _verdict(middle["median"] >= 950)])
         rows.append(["B. the same: most arrivals at the provider in any 1-second window", "never above the cap",
                      f"{o['max_in_1s']:,}", _verdict(not o["over_cap"])])
     sd = (results.get("steady") or {}).get("figures")
