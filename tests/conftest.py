@@ -13,6 +13,7 @@ from flask import Flask
 
 from example_app import create_app, shutdown
 from flask_otp_conversion import OTPConversion
+from flask_otp_conversion.store import Store, open_store
 from flask_otp_conversion.testing import ProviderEmulator
 from tests.servers.postgresql import postgresql_server, postgresql_url, private_postgresql_server  # noqa: F401
 from tests.servers.redis import private_redis_server, redis_server  # noqa: F401  (Redis servers, for any test)
@@ -69,6 +70,20 @@ def clock() -> FakeClock:
 
 
 ExampleAppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Path:
+    return tmp_path / "otp.db"
+
+
+@pytest.fixture
+def sqlite_store(sqlite_db: Path) -> Iterator[Store]:
+    """A real SQLite store that gives up on a locked file within 50 ms: for tests of a store refusing writes
+    (``tests/sqlite_lock.py``)."""
+    opened = open_store(f"sqlite:///{sqlite_db}?busy_timeout=0.05")
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

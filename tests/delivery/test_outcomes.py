@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +13,11 @@ import pytest
 from flask_otp_conversion.delivery import policy as P
 from flask_otp_conversion.delivery.outcomes import ACK_BATCH, Outcomes
 from flask_otp_conversion.signals import conversion_failed, conversion_reported
-from flask_otp_conversion.store import Store, open_store
+from flask_otp_conversion.store import Store
 from flask_otp_conversion.store.base import OutboxItem
+from tests.sqlite_lock import WriteLock
 
 PROVIDER = "tencent"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "outcomes.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    store = open_store(f"sqlite:///{db}?busy_timeout=0.05")
-    yield store
-    store.close()
 
 
 class Recorder:
@@ -53,9 +41,9 @@ def seen() -> Recorder:
 
 
 @pytest.fixture
-def outcomes(store: Store, seen: Recorder) -> Outcomes:
+def outcomes(sqlite_store: Store, seen: Recorder) -> Outcomes:
     made = Outcomes(
-        store=store,
+        store=sqlite_store,
         logger=logging.getLogger("flask_otp_conversion.tests.outcomes"),
         wake=seen.wake,
         note_error=seen.errors.append,
@@ -81,75 +69,73 @@ def reported(store: Store) -> int:
     return store.outbox_stats(now=time.time()).reported
 
 
-def test_acks_wait_for_a_batch_or_their_delay(store: Store, outcomes: Outcomes, seen: Recorder) -> None:
-    for item in claimed(store, 3):
+def test_acks_wait_for_a_batch_or_their_delay(sqlite_store: Store, outcomes: Outcomes, seen: Recorder) -> None:
+    for item in claimed(sqlite_store, 3):
         outcomes.delivered(item, time.monotonic())
     outcomes.flush_acks(force=False)
-    assert reported(store) == 0
+    assert reported(sqlite_store) == 0
     assert seen.signals == []
     outcomes.flush_acks(force=True)
-    assert reported(store) == 3
+    assert reported(sqlite_store) == 3
     assert [name for name, _ in seen.signals] == [conversion_reported.name] * 3
 
 
-def test_a_full_batch_of_acks_is_written_at_once(store: Store, outcomes: Outcomes) -> None:
-    items = claimed(store, ACK_BATCH)
+def test_a_full_batch_of_acks_is_written_at_once(sqlite_store: Store, outcomes: Outcomes) -> None:
+    items = claimed(sqlite_store, ACK_BATCH)
     for item in items[:-1]:
         outcomes.delivered(item, time.monotonic())
-    assert reported(store) == 0
+    assert reported(sqlite_store) == 0
     outcomes.delivered(items[-1], time.monotonic())
-    assert reported(store) == ACK_BATCH
+    assert reported(sqlite_store) == ACK_BATCH
 
 
-def test_acks_older_than_their_delay_go_with_the_next_flush(store: Store, outcomes: Outcomes) -> None:
-    item = claimed(store, 1)[0]
+def test_acks_older_than_their_delay_go_with_the_next_flush(sqlite_store: Store, outcomes: Outcomes) -> None:
+    item = claimed(sqlite_store, 1)[0]
     outcomes.delivered(item, time.monotonic() - 60)  # its request began long ago: the batch is overdue
-    assert reported(store) == 1
+    assert reported(sqlite_store) == 1
 
 
 def test_an_ack_the_store_refuses_is_kept_for_the_next_flush_and_not_signalled(
-    db: Path, store: Store, outcomes: Outcomes, seen: Recorder
+    sqlite_db: Path, sqlite_store: Store, outcomes: Outcomes, seen: Recorder
 ) -> None:
-    items = claimed(store, 2)
+    items = claimed(sqlite_store, 2)
     for item in items:
         outcomes.delivered(item, time.monotonic())
-    blocker = sqlite3.connect(db, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another connection holds the write lock: the ack cannot be written
+    lock = WriteLock(sqlite_db)
     try:
         with pytest.raises(sqlite3.OperationalError):
             outcomes.flush_acks(force=True)
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        lock.release()
     assert seen.signals == []
     outcomes.flush_acks(force=True)
-    assert reported(store) == 2
+    assert reported(sqlite_store) == 2
     assert len(seen.signals) == 2
 
 
-def test_hand_backs_wait_for_the_loops_pass(store: Store, outcomes: Outcomes, seen: Recorder) -> None:
-    items = claimed(store, 2)
+def test_hand_backs_wait_for_the_loops_pass(sqlite_store: Store, outcomes: Outcomes, seen: Recorder) -> None:
+    items = claimed(sqlite_store, 2)
     outcomes.hand_back(items, "not sent in time")
     assert seen.wakes == 1
     assert outcomes.handed_back() == 2
-    assert store.outbox_stats(now=time.time()).in_flight == 2
+    assert sqlite_store.outbox_stats(now=time.time()).in_flight == 2
     outcomes.hand_back_pending()
     assert outcomes.handed_back() == 0
-    assert store.outbox_stats(now=time.time()).in_flight == 0
-    assert len(store.claim(provider=PROVIDER, limit=10, lease_seconds=60, now=time.time())) == 2
+    assert sqlite_store.outbox_stats(now=time.time()).in_flight == 0
+    assert len(sqlite_store.claim(provider=PROVIDER, limit=10, lease_seconds=60, now=time.time())) == 2
 
 
-def test_hand_backs_while_closing_are_written_at_once(store: Store, outcomes: Outcomes, seen: Recorder) -> None:
-    items = claimed(store, 2)
+def test_hand_backs_while_closing_are_written_at_once(sqlite_store: Store, outcomes: Outcomes, seen: Recorder) -> None:
+    items = claimed(sqlite_store, 2)
     outcomes.closing()
     outcomes.hand_back(items, "reporter stopping")
     assert seen.wakes == 0
-    assert store.outbox_stats(now=time.time()).in_flight == 0
+    assert sqlite_store.outbox_stats(now=time.time()).in_flight == 0
 
 
-def test_next_retry_is_the_earliest_ahead_or_now_once_one_fell_due(store: Store, outcomes: Outcomes) -> None:
+def test_next_retry_is_the_earliest_ahead_or_now_once_one_fell_due(sqlite_store: Store, outcomes: Outcomes) -> None:
     now = time.time()
-    first, second = claimed(store, 2)
+    first, second = claimed(sqlite_store, 2)
     answer = P.Answer(P.Outcome.RETRYABLE, "HTTP 500")
     outcomes.retry(first, P.Retry(at=now + 30, error="HTTP 500"), answer)
     outcomes.retry(second, P.Retry(at=now + 5, error="HTTP 500"), answer)
@@ -158,20 +144,20 @@ def test_next_retry_is_the_earliest_ahead_or_now_once_one_fell_due(store: Store,
     assert outcomes.next_retry(now + 6) == now + 30
 
 
-def test_a_retry_is_written_noted_and_signalled(store: Store, outcomes: Outcomes, seen: Recorder) -> None:
-    item = claimed(store, 1)[0]
+def test_a_retry_is_written_noted_and_signalled(sqlite_store: Store, outcomes: Outcomes, seen: Recorder) -> None:
+    item = claimed(sqlite_store, 1)[0]
     at = time.time() + 30
     outcomes.retry(item, P.Retry(at=at, error="HTTP 503"), P.Answer(P.Outcome.RETRYABLE, "HTTP 503"))
     assert seen.errors == ["HTTP 503"]
     assert seen.signals == [(conversion_failed.name, {"report": item, "error": "HTTP 503", "next_attempt_at": at})]
-    assert store.claim(provider=PROVIDER, limit=10, lease_seconds=60, now=at - 1) == []
-    assert len(store.claim(provider=PROVIDER, limit=10, lease_seconds=60, now=at + 1)) == 1
+    assert sqlite_store.claim(provider=PROVIDER, limit=10, lease_seconds=60, now=at - 1) == []
+    assert len(sqlite_store.claim(provider=PROVIDER, limit=10, lease_seconds=60, now=at + 1)) == 1
 
 
 def test_rejected_credentials_are_logged_once_until_they_work_again(
-    store: Store, outcomes: Outcomes, caplog: pytest.LogCaptureFixture
+    sqlite_store: Store, outcomes: Outcomes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    items = claimed(store, 3)
+    items = claimed(sqlite_store, 3)
     auth = P.Answer(P.Outcome.AUTH, "AuthFailure")
     at = time.time() + 30
     with caplog.at_level(logging.ERROR):

@@ -5,43 +5,19 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from store_helpers import CN, HOUR0, SG, wait_for
 
-from flask_otp_conversion.store import Store, open_store
+from flask_otp_conversion.store import Store
 from flask_otp_conversion.store.base import Verification
 from flask_otp_conversion.store.holding import HeldSend, Holding
+from tests.sqlite_lock import WriteLock
 
 LOGGER = logging.getLogger("flask_otp_conversion.tests.holding")
 Make = Callable[..., Holding]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "otp.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{db}?busy_timeout=0.05")
-    yield opened
-    opened.close()
-
-
-class Locked:
-    """Another connection holding the file's write lock: every write of the store fails until ``release``."""
-
-    def __init__(self, db: Path) -> None:
-        self.conn = sqlite3.connect(db, isolation_level=None)
-        self.conn.execute("BEGIN EXCLUSIVE")
-
-    def release(self) -> None:
-        self.conn.execute("COMMIT")
-        self.conn.close()
 
 
 @pytest.fixture
@@ -54,9 +30,11 @@ def holdings() -> Iterator[list[Holding]]:
 
 
 @pytest.fixture
-def holding(store: Store, holdings: list[Holding]) -> Callable[..., Holding]:
+def holding(sqlite_store: Store, holdings: list[Holding]) -> Callable[..., Holding]:
     def make(capacity: int = 100) -> Holding:
-        held = Holding(store, provider="tencent", match_window=900, logger=LOGGER, capacity=capacity, retry_every=0.05)
+        held = Holding(
+            sqlite_store, provider="tencent", match_window=900, logger=LOGGER, capacity=capacity, retry_every=0.05
+        )
         holdings.append(held)
         return held
 
@@ -67,63 +45,63 @@ def sent(message_id: str, phone: str = CN, at: float = HOUR0) -> HeldSend:
     return HeldSend(phone, message_id, "tencent", at, "1400")
 
 
-def refusal(store: Store) -> Exception:
+def refusal(sqlite_store: Store) -> Exception:
     try:
-        store.record_sent(phone=SG, message_id="probe", provider="tencent", sent_at=HOUR0)
+        sqlite_store.record_sent(phone=SG, message_id="probe", provider="tencent", sent_at=HOUR0)
     except Exception as exc:
         return exc
     raise AssertionError("the store took a write under the lock")
 
 
 def test_what_is_held_is_written_in_order_once_the_store_takes_writes(
-    store: Store, db: Path, holding: Callable[..., Holding]
+    sqlite_store: Store, sqlite_db: Path, holding: Callable[..., Holding]
 ) -> None:
-    lock = Locked(db)
+    lock = WriteLock(sqlite_db)
     held = holding()
-    error = refusal(store)
+    error = refusal(sqlite_store)
     assert held.hold(sent("m1"), error) and held.hold(Verification(CN, "m1", HOUR0 + 5), error)
     assert not held.write_held()
     assert held.counts().held == 2
     lock.release()
     assert held.write_held()
     assert held.counts().held == 0 and held.counts().written == 2
-    (item,) = store.claim(provider="tencent", limit=5, lease_seconds=30, now=HOUR0 + 10)
+    (item,) = sqlite_store.claim(provider="tencent", limit=5, lease_seconds=30, now=HOUR0 + 10)
     assert (item.message_id, item.account) == ("m1", "1400")  # the send, then its verification: matched
 
 
 def test_the_holdings_own_thread_writes_them_without_being_asked(
-    store: Store, db: Path, holding: Callable[..., Holding]
+    sqlite_store: Store, sqlite_db: Path, holding: Callable[..., Holding]
 ) -> None:
-    lock = Locked(db)
+    lock = WriteLock(sqlite_db)
     held = holding()
-    held.hold(sent("m1"), refusal(store))
+    held.hold(sent("m1"), refusal(sqlite_store))
     lock.release()
     assert wait_for(lambda: held.counts().written == 1)
-    assert not store.record_sent(phone=CN, message_id="m1", provider="tencent", sent_at=HOUR0)  # known
+    assert not sqlite_store.record_sent(phone=CN, message_id="m1", provider="tencent", sent_at=HOUR0)  # known
 
 
-def test_beyond_capacity_records_are_counted_lost(store: Store, db: Path, holding: Make) -> None:
-    lock = Locked(db)
+def test_beyond_capacity_records_are_counted_lost(sqlite_store: Store, sqlite_db: Path, holding: Make) -> None:
+    lock = WriteLock(sqlite_db)
     held = holding(capacity=2)
-    error = refusal(store)
+    error = refusal(sqlite_store)
     assert [held.hold(sent(f"m{n}", phone=f"+658100000{n}"), error) for n in range(4)] == [True, True, False, False]
     assert (held.counts().held, held.counts().lost) == (2, 2)
     lock.release()
 
 
 def test_one_error_line_per_episode(
-    store: Store, db: Path, holding: Make, caplog: pytest.LogCaptureFixture
+    sqlite_store: Store, sqlite_db: Path, holding: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lock = Locked(db)
+    lock = WriteLock(sqlite_db)
     held = holding()
-    error = refusal(store)
+    error = refusal(sqlite_store)
     with caplog.at_level(logging.WARNING, logger=LOGGER.name):
         for n in range(5):
             held.hold(sent(f"m{n}", phone=f"+658100000{n}"), error)
         lock.release()
         assert held.write_held()
-        lock = Locked(db)
-        held.hold(sent("again"), refusal(store))
+        lock = WriteLock(sqlite_db)
+        held.hold(sent("again"), refusal(sqlite_store))
         lock.release()
         assert held.write_held()
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -135,22 +113,22 @@ def test_one_error_line_per_episode(
 
 
 def test_a_held_record_the_store_calls_invalid_is_dropped_not_retried_forever(
-    store: Store, holding: Make
+    sqlite_store: Store, holding: Make
 ) -> None:
     held = holding()
     held.hold(HeldSend("not-a-phone", "m1", "tencent", HOUR0, ""), RuntimeError("refused"))
     held.hold(sent("m2"), RuntimeError("refused"))
     assert held.write_held()
     assert held.counts().held == 0
-    assert not store.record_sent(phone=CN, message_id="m2", provider="tencent", sent_at=HOUR0)
+    assert not sqlite_store.record_sent(phone=CN, message_id="m2", provider="tencent", sent_at=HOUR0)
 
 
 def test_a_forked_child_does_not_write_its_parents_records_again(
-    store: Store, db: Path, holding: Callable[..., Holding]
+    sqlite_store: Store, sqlite_db: Path, holding: Callable[..., Holding]
 ) -> None:
-    lock = Locked(db)
+    lock = WriteLock(sqlite_db)
     held = holding()
-    held.hold(sent("m1"), refusal(store))
+    held.hold(sent("m1"), refusal(sqlite_store))
     pid = os.fork()
     if pid == 0:  # the child: its copy must be empty
         os._exit(0 if held.counts().held == 0 else 1)
