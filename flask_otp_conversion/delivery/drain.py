@@ -312,8 +312,9 @@ class DrainLoop:
         more. Whether to look again soon: no answer has come to size them by yet, or more were just started."""
         if not self._senders.can_grow:
             return False
+        unanswered = self._senders.since_first_request()
         with self._lock:
-            wanted = self._policy.senders_wanted()
+            wanted = self._policy.senders_wanted(unanswered)
         if wanted == 0:
             return True
         before = self._senders.count

@@ -310,13 +310,15 @@ class DeliveryPolicy:
         """The fastest of the last ``FLOOR_WINDOW`` to ``2 * FLOOR_WINDOW`` answers (inf before any)."""
         return min(self._floor_before, self._floor_current)
 
-    def senders_wanted(self) -> int:
+    def senders_wanted(self, unanswered: float = 0.0) -> int:
         """Sender threads for the cap at the average latency, but no more than the GIL can use at the fastest
         recent answer (``senders_needed``): a request's time includes its wait for the GIL, which every sender
         added lengthens, so bounding by the average would feed on itself up to the concurrency; the fastest
-        answer is what the provider and the network take. Before any answer, none: they come within a pass."""
+        answer is what the provider and the network take. Before any answer, the provider takes at least
+        ``unanswered`` (how long the first request has waited, seconds): a fast provider answers before that
+        asks for more than a few, a slow one gets its senders without waiting a round trip for them."""
         if math.isinf(self.latency_floor):
-            return 0
+            return min(self.concurrency, senders_needed(self.cap, unanswered)) if unanswered > 0 else 0
         return min(self.concurrency, senders_needed(self.cap, self.latency, self.cpu, fastest=self.latency_floor))
 
     def cancel(self, probe: Probe | None) -> None:

@@ -101,6 +101,7 @@ class Senders:
         self._start_by = math.inf  # while stopping: no request starts after this (time.time())
         self._closing = False
         self._rate_waits = (0, 0.0)  # requests that waited for a rate-cap slot, and their wait in all (s)
+        self._first_started: float | None = None  # when this process's first request started (monotonic)
 
     # What the drain loop uses ---------------------------------------------------------------------------
 
@@ -136,6 +137,12 @@ class Senders:
     def count(self) -> int:
         """Sender threads started."""
         return len(self._threads)
+
+    def since_first_request(self) -> float:
+        """Seconds since this process's first request started (0 before it): before any answer, the provider
+        takes at least that long."""
+        started = self._first_started
+        return 0.0 if started is None else time.monotonic() - started
 
     def load(self) -> tuple[int, bool]:
         """Rows waiting for a sender, and whether any row is waiting or in a sender's hands."""
@@ -329,6 +336,8 @@ class Senders:
                 # transport's check): that only lowers the rate, and the next slot is taken.
                 if slot is not None and schedule.wait(slot):
                     started, cpu_before = time.monotonic(), time.thread_time()
+                    if self._first_started is None:
+                        self._first_started = started
                     try:
                         with starting_by(slot.start_by):
                             client.report_conversion(report)

@@ -108,8 +108,15 @@ def test_a_slow_provider_gets_senders_for_its_average_latency() -> None:
     assert policy.senders_wanted() == P.senders_needed(1000.0, 0.04) == 49
 
 
-def test_no_more_senders_are_wanted_before_the_first_answer() -> None:
+def test_no_more_senders_are_wanted_before_the_first_request() -> None:
     assert make_policy().senders_wanted() == 0
+
+
+def test_before_the_first_answer_senders_are_sized_by_how_long_it_has_taken() -> None:
+    policy = make_policy()
+    assert policy.senders_wanted(unanswered=0.05) == P.senders_needed(1000.0, 0.05) == 61
+    assert policy.senders_wanted(unanswered=0.002) == 4  # a fast provider answers before more are asked for
+    assert policy.senders_wanted(unanswered=30.0) == 64  # a hanging one: no more than the concurrency
 
 
 def test_a_fast_answer_is_forgotten_after_two_windows_of_slower_ones() -> None:
