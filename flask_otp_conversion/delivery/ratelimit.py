@@ -141,9 +141,9 @@ class SharedSchedule:
                 remaining = math.inf if deadline is None else deadline - self._clock()
                 if remaining <= 0:
                     return None
-                # Another process holds the horizon: wait until a chunk of it can be ours (half what we want, at
+                # Another process holds the horizon: wait until a chunk of it can be ours (half what we want, so at
                 # most half the horizon), not a slot at a time, each a store write, as its edge moves.
-                chunk = max(1, min(want, self._most) // 2)
+                chunk = max(1, want // 2)
                 self._sleep(min(max(first + (chunk - 1) * self.interval - self._horizon - now, 0.001), remaining))
         finally:
             self._lock.release()

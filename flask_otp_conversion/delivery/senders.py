@@ -76,7 +76,7 @@ class Senders:
     ) -> None:
         """``wake``: the drain loop should look now; ``note_error``: the latest failure, redacted;
         ``on_transition``: the breaker moved."""
-        self.outcomes = outcomes
+        self._outcomes = outcomes
         self._provider_factory = provider_factory
         self._concurrency = concurrency
         self._lease = lease
@@ -108,7 +108,7 @@ class Senders:
     def use(self, schedule: SharedSchedule, provider_name: str) -> None:
         """The schedule every request takes its slot on, and the provider's name for the logs: before ``add``."""
         self._schedule = schedule
-        self.outcomes.provider_name = provider_name
+        self._outcomes.provider_name = provider_name
 
     def add(self, count: int) -> None:
         """Start up to ``count`` more sender threads, never more than the concurrency. Senders start as rows wait
@@ -168,7 +168,7 @@ class Senders:
             jobs = list(self._ready)
             self._ready.clear()
         self._cancel(jobs)
-        self.outcomes.hand_back([job.item for job in jobs], reason)
+        self._outcomes.hand_back([job.item for job in jobs], reason)
 
     def wait_idle(self, deadline: float) -> None:
         """Until ``deadline`` (monotonic): wait for the rows in the senders' hands to settle."""
@@ -196,11 +196,11 @@ class Senders:
             jobs = list(self._ready)
             self._ready.clear()
         self._cancel(jobs)
-        self.outcomes.hand_back([job.item for job in jobs], "reporter stopping")
+        self._outcomes.hand_back([job.item for job in jobs], "reporter stopping")
         self._wait_settled(deadline)
-        unsent = self.outcomes.handed_back()
-        self.outcomes.flush_acks(force=True)
-        self.outcomes.hand_back_pending()
+        unsent = self._outcomes.handed_back()
+        self._outcomes.flush_acks(force=True)
+        self._outcomes.hand_back_pending()
         if waited or unsent:
             self._logger.info(
                 "otp-conversion reporter stopping: %d report(s) in flight at the stop, %d claimed handed back unsent",
@@ -212,16 +212,16 @@ class Senders:
         """End the sender threads and close their clients."""
         with self._lock:
             self._closing = True
-            self.outcomes.closing()
+            self._outcomes.closing()
             left = list(self._ready)
             self._ready.clear()
             self._rows.notify_all()
         self._cancel(left)
-        self.outcomes.hand_back([job.item for job in left], "reporter stopping")
+        self._outcomes.hand_back([job.item for job in left], "reporter stopping")
         # senders waiting for a slot hand their rows back within TOKEN_WAIT
         busy = self._wait_settled(time.monotonic() + 2 * TOKEN_WAIT)
-        self.outcomes.flush_acks(force=True)
-        self.outcomes.hand_back_pending()  # rows senders gave up between the wind-down and closing
+        self._outcomes.flush_acks(force=True)
+        self._outcomes.hand_back_pending()  # rows senders gave up between the wind-down and closing
         if busy:  # a request still runs on a client: the process is leaving anyway
             self._logger.warning(
                 "otp-conversion reporter stopped with %d report request(s) in flight: the provider may have "
@@ -246,7 +246,7 @@ class Senders:
             while self._inflight > 0 and (remaining := end - time.monotonic()) > 0:
                 self._settled.wait(remaining)
             inflight = self._inflight
-        self.outcomes.wait_written(end)
+        self._outcomes.wait_written(end)
         return inflight
 
     def _cancel(self, jobs: Sequence[Job]) -> None:
@@ -298,7 +298,7 @@ class Senders:
                     self._settled.notify_all()
                 if quiet:  # the last ack of a burst goes now, whether or not a loop thread is there to do it
                     try:
-                        self.outcomes.flush_acks(force=True)
+                        self._outcomes.flush_acks(force=True)
                     except Exception as exc:
                         self._note_error(describe_error(exc))
                         self._logger.error("could not ack delivered reports: %s", describe_error(exc))
@@ -315,7 +315,7 @@ class Senders:
                 with self._policy_lock:
                     wait = self._policy.send_blocked_for(now, probe)
                 if wait is None or now + wait > job.cutoff or self._closing:
-                    self.outcomes.hand_back([item], "not sent in time")
+                    self._outcomes.hand_back([item], "not sent in time")
                     return
                 if wait <= 0:
                     break
@@ -349,7 +349,7 @@ class Senders:
                     if answer is not None:
                         break
                 if self._closing or time.time() >= job.cutoff:
-                    self.outcomes.hand_back([item], "no rate-limit slot before the send window closed")
+                    self._outcomes.hand_back([item], "no rate-limit slot before the send window closed")
                     return
             if started - asked > RATE_WAIT_NOTED:
                 with self._lock:
@@ -363,13 +363,13 @@ class Senders:
                 settled = True
             verdict = decision.verdict
             if isinstance(verdict, P.Ack):
-                self.outcomes.delivered(item, started)
+                self._outcomes.delivered(item, started)
             elif isinstance(verdict, P.Retry):
-                self.outcomes.retry(item, verdict, answer)
+                self._outcomes.retry(item, verdict, answer)
             else:
-                self.outcomes.dead_letter(item, verdict.reason, now)
+                self._outcomes.dead_letter(item, verdict.reason, now)
             if isinstance(decision.transition, Closed):
-                self.outcomes.credentials_work()
+                self._outcomes.credentials_work()
             self._on_transition(decision.transition)  # after the retry: the status written names its error
         finally:
             if not settled and probe is not None:
