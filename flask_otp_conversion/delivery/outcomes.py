@@ -67,16 +67,14 @@ class Outcomes:
             if not self._acks:
                 self._acks_since = started
             self._acks.append(item)
-            due = len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
+            due = self._batch_due()
         if due:
             self.flush_acks(force=True)
 
     def flush_acks(self, *, force: bool) -> None:
         """One store write for many delivered rows (at most ``ACK_MAX_DELAY`` late unless ``force``)."""
         with self._lock:
-            if not self._acks or (
-                not force and len(self._acks) < ACK_BATCH and time.monotonic() - self._acks_since < ACK_MAX_DELAY
-            ):
+            if not self._acks or not (force or self._batch_due()):
                 return
             items, self._acks = self._acks, []
             self._acking += 1
@@ -97,6 +95,10 @@ class Outcomes:
             )
         for item in items:
             self._emit(conversion_reported, report=item)
+
+    def _batch_due(self) -> bool:
+        """Under the lock: the acks gathered fill a batch, or the oldest has waited its delay."""
+        return len(self._acks) >= ACK_BATCH or time.monotonic() - self._acks_since >= ACK_MAX_DELAY
 
     def wait_written(self, end: float) -> None:
         """Until ``end`` (monotonic): wait for the ack writes under way to end."""
