@@ -41,7 +41,7 @@ docs: $(STAMP)
 
 test: lint typecheck docs pytest
 
-# Every benchmark in benchmarks/, results in benchmarks/RESULTS.md (~16 minutes on 2 cores). Needs wrk (load),
+# Every benchmark in benchmarks/, results in benchmarks/RESULTS.md (~20 minutes on 2 cores). Needs wrk (load),
 # nginx (the fixed-answer provider) and the Tencent SDK (report_cpu.py's comparison; not a project dependency).
 # BENCH_BASE=<git ref> also measures that commit's delivery, from a throw-away worktree (~2 minutes more).
 BENCH_BASE ?=

@@ -547,6 +547,9 @@ def main() -> int:
     parser.add_argument("--steady-seconds", type=float, default=15.0, help="steady.py --seconds (default 15)")
     parser.add_argument("--stats-seconds", type=float, default=10.0, help="stats load seconds (default 10)")
     parser.add_argument("--base", help="a git ref whose delivery report_cpu, cap and steady also measure")
+    parser.add_argument(
+        "--delivery-rounds", type=int, default=4, help="report_cpu, cap and steady rounds (default 4)"
+    )
     parser.add_argument("--only", help="comma-separated subset: " + ",".join(PLAN))
     parser.add_argument("--output", default=str(RESULTS), help="where to write the results")
     args = parser.parse_args()
@@ -562,9 +565,9 @@ def main() -> int:
         ],
         "inline": ["--seconds", f"{args.seconds:g}", "--rounds", str(max(1, args.rounds // 2))],
         "outage": ["--verifications", str(args.outage_verifications)],
-        "report_cpu": ["--rows", str(args.report_rows), *base],
-        "cap": ["--rows", str(args.cap_rows), *base],
-        "steady": ["--seconds", f"{args.steady_seconds:g}", *base],
+        "report_cpu": ["--rows", str(args.report_rows), "--rounds", str(args.delivery_rounds), *base],
+        "cap": ["--rows", str(args.cap_rows), "--rounds", str(args.delivery_rounds), *base],
+        "steady": ["--seconds", f"{args.steady_seconds:g}", "--rounds", str(args.delivery_rounds), *base],
         "stats_load": ["--seconds", f"{args.stats_seconds:g}"],
         "stores": ["--seconds", f"{args.seconds:g}", "--rounds", "2", "--paired-rounds", "2"],
     }  # fmt: skip
