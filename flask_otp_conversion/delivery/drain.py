@@ -48,10 +48,9 @@ from .degraded import DegradedSwitch
 from .outcomes import Outcomes
 from .ratelimit import SharedSchedule
 from .senders import Job, Senders
+from .terms import FALLBACK_RATE, read_terms, shared_schedule
 from .upkeep import Upkeep
 
-#: Rate used when neither the provider nor ``OTP_CONVERSION_RATE_LIMITS`` names a cap for the report action.
-FALLBACK_RATE = 50.0
 #: The loop's look at an outbox that had nothing due (a claim is a store write: not too often).
 IDLE_POLL = 0.25
 #: After an unexpected error in the loop (the store is down, say).
@@ -177,33 +176,16 @@ class DrainLoop:
     # Setup --------------------------------------------------------------------------------------------
 
     def _ready_to_send(self) -> None:
-        """The rate limiter of this process, built on first use, and more sender threads."""
+        """The provider's terms and this process's rate schedule, read on first use, and more sender threads."""
         with self._setup_lock:
             if self._schedule is None:
-                provider = self._provider_factory()
-                try:
-                    action, name = provider.report_action, provider.name
-                    cap = self._settings.rate_limits.get(action) or provider.rate_limits.get(action)
-                    self._account = provider.account
-                    self._negative = self._settings.report_unverified and provider.reports_unverified
-                    deadline = provider.report_deadline
-                finally:
-                    provider.close()
-                if cap is None:
-                    cap = FALLBACK_RATE
-                    self._logger.warning(
-                        "no rate limit known for %s %s; using %g/s (set OTP_CONVERSION_RATE_LIMITS)", name, action, cap
-                    )
-                store, key = self._store, f"rate:{name}:{action}"
-
-                def take(want: int, interval: float, horizon: float) -> tuple[float, int]:
-                    return store.take_slots(key, want=want, interval=interval, horizon=horizon, now=time.time())
-
-                self._schedule = SharedSchedule.for_cap(take, cap)
-                self._provider_name = self._settings.provider or name
+                terms = read_terms(self._provider_factory, self._settings, self._logger)
+                self._account, self._negative = terms.account, terms.negative
+                self._schedule = shared_schedule(self._store, terms)
+                self._provider_name = terms.rows_provider
                 with self._lock:
-                    self._policy.cap = cap
-                    self._policy.report_deadline = deadline
+                    self._policy.cap = terms.cap
+                    self._policy.report_deadline = terms.deadline
                 self._senders.use(self._schedule, self._provider_name)
             self._senders.add(FIRST_SENDERS)
 

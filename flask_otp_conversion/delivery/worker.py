@@ -29,7 +29,8 @@ from ..providers.base import Provider
 from ..redaction import describe_error
 from ..store.base import Store
 from .degraded import DEGRADED_FLAG
-from .drain import ERROR_PAUSE, FALLBACK_RATE, FIRST_SENDERS, GROW_POLL, IDLE_POLL, DrainLoop
+from .drain import ERROR_PAUSE, FIRST_SENDERS, GROW_POLL, IDLE_POLL, DrainLoop
+from .terms import FALLBACK_RATE
 
 
 class Reporter(ForkLocal):
