@@ -14,8 +14,9 @@ at most its share of wrk's connections and two more (gunicorn's ``--worker-conne
     ours           create_app(), default config (one worker, the deliverer, applies the spools and delivers
                    beside the requests it serves)
     ours-every     the same with OTP_CONVERSION_SINGLE_DELIVERER=False: every worker applies and delivers
-    ours-nice19    the same, its delivery process niced by 19 instead of the default (OTP_CONVERSION_DELIVERY_NICE)
-    ours-nice0     the same, its delivery process not niced
+    ours-nice10    the same, its delivery process niced by 10 instead of under SCHED_IDLE (OTP_CONVERSION_DELIVERY_IDLE)
+    ours-nice19    the same, niced by 19 (OTP_CONVERSION_DELIVERY_NICE)
+    ours-nice0     the same, its delivery process neither idle nor niced
     append-only    OTP_CONVERSION_REPORTER_AUTOSTART=false, nobody applying: the request path alone
     disabled       OTP_CONVERSION_ENABLED=false: the decorator alone
     degraded       OTP_CONVERSION_DEGRADED: spool applied, no provider calls
@@ -59,9 +60,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ours": ("ours", {}),
     # every worker applies its spool and delivers (the default before one deliverer per store)
     "ours-every": ("ours", {"OTP_CONVERSION_SINGLE_DELIVERER": False}),
-    # the delivery process at the lowest CPU priority instead of the default niceness
-    "ours-nice19": ("ours", {"OTP_CONVERSION_DELIVERY_NICE": 19}),
-    "ours-nice0": ("ours", {"OTP_CONVERSION_DELIVERY_NICE": 0}),
+    # the delivery process niced instead of under SCHED_IDLE
+    "ours-nice10": ("ours", {"OTP_CONVERSION_DELIVERY_IDLE": False}),
+    "ours-nice19": ("ours", {"OTP_CONVERSION_DELIVERY_IDLE": False, "OTP_CONVERSION_DELIVERY_NICE": 19}),
+    "ours-nice0": ("ours", {"OTP_CONVERSION_DELIVERY_IDLE": False, "OTP_CONVERSION_DELIVERY_NICE": 0}),
     "degraded": ("ours", {"OTP_CONVERSION_DEGRADED": True}),
     "inline": ("inline", {}),
     # the reporter's provider is nginx answering a fixed success (benchmarks/fixed_server.py): what remains is

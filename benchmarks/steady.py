@@ -21,7 +21,8 @@ so that it too delivers beside the requests.
 
 Variants beside ``plain`` (``--variants``, default ``ours``), each lever on its own, for the record:
 
-    ours            default config: the deliverer worker's delivery process (niced by 10) applies and delivers
+    ours            default config: the deliverer worker's delivery process (under SCHED_IDLE) applies and delivers
+    ours-nice10     the same, niced by 10 instead (``OTP_CONVERSION_DELIVERY_IDLE = False``)
     ours-nice19     the same, niced by 19 (``OTP_CONVERSION_DELIVERY_NICE``)
     ours-nice0      the same, not niced
     ours-threads    ``OTP_CONVERSION_DELIVERY_PROCESS = False``: the deliverer worker's own threads deliver
@@ -65,8 +66,9 @@ def _yield_key(root: Path) -> dict[str, Any]:
 #: ``_`` are benchmark-only hooks read by ``_apps.ours``.
 VARIANTS: dict[str, dict[str, Any]] = {
     "ours": {},
-    "ours-nice19": {"OTP_CONVERSION_DELIVERY_NICE": 19},
-    "ours-nice0": {"OTP_CONVERSION_DELIVERY_NICE": 0},
+    "ours-nice10": {"OTP_CONVERSION_DELIVERY_IDLE": False},
+    "ours-nice19": {"OTP_CONVERSION_DELIVERY_IDLE": False, "OTP_CONVERSION_DELIVERY_NICE": 19},
+    "ours-nice0": {"OTP_CONVERSION_DELIVERY_IDLE": False, "OTP_CONVERSION_DELIVERY_NICE": 0},
     "ours-threads": {"OTP_CONVERSION_DELIVERY_PROCESS": False},
     "threads-nice10": {"OTP_CONVERSION_DELIVERY_PROCESS": False, "_nice": 10},
     "threads-applier": {"OTP_CONVERSION_DELIVERY_PROCESS": False, "_nice": 10, "_nice_applier": True},

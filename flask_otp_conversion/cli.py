@@ -7,7 +7,6 @@ command says the extension is disabled (exit status 1) instead of the group vani
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import sys
 import threading
@@ -18,6 +17,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from .delivery.priority import give_way
 from .delivery.worker import Reporter
 from .phone import mask_phone
 from .redaction import describe_error
@@ -126,17 +126,22 @@ SPOOL_INTERVAL = 0.1
     show_default=True,
     help="Lower this process's CPU priority by this much, so that on a busy host the web workers go first.",
 )
-def deliver_command(nice: int) -> None:
+@click.option(
+    "--idle",
+    is_flag=True,
+    help="Run under Linux's SCHED_IDLE instead (where it is refused or missing: --nice): a request that wakes "
+    "takes the core from this process at once.",
+)
+def deliver_command(nice: int, idle: bool) -> None:
     """Apply the web workers' spooled verifications and deliver reports from this process until SIGTERM or
     Ctrl-C, then flush within the shutdown timeout.
 
     For apps whose web workers run with OTP_CONVERSION_REPORTER_AUTOSTART=false: the workers then only append
     each verification to their spool, and the store writes and provider calls cost them neither CPU nor GIL
-    time. Run one or more (they share the rate cap). With --nice, a host saturated by requests lets the backlog
-    wait; it goes out when the load falls.
+    time. Run one or more (they share the rate cap). With --nice or --idle, a host saturated by requests lets the
+    backlog wait; it goes out when the load falls.
     """
-    if nice:
-        os.nice(nice)
+    priority = give_way(nice=nice, idle=idle)
     state, store, reporter = _parts()
     stopping = threading.Event()
 
@@ -146,7 +151,7 @@ def deliver_command(nice: int) -> None:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         reporter.ensure_running()
-        click.echo("delivering conversion reports (SIGTERM or Ctrl-C stops)")
+        click.echo(f"delivering conversion reports at {priority} (SIGTERM or Ctrl-C stops)")
         while not stopping.wait(SPOOL_INTERVAL):
             reporter.ensure_running()  # restarts the thread should it ever die
             state.apply_spool()  # what the web workers spooled (they only append when they do not deliver)

@@ -46,7 +46,9 @@ class Settings(BaseModel):
     single_deliverer: bool = True
     #: The deliverer delivers from a child process (None: unless the app is testing or the store is memory://).
     delivery_process: bool | None = None
-    #: The niceness the delivery process adds to itself: the kernel runs the requests first.
+    #: The delivery process runs under Linux's SCHED_IDLE: a request that wakes takes the core from it at once.
+    delivery_idle: bool = True
+    #: The niceness the delivery process adds to itself where SCHED_IDLE is off or missing.
     delivery_nice: int = Field(default=10, ge=0, le=19)
     report_concurrency: int = Field(default=64, ge=1, le=512)
     #: Per-action rate caps in requests/s overriding the provider's documented ones.

@@ -80,8 +80,9 @@ def test_prune_keeps_pending_reports(make_app: AppFactory) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize(("flags", "priority"), [(["--idle"], "SCHED_IDLE"), (["--nice", "5"], "nice 5")])
 def test_deliver_runs_the_reporter_in_its_own_process_until_sigterm(
-    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path
+    make_app: AppFactory, provider_emulator_server: EmulatorServer, tmp_path: Path, flags: list[str], priority: str
 ) -> None:
     db = tmp_path / "shared.db"
     app, _ = make_app(
@@ -100,7 +101,7 @@ def test_deliver_runs_the_reporter_in_its_own_process_until_sigterm(
         "FLASK_OTP_CONVERSION_STATS_TOKEN": "unused",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "tests.gunicorn_app", "otp-conversion", "deliver"],
+        [sys.executable, "-m", "flask", "--app", "tests.gunicorn_app", "otp-conversion", "deliver", *flags],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -119,6 +120,7 @@ def test_deliver_runs_the_reporter_in_its_own_process_until_sigterm(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, output
+    assert f"delivering conversion reports at {priority} " in output
     assert "stopped; pending: 0" in output
 
 

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from flask import Flask
 
+from .priority import give_way
 from .process_wire import FORWARDED, decode, encode, signal_message
 
 #: Seconds between checks that the child's threads still run (a dead one is restarted).
@@ -90,8 +91,8 @@ def main() -> int:
     logger.handlers[:] = [_PipeHandler(pipe)]
     logger.propagate = False
     logger.setLevel(int(start.get("log_level", logging.INFO)))
-    if nice := int(start.get("nice", 0)):
-        os.nice(nice)
+    priority = give_way(nice=int(start.get("nice", 0)), idle=bool(start.get("idle", False)))
+    logger.debug("otp-conversion delivery process %d runs at %s", os.getpid(), priority)
 
     from ..extension import EXTENSION_KEY, OTPConversion
 

@@ -81,6 +81,7 @@ class DeliveryProcess(ForkLocal):
         config: dict[str, Any],
         instance_path: str,
         nice: int,
+        idle: bool = False,
         shutdown_timeout: float,
         sender: Callable[[], object | None],
         logger: logging.Logger,
@@ -88,7 +89,7 @@ class DeliveryProcess(ForkLocal):
         command: Sequence[str] | None = None,
     ) -> None:
         self._command = list(command or (interpreter(), "-m", "flask_otp_conversion.delivery.child"))
-        self._start = {"config": config, "instance_path": instance_path, "nice": nice}
+        self._start = {"config": config, "instance_path": instance_path, "nice": nice, "idle": idle}
         self._shutdown_timeout = shutdown_timeout
         self._sender = sender
         self._logger = logger
@@ -313,6 +314,7 @@ def for_app(
         config=config,
         instance_path=app.instance_path,
         nice=settings.delivery_nice,
+        idle=settings.delivery_idle,
         shutdown_timeout=shutdown_timeout,
         sender=sender,
         logger=logger,

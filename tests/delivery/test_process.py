@@ -142,6 +142,35 @@ def test_the_child_applies_the_spool_and_delivers(
     assert process.child_pid not in (None, os.getpid())
 
 
+def thread_priorities(pid: int) -> set[tuple[int, int]]:
+    """(scheduling policy, niceness) of every thread of ``pid``: Linux schedules each thread on its own."""
+    return {
+        (os.sched_getscheduler(int(tid)), os.getpriority(os.PRIO_PROCESS, int(tid)))
+        for tid in os.listdir(f"/proc/{pid}/task")
+    }
+
+
+def test_every_thread_of_the_child_runs_under_sched_idle(
+    make_process_app: ProcessApp, provider_emulator: ProviderEmulator
+) -> None:
+    app, conversion = make_process_app()
+    process = start_child(app)
+    verify_one(app, conversion, provider_emulator, "+8613800000001")
+    wait_for(lambda: provider_emulator.conversions())  # its sender threads have started
+    assert process.child_pid is not None
+    assert {policy for policy, _ in thread_priorities(process.child_pid)} == {os.SCHED_IDLE}
+
+
+def test_without_sched_idle_the_child_is_niced(make_process_app: ProcessApp, provider_emulator: ProviderEmulator) -> None:
+    app, conversion = make_process_app(OTP_CONVERSION_DELIVERY_IDLE=False, OTP_CONVERSION_DELIVERY_NICE=7)
+    process = start_child(app)
+    verify_one(app, conversion, provider_emulator, "+8613800000001")
+    wait_for(lambda: provider_emulator.conversions())
+    assert process.child_pid is not None
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert thread_priorities(process.child_pid) == {(os.SCHED_OTHER, mine + 7)}
+
+
 def test_the_apps_receivers_get_the_childs_signals(
     make_process_app: ProcessApp, provider_emulator: ProviderEmulator
 ) -> None:
