@@ -161,7 +161,9 @@ def test_every_thread_of_the_child_runs_under_sched_idle(
     assert {policy for policy, _ in thread_priorities(process.child_pid)} == {os.SCHED_IDLE}
 
 
-def test_without_sched_idle_the_child_is_niced(make_process_app: ProcessApp, provider_emulator: ProviderEmulator) -> None:
+def test_without_sched_idle_the_child_is_niced(
+    make_process_app: ProcessApp, provider_emulator: ProviderEmulator
+) -> None:
     app, conversion = make_process_app(OTP_CONVERSION_DELIVERY_IDLE=False, OTP_CONVERSION_DELIVERY_NICE=7)
     process = start_child(app)
     verify_one(app, conversion, provider_emulator, "+8613800000001")
