@@ -2,9 +2,9 @@
 (``child.py``).
 
 Why: delivering beside the requests costs a web worker CPU and, worse, GIL time, and the verify requests of that
-worker wait for it (``benchmarks/steady.py``). A child process, niced, takes both off the worker: the kernel
-schedules the requests first. The web worker keeps the deliverer lock (``election.py``), so one child runs per
-host; the child stops when the worker's pipe closes, however the worker ends.
+worker wait for it (``benchmarks/steady.py``). A child process at a low priority (``priority.py``) takes both off
+the worker: the kernel schedules the requests first. The web worker keeps the deliverer lock (``election.py``), so
+one child runs per host; the child stops when the worker's pipe closes, however the worker ends.
 
 The parent passes the child's log records to the app's logger and its signals to the app's receivers (only those
 with receivers travel), restarts a child that died (backing off), and, should the child fail to start at all,
