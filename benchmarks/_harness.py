@@ -533,8 +533,9 @@ def checkout(ref: str | None) -> Iterator[Path | None]:
 
 def commit_of(root: Path) -> str:
     done = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=root, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                           text=True).stdout.strip()  # fmt: skip
+    # the results of an earlier run in the same checkout are not a change to the code measured
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/RESULTS.md"]
+    dirty = subprocess.run(status, cwd=root, capture_output=True, text=True).stdout.strip()
     return done.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
 
 
