@@ -26,4 +26,3 @@ def give_way(*, nice: int, idle: bool) -> str:
         os.nice(nice)
         return f"nice {nice}"
     return "normal priority"
-
