@@ -81,7 +81,7 @@ class DeliveryProcess(ForkLocal):
         config: dict[str, Any],
         instance_path: str,
         nice: int,
-        idle: bool = False,
+        idle: bool,
         shutdown_timeout: float,
         sender: Callable[[], object | None],
         logger: logging.Logger,

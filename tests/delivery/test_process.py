@@ -275,6 +275,7 @@ def test_a_child_that_never_gets_ready_is_given_up_after_three_tries(tmp_path: P
         config={},
         instance_path=str(tmp_path),
         nice=0,
+        idle=False,
         shutdown_timeout=1.0,
         sender=lambda: None,
         logger=logging.getLogger("flask_otp_conversion"),
@@ -308,7 +309,7 @@ def test_the_child_stops_when_its_parent_is_killed(
         import json, logging, sys, time
         from flask_otp_conversion.delivery.process import DeliveryProcess
         p = DeliveryProcess(config={json.dumps(config)!r} and json.loads({json.dumps(json.dumps(config))}),
-                            instance_path={str(tmp_path)!r}, nice=0, shutdown_timeout=1.0,
+                            instance_path={str(tmp_path)!r}, nice=0, idle=False, shutdown_timeout=1.0,
                             sender=lambda: None, logger=logging.getLogger("x"))
         p._start["config"]["OTP_CONVERSION_STORE_URL"] = "sqlite:///" + {str(tmp_path / "o.db")!r}
         p.ensure_running()

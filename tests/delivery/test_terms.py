@@ -58,21 +58,17 @@ def settings(**keys: Any) -> Settings:
     return load_settings({**TENCENT_KEYS, **{f"OTP_CONVERSION_{k}": v for k, v in keys.items()}}, instance_path="/i")
 
 
-def tencent(config: Settings) -> Provider:
-    return make_provider(config)
-
-
 def test_the_providers_documented_cap_is_the_report_actions() -> None:
     config = settings()
-    terms = read_terms(lambda: tencent(config), config, LOGGER)
+    terms = read_terms(lambda: make_provider(config), config, LOGGER)
     assert (terms.name, terms.action, terms.cap) == ("tencent", "ReportConversion", 1000.0)
-    assert terms.account == tencent(config).account
+    assert terms.account == make_provider(config).account
     assert terms.rate_key == "rate:tencent:ReportConversion"
 
 
 def test_the_apps_rate_limit_overrides_the_documented_one() -> None:
     config = settings(RATE_LIMITS={"ReportConversion": 20})
-    assert read_terms(lambda: tencent(config), config, LOGGER).cap == 20.0
+    assert read_terms(lambda: make_provider(config), config, LOGGER).cap == 20.0
 
 
 def test_a_report_action_with_no_known_cap_is_warned_about_and_gets_the_fallback(
@@ -94,7 +90,7 @@ def test_negative_reports_need_both_the_app_and_the_provider() -> None:
     assert read_terms(Uncapped, settings(REPORT_UNVERIFIED=True), LOGGER).negative
     assert not read_terms(Uncapped, settings(), LOGGER).negative
     config = settings(REPORT_UNVERIFIED=True)
-    assert not read_terms(lambda: tencent(config), config, LOGGER).negative  # Tencent has no negative form
+    assert not read_terms(lambda: make_provider(config), config, LOGGER).negative  # Tencent has no negative form
 
 
 def test_rows_carry_the_configured_provider_name() -> None:
@@ -104,7 +100,7 @@ def test_rows_carry_the_configured_provider_name() -> None:
 
 def test_two_schedules_on_one_store_share_one_budget(sqlite_store: Store) -> None:
     config = settings(RATE_LIMITS={"ReportConversion": 50})
-    terms = read_terms(lambda: tencent(config), config, LOGGER)
+    terms = read_terms(lambda: make_provider(config), config, LOGGER)
     one, two = shared_schedule(sqlite_store, terms), shared_schedule(sqlite_store, terms)
     assert one.interval == interval_for_cap(50.0)
     slots = []
